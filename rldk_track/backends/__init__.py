@@ -1,0 +1,58 @@
+"""Backends by name: the built-in trackers plus any registered through the
+``rldk_track.backends`` entry-point group (``mytracker = "my_pkg.module:MyBackend"``)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from importlib.metadata import entry_points
+
+from rldk_track.backends.base import Backend, BackendUnavailable, RejectedError, RunInfo
+
+__all__ = ["Backend", "BackendUnavailable", "RejectedError", "RunInfo", "register", "resolve", "available"]
+
+#: The local event log; always on unless ``RLDK_DISABLE_JSONL=1``, so it is not a worker backend.
+JSONL = "jsonl"
+
+_BUILTIN = {
+    "mlflow": "rldk_track.backends.mlflow:MlflowBackend",
+    "wandb": "rldk_track.backends.wandb:WandbBackend",
+    "tensorboard": "rldk_track.backends.tensorboard:TensorBoardBackend",
+}
+_registered: dict[str, type[Backend] | str] = {}
+
+
+def register(name: str, backend: type[Backend] | str) -> None:
+    """Make ``backend`` (a class or ``"module:Class"``) available as ``init(backend=name)``."""
+    _registered[name] = backend
+
+
+def _targets() -> dict[str, type[Backend] | str]:
+    targets: dict[str, type[Backend] | str] = dict(_BUILTIN)
+    for ep in entry_points(group="rldk_track.backends"):
+        targets.setdefault(ep.name, ep.value)
+    targets.update(_registered)
+    return targets
+
+
+def available() -> list[str]:
+    """Every backend name ``init`` accepts."""
+    return sorted({JSONL, *_targets()})
+
+
+def resolve(name: str) -> type[Backend]:
+    """The backend class for ``name``, failing fast with a fix when it cannot be used."""
+    targets = _targets()
+    if name not in targets:
+        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(available())}")
+    target = targets[name]
+    if isinstance(target, str):
+        module_name, _, attr = target.partition(":")
+        target = getattr(importlib.import_module(module_name), attr)
+    missing = [mod for mod in target.requires if importlib.util.find_spec(mod) is None]
+    if missing:
+        extra = target.extra or name
+        raise BackendUnavailable(
+            f"backend {name!r} needs {', '.join(missing)}: pip install 'rldk-track[{extra}]'"
+        )
+    return target

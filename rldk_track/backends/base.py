@@ -1,0 +1,79 @@
+"""The one small interface every tracker backend implements.
+
+A backend owns its tracker's rules (name characters, limits, step semantics) and nothing else: it
+never sees the training thread. The dispatcher gives each backend its own worker thread and calls,
+in order, ``open`` once, ``write`` with batches of records in ``seq`` order, and ``close`` when the
+run ends. Any exception from ``write`` is treated as transient (retried with backoff, the batch
+kept) except :class:`RejectedError`, which says the tracker refuses the data itself.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+from rldk_track.records import Record
+
+
+class RejectedError(Exception):
+    """The tracker refuses these records as such (bad name, value out of range); retrying the
+    same batch cannot succeed. The dispatcher narrows it down and reports each refused record."""
+
+
+class BackendUnavailable(ImportError):
+    """The backend's package is not installed; the message says which extra to install."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a backend needs to know about the run it records."""
+
+    run_id: str
+    name: str
+    project: str
+    dir: Path
+    start_time: float
+    rank: int = 0
+    world_size: int = 1
+
+
+class Backend(ABC):
+    """One tracker. Subclasses set ``name``, ``supports`` and ``requires`` and implement the three
+    lifecycle methods; the constructor must be cheap (no imports of the tracker, no I/O)."""
+
+    name: ClassVar[str]
+    #: record kinds this backend stores; the dispatcher passes it only these.
+    supports: ClassVar[frozenset[str]] = frozenset(
+        {"metrics", "params", "tags", "summary", "alert", "artifact", "checkpoint_health", "run_end"}
+    )
+    #: importable module names this backend needs, and the extra that installs them.
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str] = ""
+    #: most records handed to one ``write`` call.
+    max_batch: ClassVar[int] = 5000
+
+    def __init__(self, run: RunInfo, options: Mapping[str, Any] | None = None) -> None:
+        self.run = run
+        self.options = dict(options or {})
+
+    @abstractmethod
+    def open(self, state: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        """Start the tracker's run, or resume the one described by ``state`` (what an earlier
+        ``open`` returned). Return the state to persist so ``rldk-track sync`` can resume it."""
+
+    @abstractmethod
+    def write(self, records: Sequence[Record]) -> None:
+        """Deliver records (a ``RunEnd`` among them ends the tracker's run with its status).
+
+        Must be safe to call again with the same records after a failure: trackers either
+        de-duplicate (MLflow keys on timestamp+step+value) or the dispatcher's cursor prevents it.
+        """
+
+    def close(self) -> None:
+        """Release clients and files; the run's status was already given by a ``RunEnd``."""
+
+    def describe(self) -> str:
+        """Where the data goes, for messages (``mlflow at http://127.0.0.1:5000``)."""
+        return self.name

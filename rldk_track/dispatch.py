@@ -1,0 +1,465 @@
+"""Move records from the training thread to the event log and then to every tracker.
+
+Shape (after OpenTelemetry's batch span processor): the producer only enqueues; one *log thread*
+numbers each record (``seq`` = its line in the event log), stages artifact files, appends the
+batch to the event log (the write-ahead log), runs the observers (analyzers) and hands the batch
+to each :class:`BackendWorker`. Every backend has its own worker thread, so a slow tracker never
+holds up another. A worker that falls too far behind drops its in-memory queue and reads the
+event log instead until it has caught up; the same path lets ``rldk-track sync`` finish a
+crashed run. ``flush`` and ``close`` take timeouts and report what is still pending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from rldk_track.backends.base import Backend, RejectedError
+from rldk_track.backends.jsonl import EventLogWriter, dumps, read_cursor, read_records, write_cursor
+from rldk_track.layout import RunLayout
+from rldk_track.records import Artifact, Record, RunEnd, to_json
+
+log = logging.getLogger("rldk_track")
+
+#: An observer sees each batch after it is in the event log, on the log thread, and returns new
+#: records (``seq=-1``) to log after it; ``finish`` lets it add records before the run ends.
+Observer = Any  # has observe(records) -> Iterable[Record]; optional finish() -> Iterable[Record]
+
+LOG_BATCH = 10_000
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """The outcome of ``flush``/``finish``: ``pending`` counts the records each backend has not
+    received yet (they are safe in the event log and will follow, or ``rldk-track sync``)."""
+
+    complete: bool
+    pending: Mapping[str, int]
+    event_log: Path | None
+
+    def __bool__(self) -> bool:
+        return self.complete
+
+    def describe(self) -> str:
+        if self.complete:
+            return "all records delivered"
+        behind = ", ".join(f"{name}: {n} records" for name, n in self.pending.items() if n)
+        where = f"; they are in {self.event_log} (rldk-track sync {self.event_log.parent.parent})" if self.event_log else ""
+        return f"not yet delivered: {behind}{where}"
+
+
+class _Barrier:
+    __slots__ = ("done", "seq")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.seq = -1
+
+
+class _Stop(_Barrier):
+    __slots__ = ("status",)
+
+    def __init__(self, status: str) -> None:
+        super().__init__()
+        self.status = status
+
+
+class BackendWorker:
+    """Delivers records to one backend on its own thread, in order, with retries.
+
+    ``submit`` (called by the log thread) only appends to a bounded in-memory queue. Past
+    ``max_pending`` records the worker switches to reading the event log (when there is one) until
+    it has caught up, so a tracker that is down for hours costs no memory and loses nothing.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        layout: RunLayout,
+        *,
+        has_event_log: bool,
+        max_pending: int = 100_000,
+        catch_up: bool = False,
+    ) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self._layout = layout
+        self._cursor_path = layout.cursor(self.name) if has_event_log else None
+        self._has_event_log = has_event_log
+        self._max_pending = max_pending
+        cursor = read_cursor(self._cursor_path) if self._cursor_path else {"seq": -1, "state": None}
+        self._state: Mapping[str, Any] | None = cursor.get("state")
+        self._delivered = int(cursor.get("seq", -1))
+        self._written = self._delivered
+        self._pending: deque[Record] = deque()
+        self._from_log = catch_up  # read the event log instead of the queue until caught up
+        self._log_offset = 0
+        self._closing = False
+        self._closed = threading.Event()
+        self._lost = 0
+        self._rejected = 0
+        self._down_since: float | None = None
+        self._cv = threading.Condition()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"rldk-{self.name}", daemon=True)
+
+    # -- called from the log thread ------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, records: Sequence[Record]) -> None:
+        supported = self.backend.supports
+        with self._cv:
+            self._written = records[-1].seq
+            if not self._from_log:
+                wanted = [r for r in records if r.kind in supported]
+                if len(self._pending) + len(wanted) > self._max_pending:
+                    self._overflow(wanted)
+                else:
+                    self._pending.extend(wanted)
+            self._cv.notify_all()
+
+    def _overflow(self, wanted: list[Record]) -> None:
+        if self._has_event_log:
+            log.warning(
+                "rldk_track: %s is %d records behind; it will catch up from the event log %s",
+                self.name, len(self._pending) + len(wanted), self._layout.event_log,
+            )
+            self._pending.clear()
+            self._from_log = True
+            return
+        self._pending.extend(wanted)
+        dropped = len(self._pending) - self._max_pending
+        for _ in range(dropped):
+            self._pending.popleft()
+        if not self._lost:
+            log.error(
+                "rldk_track: %s is more than %d records behind and the event log is off "
+                "(RLDK_DISABLE_JSONL=1): dropping the oldest records", self.name, self._max_pending,
+            )
+        self._lost += dropped
+
+    def catch_up_to(self, seq: int) -> None:
+        """Deliver the event log up to ``seq`` (used by ``sync``, where nothing is submitted)."""
+        with self._cv:
+            self._written = max(self._written, seq)
+            self._from_log = self._delivered < self._written
+            self._cv.notify_all()
+
+    def request_close(self) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        self._wake.set()
+
+    # -- called from any thread ----------------------------------------------------------
+    def behind(self) -> int:
+        with self._cv:
+            return max(0, self._written - self._delivered)
+
+    def wait_delivered(self, seq: int, deadline: float) -> bool:
+        with self._cv:
+            while self._delivered < seq:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cv.wait(remaining)
+            return True
+
+    def wait_closed(self, deadline: float) -> bool:
+        return self._closed.wait(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def lost(self) -> int:
+        """Records dropped because memory was full and there was no event log."""
+        return self._lost
+
+    @property
+    def rejected(self) -> int:
+        """Records the tracker refused (kept in the ``.rejected.jsonl`` file)."""
+        return self._rejected
+
+    # -- the worker thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        self._open()
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                break
+            if batch:
+                self._deliver(batch)
+            self._advance(batch)
+            if any(r.kind == RunEnd.kind for r in batch):
+                break
+        try:
+            self.backend.close()
+        except Exception as exc:  # a close failure loses nothing: everything was delivered
+            log.warning("rldk_track: closing %s failed: %s", self.name, exc)
+        self._closed.set()
+
+    def _open(self) -> None:
+        self._retry(lambda: self._set_state(self.backend.open(self._state)), "start")
+        self._persist()
+
+    def _set_state(self, state: Mapping[str, Any]) -> None:
+        self._state = dict(state or {})
+
+    def _next_batch(self) -> list[Record] | None:
+        limit = self.backend.max_batch
+        with self._cv:
+            while not self._pending and not self._from_log:
+                if self._delivered < self._written:  # what was submitted was all filtered out
+                    self._delivered = self._written
+                    self._cv.notify_all()
+                if self._closing:
+                    return None
+                self._cv.wait(1.0)
+            if not self._from_log:
+                return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+        return self._read_log(limit)
+
+    def _read_log(self, limit: int) -> list[Record] | None:
+        """The next records after ``_delivered`` from the event log; ends catch-up at its end."""
+        batch: list[Record] = []
+        last_seen = self._delivered
+        for offset, record in read_records(self._layout.event_log, self._delivered, self._log_offset):
+            self._log_offset = offset
+            last_seen = record.seq
+            if record.kind in self.backend.supports:
+                batch.append(record)
+                if len(batch) >= limit:
+                    break
+        if batch:
+            return batch
+        with self._cv:
+            self._delivered = max(self._delivered, last_seen)
+            if self._delivered >= self._written:
+                self._from_log = False
+                self._cv.notify_all()
+                if self._closing:
+                    return None
+            else:
+                self._cv.wait(0.2)
+        self._persist()
+        return []
+
+    def _deliver(self, batch: list[Record]) -> None:
+        try:
+            self._retry(lambda: self.backend.write(batch), "deliver to")
+        except RejectedError as exc:
+            if len(batch) == 1:
+                self._reject(batch[0], exc)
+                return
+            middle = len(batch) // 2
+            self._deliver(batch[:middle])
+            self._deliver(batch[middle:])
+
+    def _retry(self, call: Callable[[], None], what: str) -> None:
+        """Run ``call`` until it succeeds or the tracker rejects the data, backing off between
+        tries; a tracker that is down is reported once, and again when it is back."""
+        delay = RETRY_INITIAL_S
+        while True:
+            try:
+                call()
+            except RejectedError:
+                raise
+            except Exception as exc:
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    log.warning(
+                        "rldk_track: could not %s %s (%s: %s); retrying with backoff, records are kept in the event log",
+                        what, self.backend.describe(), type(exc).__name__, str(exc)[:300],
+                    )
+                self._wake.wait(delay)
+                self._wake.clear()
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            if self._down_since is not None:
+                log.warning("rldk_track: %s is reachable again after %.0f s", self.backend.describe(),
+                            time.monotonic() - self._down_since)
+                self._down_since = None
+            return
+
+    def _reject(self, record: Record, exc: Exception) -> None:
+        self._rejected += 1
+        if self._rejected == 1:
+            log.warning(
+                "rldk_track: %s refused a record (%s); refused records are kept in %s",
+                self.name, str(exc)[:300], self._layout.rejected(self.name),
+            )
+        if self._has_event_log:
+            with open(self._layout.rejected(self.name), "a", encoding="utf-8") as f:
+                f.write(dumps({"error": str(exc), "record": to_json(record, self._layout.run_id)}) + "\n")
+
+    def _advance(self, batch: list[Record]) -> None:
+        with self._cv:
+            if batch:
+                self._delivered = max(self._delivered, batch[-1].seq)
+            if not self._pending and not self._from_log:
+                self._delivered = max(self._delivered, self._written)
+            self._cv.notify_all()
+        self._persist()
+
+    def _persist(self) -> None:
+        if self._cursor_path:
+            write_cursor(self._cursor_path, self._delivered, self._state)
+
+
+class Dispatcher:
+    """Owns the log thread and the backend workers of one run."""
+
+    def __init__(
+        self,
+        layout: RunLayout,
+        event_log: EventLogWriter | None,
+        workers: Sequence[BackendWorker],
+        observers: Sequence[Observer] = (),
+        next_seq: int = 0,
+    ) -> None:
+        self.layout = layout
+        self.workers = list(workers)
+        self.observers = list(observers)
+        self._event_log = event_log
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._next_seq = next_seq
+        self._observer_errors: set[int] = set()
+        self._thread = threading.Thread(target=self._run, name="rldk-log", daemon=True)
+        self._stopped = threading.Event()
+        self._final_seq = -1
+        for worker in self.workers:
+            worker.start()
+        self._thread.start()
+
+    # -- training thread -----------------------------------------------------------------
+    def submit(self, record: Record) -> None:
+        """Enqueue a record (``seq`` is assigned on the log thread). Never blocks."""
+        self._queue.put(record)
+
+    def flush(self, timeout: float) -> DeliveryReport:
+        """Wait until everything submitted so far is durable in the event log and delivered to
+        every backend, or until ``timeout`` seconds have passed."""
+        deadline = time.monotonic() + timeout
+        barrier = _Barrier()
+        if self._stopped.is_set():
+            barrier.seq = self._final_seq
+        else:
+            self._queue.put(barrier)
+            if not barrier.done.wait(max(0.0, deadline - time.monotonic())):
+                return self._report(False)
+        complete = all([w.wait_delivered(barrier.seq, deadline) for w in self.workers])
+        return self._report(complete)
+
+    def close(self, status: str, timeout: float) -> DeliveryReport:
+        """End the run: observers finish, ``RunEnd(status)`` is logged, backends close."""
+        deadline = time.monotonic() + timeout
+        stop = _Stop(status)
+        self._queue.put(stop)
+        if not stop.done.wait(max(0.0, deadline - time.monotonic())):
+            return self._report(False)
+        complete = all([w.wait_closed(deadline) for w in self.workers])
+        return self._report(complete)
+
+    def _report(self, complete: bool) -> DeliveryReport:
+        pending = {w.name: w.behind() for w in self.workers}
+        complete = complete and not any(pending.values())
+        return DeliveryReport(complete, pending, self.layout.event_log if self._event_log else None)
+
+    # -- log thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            try:
+                while len(items) < LOG_BATCH:
+                    items.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            records: list[Record] = []
+            for item in items:
+                if not isinstance(item, _Barrier):
+                    records.append(item)
+                    continue
+                self._write(records)
+                records = []
+                if isinstance(item, _Stop):
+                    self._stop(item)
+                    return
+                if self._event_log:
+                    self._event_log.sync()
+                item.seq = self._next_seq - 1
+                item.done.set()
+            self._write(records)
+
+    def _write(self, records: list[Record]) -> None:
+        while records:
+            numbered = [self._number(r) for r in records]
+            numbered = [r for r in numbered if r is not None]
+            if not numbered:
+                return
+            if self._event_log:
+                self._event_log.append(numbered)
+            for worker in self.workers:
+                worker.submit(numbered)
+            records = self._observe(lambda o: o.observe(numbered))
+
+    def _number(self, record: Record) -> Record | None:
+        if isinstance(record, Artifact):
+            record = self._stage(record)
+            if record is None:
+                return None
+        record = dataclasses.replace(record, seq=self._next_seq)
+        self._next_seq += 1
+        return record
+
+    def _stage(self, artifact: Artifact) -> Artifact | None:
+        """Copy the artifact into the run's folder so it outlives the caller's file."""
+        target = self.layout.artifacts_dir / artifact.name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if artifact.data is not None:
+                target.write_bytes(artifact.data)
+            else:
+                source = Path(artifact.path or "")
+                if source.resolve() == target.resolve():
+                    pass
+                elif source.is_dir():
+                    shutil.copytree(source, target, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(source, target)
+        except OSError as exc:
+            log.warning("rldk_track: artifact %r was not logged: %s", artifact.name, exc)
+            return None
+        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) if target.is_dir() else target.stat().st_size
+        return dataclasses.replace(artifact, path=str(target), data=None, size=size)
+
+    def _observe(self, call: Callable[[Observer], Iterable[Record] | None]) -> list[Record]:
+        emitted: list[Record] = []
+        for observer in self.observers:
+            try:
+                emitted.extend(call(observer) or ())
+            except Exception as exc:  # an analyzer bug must not stop logging
+                if id(observer) not in self._observer_errors:
+                    self._observer_errors.add(id(observer))
+                    log.exception("rldk_track: observer %r failed: %s", observer, exc)
+        return emitted
+
+    def _stop(self, stop: _Stop) -> None:
+        self._write(self._observe(lambda o: getattr(o, "finish", lambda: ())()))
+        self._write([RunEnd(seq=-1, wall_time=time.time(), status=stop.status)])
+        if self._event_log:
+            self._event_log.close()
+        self._final_seq = self._next_seq - 1
+        for worker in self.workers:
+            worker.request_close()
+        self._stopped.set()
+        stop.seq = self._final_seq
+        stop.done.set()

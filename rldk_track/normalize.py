@@ -1,0 +1,116 @@
+"""Turn what a training loop hands us into plain JSON-able values.
+
+Metric values become ``float`` (tensors, numpy scalars, bools, ints); ``None`` means "no value";
+anything that cannot be a scalar is reported with a reason instead of being guessed at. Config
+values become JSON-able trees. Nothing here does I/O or imports heavy libraries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import numbers
+from pathlib import PurePath
+from typing import Any, Mapping
+
+
+class NotAScalar(ValueError):
+    """A metric value that cannot be a single float; the message says why."""
+
+
+def to_scalar(value: Any) -> float:
+    """``value`` as a float, or :class:`NotAScalar` saying why it is not one.
+
+    Accepts Python numbers and bools, numpy scalars and 1-element arrays, and tensors with one
+    element (``.item()`` is the only device synchronisation this does, on a value the caller gave).
+    """
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int or kind is bool:
+        return float(value)
+    if isinstance(value, (str, bytes)):
+        raise NotAScalar(f"is a {kind.__name__} ({_preview(value)}), not a number")
+    if isinstance(value, numbers.Real):  # numpy scalars register as Real
+        return float(value)
+    item = getattr(value, "item", None)
+    if callable(item):
+        count = _element_count(value)
+        if count != 1:
+            raise NotAScalar(f"is a {kind.__name__} with {count} elements; log one number (e.g. .mean())")
+        try:
+            return float(item())
+        except (TypeError, ValueError) as exc:
+            raise NotAScalar(f"is a {kind.__name__} whose element is not a number ({exc})") from None
+    raise NotAScalar(f"is a {kind.__name__}, not a number")
+
+
+def _element_count(value: Any) -> int:
+    numel = getattr(value, "numel", None)
+    if callable(numel):
+        return int(numel())
+    size = getattr(value, "size", 1)
+    return int(size() if callable(size) else size)
+
+
+def _preview(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def is_finite(value: float) -> bool:
+    return not (math.isnan(value) or math.isinf(value))
+
+
+def metric_name(key: Any) -> str:
+    """A metric/param/tag key as a clean string (backends apply their own character rules)."""
+    name = key if type(key) is str else str(key)
+    return name.strip()
+
+
+def to_jsonable(value: Any, _depth: int = 0) -> Any:
+    """A JSON-able copy of a config value: dataclasses and mappings become dicts, sequences
+    lists, numpy/tensor scalars numbers, enums their value, anything else its ``str``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if _depth > 32:
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value, _depth + 1)
+    if isinstance(value, PurePath):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict) and not isinstance(value, Mapping):
+        try:
+            value = to_dict()
+        except Exception:  # a to_dict that needs arguments or fails: fall back to str
+            return str(value)
+    if isinstance(value, Mapping):
+        return {metric_name(k): to_jsonable(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v, _depth + 1) for v in value]
+    if isinstance(value, bytes):
+        return _preview(value, 200)
+    try:
+        return to_scalar(value)
+    except NotAScalar:
+        return str(value)
+
+
+def flatten(tree: Mapping[str, Any], sep: str = "/", prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, sep, name))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,193 @@
+"""The record model: everything a run produces, as small immutable values.
+
+Every record carries ``seq`` (its position in the run, assigned by :class:`~rldk_track.run.Run`)
+and ``wall_time`` (seconds since the epoch, taken when the caller logged it). Each has a stable
+JSON form tagged with ``kind`` and ``schema_version``; the local event log is those lines, and
+``rldk-track sync`` replays them. The per-step ``metrics`` line keeps the seed's Event fields
+(``step, wall_time, metrics, rng, data_slice, model_info, notes``) so existing JSONL tooling still
+reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Union
+
+SCHEMA_VERSION = 1
+
+SEVERITIES = ("info", "warning", "critical")
+STATUSES = ("success", "failed", "killed")
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """Who the run is and where its records go, so a later ``sync`` can reopen every tracker."""
+
+    kind: ClassVar[str] = "run_start"
+    seq: int
+    wall_time: float
+    run_id: str
+    name: str
+    project: str
+    backends: Mapping[str, Mapping[str, Any]]
+    rank: int = 0
+    world_size: int = 1
+    host: str = ""
+    pid: int = 0
+    rldk_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """Scalar values at one training step (the seed's Event)."""
+
+    kind: ClassVar[str] = "metrics"
+    seq: int
+    wall_time: float
+    step: int
+    values: Mapping[str, float]
+    rng: Mapping[str, Any] | None = None
+    data_slice: Mapping[str, Any] | None = None
+    model_info: Mapping[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Run configuration (nested as given; each backend flattens it by its own rules)."""
+
+    kind: ClassVar[str] = "params"
+    seq: int
+    wall_time: float
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Tags:
+    """String labels on the run."""
+
+    kind: ClassVar[str] = "tags"
+    seq: int
+    wall_time: float
+    values: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """End-of-run values that are not a step series (e.g. ``train_runtime``)."""
+
+    kind: ClassVar[str] = "summary"
+    seq: int
+    wall_time: float
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An analyzer's (or the user's) verdict about the run at a step.
+
+    ``state`` is ``"raised"`` when the condition starts and ``"cleared"`` when the metric recovers.
+    """
+
+    kind: ClassVar[str] = "alert"
+    seq: int
+    wall_time: float
+    step: int
+    rule: str
+    severity: str
+    message: str
+    metric: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    action: str | None = None
+    state: str = "raised"
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """A file (or a directory) attached to the run under ``name``.
+
+    ``data`` holds bytes given by the caller until the dispatcher stages them to ``path`` in the
+    run's local artifact folder; backends only ever see ``path``.
+    """
+
+    kind: ClassVar[str] = "artifact"
+    seq: int
+    wall_time: float
+    name: str
+    path: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointHealth:
+    """The health verdict on one saved checkpoint."""
+
+    kind: ClassVar[str] = "checkpoint_health"
+    seq: int
+    wall_time: float
+    step: int
+    path: str
+    score: float
+    issues: tuple[str, ...] = ()
+    stats: Mapping[str, Any] = field(default_factory=dict)
+    recommendations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """The run is over, with ``status`` one of :data:`STATUSES`."""
+
+    kind: ClassVar[str] = "run_end"
+    seq: int
+    wall_time: float
+    status: str
+
+
+Record = Union[RunStart, Metrics, Params, Tags, Summary, Alert, Artifact, CheckpointHealth, RunEnd]
+
+RECORD_TYPES: dict[str, type] = {
+    cls.kind: cls
+    for cls in (RunStart, Metrics, Params, Tags, Summary, Alert, Artifact, CheckpointHealth, RunEnd)
+}
+
+_TUPLE_FIELDS = {"notes", "issues", "recommendations"}
+
+
+def to_json(record: Record, run_id: str) -> dict[str, Any]:
+    """The record's JSON object, as one event-log line holds it."""
+    out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": record.kind}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if f.name == "data":
+            continue
+        if f.name in _TUPLE_FIELDS:
+            value = list(value)
+        out[f.name] = value
+    if isinstance(record, Metrics):
+        # The seed's Event schema: ``metrics`` and always-present dicts, run id in model_info.
+        out["metrics"] = out.pop("values")
+        out["rng"] = record.rng or {}
+        out["data_slice"] = record.data_slice or {}
+        out["model_info"] = {"run_id": run_id, **(record.model_info or {})}
+    return out
+
+
+def from_json(obj: Mapping[str, Any]) -> Record:
+    """Rebuild a record from its JSON object; a line without ``kind`` is a seed Event (metrics)."""
+    kind = obj.get("kind", "metrics")
+    cls = RECORD_TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown record kind {kind!r}")
+    data = dict(obj)
+    if cls is Metrics:
+        data["values"] = data.pop("metrics", data.get("values", {}))
+        data.setdefault("seq", -1)
+        data.setdefault("wall_time", 0.0)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in data.items() if k in names}
+    for name in _TUPLE_FIELDS & kwargs.keys():
+        kwargs[name] = tuple(kwargs[name] or ())
+    return cls(**kwargs)

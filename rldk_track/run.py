@@ -1,0 +1,448 @@
+"""The front door: ``rldk_track.init(...)`` returns a :class:`Run`.
+
+A Run validates and normalizes what the training loop gives it, turns it into records and hands
+them to the dispatcher. It does nothing slow: no file or network I/O and no waiting on a tracker,
+so ``run.log`` costs microseconds whatever the trackers are doing. Bad input never raises out of
+``log``: it is converted, or reported once and kept as a note in the event log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from rldk_track import backends as backend_registry
+from rldk_track.backends.base import RunInfo
+from rldk_track.backends.jsonl import EventLogWriter, read_lines
+from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher, Observer
+from rldk_track.distributed import rank_and_world_size
+from rldk_track.layout import RunLayout
+from rldk_track.normalize import NotAScalar, metric_name, to_jsonable, to_scalar
+from rldk_track.records import (
+    SEVERITIES,
+    STATUSES,
+    Alert,
+    Artifact,
+    Metrics,
+    Params,
+    Record,
+    RunStart,
+    Summary,
+    Tags,
+)
+from rldk_track.redact import redact
+
+log = logging.getLogger("rldk_track")
+
+BackendSpec = str | Sequence[str] | None
+
+DEFAULT_DIR = "./rldk_runs"
+EXIT_TIMEOUT_S = 30.0
+
+
+class Run:
+    """One training run, recorded in every configured tracker.
+
+    Create it with :func:`rldk_track.init`. Thread-safe: a sampler thread may log while the
+    training thread does. A Run on a non-zero rank (without ``per_rank``) is inactive: every
+    method returns at once.
+    """
+
+    def __init__(
+        self,
+        info: RunInfo,
+        backends: Sequence[str],
+        dispatcher: Dispatcher | None,
+    ) -> None:
+        self.id = info.run_id
+        self.name = info.name
+        self.project = info.project
+        self.dir = info.dir
+        self.rank = info.rank
+        self.backends = list(backends)
+        self._dispatcher = dispatcher
+        self._step = -1
+        self._reported: set[tuple[str, str]] = set()
+        self._finished = dispatcher is None
+        self._report: DeliveryReport | None = None
+        self._lock = threading.Lock()
+        if dispatcher is not None:
+            _live_runs.add(self)
+            atexit.register(self._finish_at_exit)
+
+    @property
+    def active(self) -> bool:
+        """False on a non-logging rank and after ``finish``."""
+        return not self._finished
+
+    @property
+    def step(self) -> int:
+        """The last step logged (-1 before the first)."""
+        return self._step
+
+    # -- logging ---------------------------------------------------------------------------
+    def log(
+        self,
+        metrics: Mapping[str, Any],
+        step: int | None = None,
+        *,
+        rng: Mapping[str, Any] | None = None,
+        data_slice: Mapping[str, Any] | None = None,
+        model_info: Mapping[str, Any] | None = None,
+        notes: Iterable[str] = (),
+    ) -> None:
+        """Record scalar ``metrics`` at ``step`` (default: the last step + 1).
+
+        Values may be floats, ints, bools, numpy scalars or one-element tensors; ``None`` is
+        skipped; NaN/Inf are kept (and noted). Anything else is reported once per key and left out.
+        """
+        if self._finished:
+            self._after_finish("log")
+            return
+        wall_time = time.time()
+        step = self._resolve_step(step)
+        values: dict[str, float] = {}
+        problems: list[str] | None = None
+        for key, value in metrics.items():
+            if value is None:
+                continue
+            if type(key) is not str:
+                key = metric_name(key)
+            if type(value) is not float:
+                try:
+                    value = to_scalar(value)
+                except NotAScalar as exc:
+                    problems = problems or []
+                    problems.append(f"dropped {key!r}: {exc}")
+                    self._report_once("value", key, f"rldk_track: metric {key!r} {exc}; it is not logged")
+                    continue
+            if value - value != 0.0:  # NaN or +-Inf, without a function call
+                problems = problems or []
+                problems.append(f"non-finite {key!r}: {value}")
+                self._report_once("nonfinite", key, f"rldk_track: metric {key!r} is {value} at step {step} (kept)")
+            values[key] = value
+        if problems or notes:
+            notes = (*notes, *(problems or ()))
+        self._submit(Metrics(-1, wall_time, step, values, rng, data_slice, model_info, tuple(notes)))
+
+    def _resolve_step(self, step: Any) -> int:
+        if step is None:
+            self._step += 1
+            return self._step
+        if type(step) is not int:
+            try:
+                step = int(to_scalar(step))
+            except (NotAScalar, ValueError, OverflowError):
+                self._report_once("step", "type", f"rldk_track: step {step!r} is not an integer; using {self._step + 1}")
+                self._step += 1
+                return self._step
+        if step < self._step:
+            self._report_once(
+                "step", "backwards",
+                f"rldk_track: step went backwards ({self._step} -> {step}); recorded as given "
+                "(W&B keeps it on the global_step axis)",
+            )
+        self._step = step
+        return step
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record configuration (nested mappings, dataclasses, TrainingArguments...).
+        Secret-looking values are redacted before they leave this call."""
+        if self._finished:
+            self._after_finish("log_params")
+            return
+        self._submit(Params(-1, time.time(), redact(to_jsonable(_require_mapping(params, "params")))))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set string labels on the run (values are converted with ``str``)."""
+        if self._finished:
+            self._after_finish("set_tags")
+            return
+        clean = {metric_name(k): v if isinstance(v, str) else str(to_jsonable(v)) for k, v in _require_mapping(tags, "tags").items()}
+        self._submit(Tags(-1, time.time(), redact(clean)))
+
+    def log_summary(self, values: Mapping[str, Any]) -> None:
+        """Record end-of-run values that are not a step series (``train_runtime``, ...)."""
+        if self._finished:
+            self._after_finish("log_summary")
+            return
+        self._submit(Summary(-1, time.time(), redact(to_jsonable(_require_mapping(values, "summary")))))
+
+    def log_artifact(self, path_or_bytes: str | os.PathLike[str] | bytes, name: str | None = None) -> None:
+        """Attach a file, a directory or bytes to the run as ``name`` (a relative path such as
+        ``rldk/alerts.jsonl``). The file is copied off the training thread, so it may change later."""
+        if self._finished:
+            self._after_finish("log_artifact")
+            return
+        if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+            if not name:
+                raise ValueError("log_artifact(bytes) needs name=, e.g. name='report.json'")
+            self._submit(Artifact(-1, time.time(), _artifact_name(name), data=bytes(path_or_bytes)))
+            return
+        path = os.fspath(path_or_bytes)
+        self._submit(Artifact(-1, time.time(), _artifact_name(name or os.path.basename(path.rstrip("/\\"))), path=os.path.abspath(path)))
+
+    def alert(
+        self,
+        rule: str,
+        message: str,
+        severity: str = "warning",
+        step: int | None = None,
+        metric: str | None = None,
+        value: float | None = None,
+        threshold: float | None = None,
+        action: str | None = None,
+    ) -> None:
+        """Raise an alert: shown as tags/summary/text in each tracker and kept in the alert log."""
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+        if self._finished:
+            self._after_finish("alert")
+            return
+        self._submit(
+            Alert(-1, time.time(), self._step if step is None else int(step), str(rule), severity, str(message),
+                  metric, _optional_float(value), _optional_float(threshold), action)
+        )
+
+    def emit(self, record: Record) -> None:
+        """Log a prebuilt record (integrations and analyzers use this); ``seq`` is assigned later."""
+        if self._finished:
+            self._after_finish(record.kind)
+            return
+        self._submit(record)
+
+    @contextlib.contextmanager
+    def timer(self, stage: str) -> Iterator[None]:
+        """Time a stage of the loop: ``with run.timer("rollout"): ...`` logs ``perf/rollout_s``
+        at the current step."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.log({f"perf/{stage}_s": time.perf_counter() - start}, step=max(self._step, 0))
+
+    def _submit(self, record: Record) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.submit(record)
+
+    # -- ending ----------------------------------------------------------------------------
+    def flush(self, timeout: float = 30.0) -> DeliveryReport:
+        """Block until everything logged so far is in the event log (fsynced) and every tracker,
+        or ``timeout`` seconds pass. The report says what is still pending."""
+        if self._dispatcher is None:
+            return DeliveryReport(True, {}, None)
+        if self._report is not None:
+            return self._report
+        return self._dispatcher.flush(timeout)
+
+    def finish(self, status: str = "success", timeout: float = 60.0) -> DeliveryReport:
+        """End the run with ``status`` (success, failed or killed), waiting at most ``timeout``
+        seconds for the trackers. Records not delivered by then stay in the event log and are
+        delivered by ``rldk-track sync``. Calling it again returns the first report."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        with self._lock:
+            if self._report is not None or self._dispatcher is None:
+                return self._report or DeliveryReport(True, {}, None)
+            self._finished = True
+            self._report = self._dispatcher.close(status, timeout)
+        atexit.unregister(self._finish_at_exit)
+        _live_runs.discard(self)
+        if not self._report.complete:
+            log.warning("rldk_track: run %s finished (%s) with records pending: %s", self.id, status, self._report.describe())
+        return self._report
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is None:
+            status = "success"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "killed"
+        else:
+            status = "failed"
+        self.finish(status)
+
+    def _finish_at_exit(self) -> None:
+        status = "failed" if _uncaught_exception.is_set() else "success"
+        self.finish(status, timeout=float(os.environ.get("RLDK_EXIT_TIMEOUT", EXIT_TIMEOUT_S)))
+
+    def _after_finish(self, what: str) -> None:
+        if self._dispatcher is not None:
+            self._report_once("finished", what, f"rldk_track: run {self.id} is finished; {what}() after finish() is not recorded")
+
+    def _report_once(self, kind: str, key: str, message: str) -> None:
+        if (kind, key) not in self._reported:
+            self._reported.add((kind, key))
+            log.warning(message)
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, name={self.name!r}, backends={self.backends})"
+
+
+def _require_mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        value = to_jsonable(value)
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a mapping (or a dataclass/object with to_dict()), not {type(value).__name__}")
+    return value
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return to_scalar(value)
+    except NotAScalar:
+        return None
+
+
+def _artifact_name(name: str) -> str:
+    parts = [p for p in str(name).replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    if not parts:
+        raise ValueError(f"artifact name {name!r} is empty")
+    return "/".join(parts)
+
+
+# -- process-wide hooks --------------------------------------------------------------------
+_live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
+_uncaught_exception = threading.Event()
+_previous_excepthook = sys.excepthook
+
+
+def _note_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    _uncaught_exception.set()
+    _previous_excepthook(exc_type, exc, tb)
+
+
+sys.excepthook = _note_uncaught
+
+
+def _disable_in_forked_child() -> None:
+    """A forked child (a DataLoader worker) has no log thread: its copies of runs go quiet."""
+    for run in list(_live_runs):
+        run._dispatcher = None
+        run._finished = True
+        atexit.unregister(run._finish_at_exit)
+    _live_runs.clear()
+
+
+os.register_at_fork(after_in_child=_disable_in_forked_child)
+
+
+# -- init ------------------------------------------------------------------------------------
+def parse_backends(spec: BackendSpec) -> list[str]:
+    """``"mlflow,tensorboard"`` / ``["mlflow", "tensorboard"]`` / None (``RLDK_TRACK_BACKENDS``,
+    else ``jsonl``) as a list of distinct names."""
+    if spec is None:
+        spec = os.environ.get("RLDK_TRACK_BACKENDS") or backend_registry.JSONL
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"backend names are strings, not {type(name).__name__}")
+        name = name.strip().lower()
+        if name and name not in out:
+            out.append(name)
+    if not out:
+        raise ValueError("no backend given; use e.g. backend='jsonl' or backend=['mlflow', 'tensorboard']")
+    return out
+
+
+def init(
+    backend: BackendSpec = None,
+    *,
+    project: str = "rlhf",
+    run_name: str | None = None,
+    config: Mapping[str, Any] | Any = None,
+    tags: Mapping[str, Any] | None = None,
+    dir: str | os.PathLike[str] | None = None,
+    run_id: str | None = None,
+    mlflow: Mapping[str, Any] | None = None,
+    wandb: Mapping[str, Any] | None = None,
+    tensorboard: Mapping[str, Any] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    per_rank: bool = False,
+    observers: Sequence[Observer] = (),
+) -> Run:
+    """Start a run that records into ``backend`` (one name or several).
+
+    The local event log (``<dir>/events/<run_id>.jsonl``) is always written first unless
+    ``RLDK_DISABLE_JSONL=1``. Per-backend options go in ``mlflow=``, ``wandb=``,
+    ``tensorboard=`` or ``options={"name": {...}}`` for third-party backends. Passing the
+    ``run_id`` of an earlier run resumes it (same tracker runs, numbering continues).
+    Only global rank 0 records unless ``per_rank=True`` (then other ranks write their own event
+    log, tagged with their rank, and send nothing to trackers).
+    """
+    names = parse_backends(backend)
+    backend_classes = {n: backend_registry.resolve(n) for n in names if n != backend_registry.JSONL}
+    per_backend = {**(options or {}), **{k: v for k, v in (("mlflow", mlflow), ("wandb", wandb), ("tensorboard", tensorboard)) if v}}
+    unknown = set(per_backend) - set(backend_classes)
+    if unknown:
+        log.warning("rldk_track: options given for backends not in use: %s", ", ".join(sorted(unknown)))
+
+    rank, world_size = rank_and_world_size()
+    run_id = run_id or os.environ.get("RLDK_RUN_ID") or uuid.uuid4().hex[:12]
+    name = run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id[:6]}"
+    run_dir = Path(dir or os.environ.get("RLDK_TRACK_DIR") or DEFAULT_DIR).absolute()
+    info = RunInfo(run_id, name, project, run_dir, time.time(), rank, world_size)
+    if rank != 0:
+        if not per_rank:
+            return Run(info, [], None)
+        backend_classes = {}
+    layout = RunLayout(run_dir, run_id, f".rank{rank}" if rank else "")
+
+    event_log: EventLogWriter | None = None
+    next_seq = 0
+    if os.environ.get("RLDK_DISABLE_JSONL", "").strip() not in ("1", "true", "yes"):
+        next_seq = _next_seq(layout.event_log)
+        event_log = EventLogWriter(layout.event_log, run_id)
+    elif not backend_classes:
+        raise ValueError("RLDK_DISABLE_JSONL=1 turns the event log off, and no other backend is configured")
+
+    workers = [
+        BackendWorker(cls(info, per_backend.get(n)), layout, has_event_log=event_log is not None)
+        for n, cls in backend_classes.items()
+    ]
+    for worker in workers:  # a resumed run: deliver what the trackers missed first
+        worker.catch_up_to(next_seq - 1)
+    dispatcher = Dispatcher(layout, event_log, workers, observers, next_seq)
+    active = ([backend_registry.JSONL] if event_log else []) + list(backend_classes)
+    run = Run(info, active, dispatcher)
+    from rldk_track import __version__
+
+    run.emit(
+        RunStart(
+            -1, info.start_time, run_id, name, project,
+            redact(to_jsonable({n: per_backend.get(n, {}) for n in backend_classes})),
+            rank, world_size, socket.gethostname(), os.getpid(), __version__,
+        )
+    )
+    if config is not None:
+        run.log_params(config)
+    if tags:
+        run.set_tags(tags)
+    return run
+
+
+def _next_seq(event_log: Path) -> int:
+    """Where numbering continues when a run is resumed into an existing event log."""
+    if not event_log.exists():
+        return 0
+    last = -1
+    for _, obj in read_lines(event_log):
+        last = max(last, int(obj.get("seq", -1)))
+    return last + 1
