@@ -1,0 +1,30 @@
+# Two entry points on a fresh machine: `make demo` (the main job) and `make test`.
+# Both create .venv and install the project with every tracker first (once).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	# torch first and pinned: the CPU build that lies on disk here (a plain `torch` pulls CUDA).
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rldk-track demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/log_overhead.py
+
+clean:
+	rm -rf $(VENV) rldk_runs

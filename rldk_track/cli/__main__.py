@@ -1,0 +1,5 @@
+import sys
+
+from rldk_track.cli import main
+
+sys.exit(main())

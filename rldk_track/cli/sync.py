@@ -1,0 +1,40 @@
+"""``rldk-track sync DIR --to mlflow``: deliver event logs that trackers have not fully received."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sync",
+        help="replay local event logs into trackers (after a crash, an outage or an offline run)",
+        description="Deliver what each tracker has not received yet. Resumable and idempotent: "
+        "a second run adds nothing.",
+    )
+    p.add_argument("source", help="run directory (e.g. ./rldk_runs) or one event log .jsonl")
+    p.add_argument("--to", action="append", metavar="BACKEND",
+                   help="backend to deliver to (repeatable; default: the run's own backends)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (overrides the one the run used)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait per run (default 600)")
+    p.add_argument("--force", action="store_true", help="also sync runs whose process is still running")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rldk_track.sync import sync
+
+    options = {"mlflow": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else None
+    results = sync(args.source, to=args.to, options=options, timeout=args.timeout, force=args.force)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+    else:
+        if not results:
+            print(f"nothing to sync under {args.source}")
+        for r in results:
+            state = "done" if r.complete else "INCOMPLETE"
+            extra = f" ({r.skipped})" if r.skipped else ""
+            print(f"{r.run_id} -> {r.backend}: {r.delivered} records, {state}{extra}")
+    return 0 if all(r.complete for r in results) else 1

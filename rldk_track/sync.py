@@ -1,0 +1,117 @@
+"""Replay event logs into trackers: crash recovery, offline runs, and "send this run to W&B too".
+
+Each backend's cursor file says how far it got; sync delivers the rest through the same
+:class:`~rldk_track.dispatch.BackendWorker` a live run uses, so a second sync adds nothing.
+A run whose process is gone without a ``run_end`` line is ended as ``killed`` (recorded in its
+event log first, so every tracker agrees).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from rldk_track import backends as backend_registry
+from rldk_track.backends.base import RunInfo
+from rldk_track.backends.jsonl import EventLogWriter, read_records
+from rldk_track.dispatch import BackendWorker
+from rldk_track.layout import RunLayout, event_logs
+from rldk_track.records import RunEnd, RunStart
+
+log = logging.getLogger("rldk_track")
+
+
+@dataclass
+class SyncResult:
+    run_id: str
+    backend: str
+    delivered: int
+    complete: bool
+    skipped: str = ""
+
+
+@dataclass
+class _LogSummary:
+    start: RunStart | None
+    last_seq: int
+    ended: bool
+
+
+def _summarize(path: Path) -> _LogSummary:
+    start: RunStart | None = None
+    last_seq, ended = -1, False
+    for _, record in read_records(path):
+        last_seq = max(last_seq, record.seq)
+        if isinstance(record, RunStart):
+            start = record
+        elif isinstance(record, RunEnd):
+            ended = True
+    return _LogSummary(start, last_seq, ended)
+
+
+def _process_alive(start: RunStart) -> bool:
+    if start.host != socket.gethostname() or start.pid <= 0 or start.pid == os.getpid():
+        return False
+    try:
+        os.kill(start.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sync(
+    source: str | os.PathLike[str],
+    to: Sequence[str] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    timeout: float = 600.0,
+    force: bool = False,
+) -> list[SyncResult]:
+    """Deliver every event log under ``source`` (a run dir or one ``.jsonl``) to its trackers.
+
+    ``to`` names the backends (default: the ones each run was started with); ``options`` adds
+    or overrides per-backend options (e.g. another ``tracking_uri``). A run whose process is
+    still alive is skipped unless ``force``.
+    """
+    results: list[SyncResult] = []
+    for path in event_logs(Path(source)):
+        summary = _summarize(path)
+        start = summary.start
+        if start is None:
+            log.warning("rldk_track: %s has no run_start line; not an rldk_track event log", path)
+            continue
+        names = list(to) if to else list(start.backends)
+        if not names:
+            continue
+        if _process_alive(start) and not summary.ended and not force:
+            results += [SyncResult(start.run_id, n, 0, False, f"process {start.pid} is still running") for n in names]
+            continue
+        layout = RunLayout.from_event_log(path)
+        if not summary.ended:
+            writer = EventLogWriter(path, start.run_id)
+            summary.last_seq += 1
+            writer.append([RunEnd(summary.last_seq, time.time(), "killed")])
+            writer.close()
+            log.warning("rldk_track: run %s ended without finishing; recorded as killed", start.run_id)
+        info = RunInfo(start.run_id, start.name, start.project, layout.dir, start.wall_time, start.rank, start.world_size)
+        deadline = time.monotonic() + timeout
+        for name in names:
+            cls = backend_registry.resolve(name)
+            merged = {**start.backends.get(name, {}), **((options or {}).get(name, {}))}
+            worker = BackendWorker(cls(info, merged), layout, has_event_log=True, catch_up=True)
+            worker.catch_up_to(summary.last_seq)
+            to_send = worker.behind()
+            if not to_send:
+                results.append(SyncResult(start.run_id, name, 0, True, "already up to date"))
+                continue
+            worker.start()
+            worker.request_close()
+            complete = worker.wait_closed(deadline)
+            results.append(SyncResult(start.run_id, name, to_send - worker.behind(), complete))
+    return results
