@@ -34,6 +34,8 @@ log = logging.getLogger("rldk_track")
 Observer = Any  # has observe(records) -> Iterable[Record]; optional finish() -> Iterable[Record]
 
 LOG_BATCH = 10_000
+#: Records a backend worker holds in memory before it reads the event log instead.
+MAX_PENDING = 100_000
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
 
@@ -88,7 +90,7 @@ class BackendWorker:
         layout: RunLayout,
         *,
         has_event_log: bool,
-        max_pending: int = 100_000,
+        max_pending: int | None = None,
         catch_up: bool = False,
     ) -> None:
         self.backend = backend
@@ -96,7 +98,7 @@ class BackendWorker:
         self._layout = layout
         self._cursor_path = layout.cursor(self.name) if has_event_log else None
         self._has_event_log = has_event_log
-        self._max_pending = max_pending
+        self._max_pending = max_pending or MAX_PENDING
         cursor = read_cursor(self._cursor_path) if self._cursor_path else {"seq": -1, "state": None}
         self._state: Mapping[str, Any] | None = cursor.get("state")
         self._delivered = int(cursor.get("seq", -1))

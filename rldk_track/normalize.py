@@ -64,9 +64,9 @@ def is_finite(value: float) -> bool:
 
 
 def metric_name(key: Any) -> str:
-    """A metric/param/tag key as a clean string (backends apply their own character rules)."""
-    name = key if type(key) is str else str(key)
-    return name.strip()
+    """A metric/param/tag key as a string, otherwise as given: backends apply their own character
+    rules (and detect collisions), so two distinct names never merge here."""
+    return key if type(key) is str else str(key)
 
 
 def to_jsonable(value: Any, _depth: int = 0) -> Any:

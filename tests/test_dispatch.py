@@ -1,0 +1,326 @@
+"""Delivery guarantees of the dispatcher, shown with the controllable fake backend: order,
+outage and catch-up, hanging trackers, refused records, bounded shutdown, crash recovery.
+(Each real tracker repeats the outage/crash cases in tests/backends.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import pytest
+
+import rldk_track
+from rldk_track.backends.jsonl import read_cursor, read_records
+from rldk_track.records import Metrics
+from rldk_track.sync import sync
+
+
+def logged_steps(store):
+    return [r.step for r in store.records if isinstance(r, Metrics)]
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_every_record_reaches_the_tracker_once_in_order(tmp_path, fake_backend):
+    run = rldk_track.init(backend="fake", dir=tmp_path)
+    for step in range(1000):
+        run.log({"reward": step * 0.1}, step=step)
+    report = run.finish()
+    store = fake_backend[run.id]
+    assert report.complete and report.pending == {"fake": 0}
+    assert logged_steps(store) == list(range(1000))
+    assert store.status == "success"
+    assert [r.seq for r in store.records] == sorted(r.seq for r in store.records)
+    assert run.backends == ["jsonl", "fake"]
+
+
+def test_a_tracker_that_is_down_loses_nothing_and_catches_up(tmp_path, fake_backend, caplog):
+    run = rldk_track.init(backend="fake", dir=tmp_path, run_id="outage00001")
+    store = fake_backend["outage00001"]
+    for step in range(50):
+        run.log({"x": step}, step=step)
+    assert run.flush(10).complete
+    store.down = True
+    with caplog.at_level(logging.WARNING, "rldk_track"):
+        for step in range(50, 150):
+            run.log({"x": step}, step=step)
+        assert not run.flush(0.5).complete
+        store.down = False
+        report = run.finish(timeout=10)
+    assert report.complete
+    assert logged_steps(store) == list(range(150))
+    assert sum("could not deliver to" in m for m in caplog.messages) == 1
+    assert sum("reachable again" in m for m in caplog.messages) == 1
+
+
+def test_a_hanging_tracker_never_blocks_logging_and_finish_is_bounded(tmp_path, fake_backend):
+    run = rldk_track.init(backend="fake", dir=tmp_path, run_id="hang0000001")
+    store = fake_backend["hang0000001"]
+    store.gate.clear()  # every write now hangs
+    start = time.perf_counter()
+    for step in range(2000):
+        run.log({"x": step}, step=step)
+    logging_time = time.perf_counter() - start
+    t0 = time.monotonic()
+    report = run.finish(timeout=1.0)
+    assert time.monotonic() - t0 < 3.0
+    assert not report.complete and report.pending["fake"] > 0
+    assert "rldk-track sync" in report.describe()
+    assert logging_time < 2.0  # generous: the point is it does not wait for the tracker
+    lines = list(read_records(tmp_path / "events" / "hang0000001.jsonl"))
+    assert sum(isinstance(r, Metrics) for _, r in lines) == 2000  # the event log has everything
+    store.gate.set()
+    assert wait_for(lambda: store.status == "success")
+    assert logged_steps(store) == list(range(2000))
+
+
+def test_a_tracker_far_behind_reads_the_event_log_instead_of_memory(tmp_path, fake_backend, monkeypatch, caplog):
+    monkeypatch.setattr("rldk_track.dispatch.MAX_PENDING", 100)
+    run = rldk_track.init(backend="fake", dir=tmp_path, run_id="overflow001")
+    store = fake_backend["overflow001"]
+    store.gate.clear()
+    with caplog.at_level(logging.WARNING, "rldk_track"):
+        for step in range(1000):
+            run.log({"x": step}, step=step)
+        run.flush(0.5)
+    worker = run._dispatcher.workers[0]
+    assert len(worker._pending) <= 100
+    store.gate.set()
+    assert run.finish(timeout=20).complete
+    assert logged_steps(store) == list(range(1000))
+    assert any("catch up from the event log" in m for m in caplog.messages)
+
+
+def test_without_the_event_log_memory_is_bounded_and_loss_is_reported(tmp_path, fake_backend, monkeypatch, caplog):
+    monkeypatch.setenv("RLDK_DISABLE_JSONL", "1")
+    monkeypatch.setattr("rldk_track.dispatch.MAX_PENDING", 100)
+    run = rldk_track.init(backend="fake", dir=tmp_path, run_id="nolog000001")
+    store = fake_backend["nolog000001"]
+    store.gate.clear()
+    with caplog.at_level(logging.ERROR, "rldk_track"):
+        for step in range(500):
+            run.log({"x": step}, step=step)
+        run.flush(0.5)
+    store.gate.set()
+    run.finish(timeout=10)
+    worker = run._dispatcher.workers[0]
+    assert worker.lost > 0
+    assert any("event log is off" in m for m in caplog.messages)
+    assert not (tmp_path / "events").exists()
+    assert run.backends == ["fake"]
+
+
+def test_refused_records_are_isolated_kept_and_reported_once(tmp_path, fake_backend, caplog):
+    run = rldk_track.init(backend="fake", dir=tmp_path, run_id="reject00001")
+    store = fake_backend["reject00001"]
+    store.reject = lambda r: isinstance(r, Metrics) and r.values.get("bad") == 1.0
+    with caplog.at_level(logging.WARNING, "rldk_track"):
+        for step in range(40):
+            run.log({"x": step, "bad": 1.0 if step in (7, 21) else 0.0}, step=step)
+        assert run.finish(timeout=10).complete
+    assert logged_steps(store) == [s for s in range(40) if s not in (7, 21)]
+    refused = [json.loads(line) for line in (tmp_path / "events" / "reject00001.fake.rejected.jsonl").read_text().splitlines()]
+    assert [r["record"]["step"] for r in refused] == [7, 21]
+    assert sum("refused a record" in m for m in caplog.messages) == 1
+
+
+def test_the_delivery_position_is_persisted(tmp_path, fake_backend):
+    run = rldk_track.init(backend="fake", dir=tmp_path, run_id="cursor00001")
+    for step in range(10):
+        run.log({"x": step}, step=step)
+    run.finish()
+    cursor = read_cursor(tmp_path / "events" / "cursor00001.fake.cursor.json")
+    last_seq = max(r.seq for _, r in read_records(tmp_path / "events" / "cursor00001.jsonl"))
+    assert cursor["seq"] == last_seq
+    assert cursor["state"]["fake_run"] == "cursor00001"
+
+
+CHILD_THAT_DIES_WHILE_THE_TRACKER_HANGS = """
+import os, sys
+sys.path.insert(0, {support!r})
+from rldk_testsupport.fake_backend import FakeBackend, STORES
+from rldk_track import backends, init
+backends.register("fake", FakeBackend)
+run = init(backend="fake", dir={dir!r}, run_id="sync0000001")
+for step in range(20):
+    run.log({{"x": step}}, step=step)
+assert run.flush(10).complete
+STORES["sync0000001"].gate.clear()  # the tracker hangs...
+for step in range(20, 60):
+    run.log({{"x": step}}, step=step)
+run.flush(0.5)
+os._exit(0)  # ...and the process dies without finishing
+"""
+
+
+def test_sync_delivers_what_a_tracker_missed_and_a_second_sync_adds_nothing(tmp_path, fake_backend):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    support = str(Path(__file__).parent / "support")
+    child = CHILD_THAT_DIES_WHILE_THE_TRACKER_HANGS.format(support=support, dir=str(tmp_path))
+    subprocess.run([sys.executable, "-c", child], check=True, timeout=60)
+
+    results = sync(tmp_path)
+    fresh = fake_backend["sync0000001"]
+    assert [(r.backend, r.complete) for r in results] == [("fake", True)]
+    assert logged_steps(fresh) == list(range(20, 60))
+    assert fresh.opens[-1]["fake_run"] == "sync0000001"  # resumed the same tracker run
+    assert fresh.status == "killed"
+    again = sync(tmp_path)
+    assert again[0].delivered == 0 and logged_steps(fresh) == list(range(20, 60))
+
+
+def test_sync_ends_a_run_whose_process_died_as_killed(tmp_path, fake_backend):
+    events = tmp_path / "events"
+    run = rldk_track.init(backend="fake", dir=tmp_path, run_id="dead0000001")
+    fake_backend["dead0000001"].gate.clear()
+    for step in range(5):
+        run.log({"x": step}, step=step)
+    run.flush(0.3)
+    # Simulate a SIGKILL: the log has no run_end and the recorded pid is gone.
+    lines = (events / "dead0000001.jsonl").read_text().splitlines()
+    start = json.loads(lines[0])
+    start["pid"] = 2**22 + 12345
+    (events / "dead0000001.jsonl").write_text("\n".join([json.dumps(start), *lines[1:]]) + "\n")
+    fake_backend["dead0000001"] = fresh = type(fake_backend["dead0000001"])()
+    results = sync(tmp_path)
+    assert results[0].complete
+    assert fresh.status == "killed"
+    assert logged_steps(fresh) == list(range(5))
+    assert read_records(events / "dead0000001.jsonl")  # and the log itself now says so
+    assert [r for _, r in read_records(events / "dead0000001.jsonl")][-1].status == "killed"
+
+
+def test_resuming_a_run_id_continues_the_log_and_the_tracker_run(tmp_path, fake_backend):
+    first = rldk_track.init(backend="fake", dir=tmp_path, run_id="resume00001")
+    first.log({"x": 1}, step=1)
+    first.finish()
+    second = rldk_track.init(backend="fake", dir=tmp_path, run_id="resume00001")
+    second.log({"x": 2}, step=2)
+    second.finish()
+    seqs = [r.seq for _, r in read_records(tmp_path / "events" / "resume00001.jsonl")]
+    assert seqs == list(range(len(seqs)))
+    store = fake_backend["resume00001"]
+    assert store.opens[0] is None and store.opens[1]["fake_run"] == "resume00001"
+
+
+def test_observers_see_records_off_the_training_thread_and_may_add_records(tmp_path):
+    import threading
+
+    from rldk_track.records import Alert
+
+    seen_threads = set()
+
+    class KlWatcher:
+        def observe(self, records):
+            seen_threads.add(threading.current_thread().name)
+            return [
+                Alert(-1, r.wall_time, r.step, "kl_high", "warning", "kl above 1", "kl", r.values["kl"], 1.0)
+                for r in records if isinstance(r, Metrics) and r.values.get("kl", 0) > 1
+            ]
+
+        def finish(self):
+            return [Alert(-1, time.time(), 9, "summary", "info", "done")]
+
+    run = rldk_track.init(dir=tmp_path, observers=[KlWatcher()])
+    for step, kl in enumerate([0.1, 0.2, 3.0, 0.1]):
+        run.log({"kl": kl}, step=step)
+    run.finish()
+    records = [r for _, r in read_records(tmp_path / "events" / f"{run.id}.jsonl")]
+    alerts = [r for r in records if isinstance(r, Alert)]
+    assert [(a.rule, a.step) for a in alerts] == [("kl_high", 2), ("summary", 9)]
+    assert records[-1].kind == "run_end"
+    assert seen_threads == {"rldk-log"}
+
+
+def test_a_failing_observer_is_reported_once_and_logging_goes_on(tmp_path, caplog):
+    class Broken:
+        def observe(self, records):
+            raise ZeroDivisionError("analyzer bug")
+
+    run = rldk_track.init(dir=tmp_path, observers=[Broken()])
+    with caplog.at_level(logging.ERROR, "rldk_track"):
+        for step in range(10):
+            run.log({"x": step}, step=step)
+        assert run.finish().complete
+    assert sum("analyzer bug" in m for m in caplog.messages) == 1
+    assert len([1 for _, r in read_records(tmp_path / "events" / f"{run.id}.jsonl") if isinstance(r, Metrics)]) == 10
+
+
+def test_only_rank_zero_records_unless_per_rank(tmp_path, monkeypatch, fake_backend):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    quiet = rldk_track.init(backend="fake", dir=tmp_path / "a", run_id="rank0000001")
+    quiet.log({"x": 1})
+    assert not quiet.active and quiet.finish().complete
+    assert not (tmp_path / "a").exists()
+    per_rank = rldk_track.init(backend="fake", dir=tmp_path / "b", run_id="rank0000002", per_rank=True)
+    per_rank.log({"x": 1}, step=0)
+    per_rank.finish()
+    assert per_rank.backends == ["jsonl"]  # other ranks never talk to trackers
+    records = [r for _, r in read_records(tmp_path / "b" / "events" / "rank0000002.rank1.jsonl")]
+    assert records[0].rank == 1 and records[0].world_size == 2
+    assert "rank0000002" not in fake_backend
+
+
+def test_a_forked_child_does_not_log(tmp_path):
+    run = rldk_track.init(dir=tmp_path)
+    run.log({"x": 1}, step=0)
+    pid = os.fork()
+    if pid == 0:  # child: logging must be a silent no-op, and exit must not hang
+        run.log({"x": 2}, step=1)
+        os._exit(0 if not run.active else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    run.finish()
+    steps = [r.step for _, r in read_records(tmp_path / "events" / f"{run.id}.jsonl") if isinstance(r, Metrics)]
+    assert steps == [0]
+
+
+def test_interpreter_exit_finishes_the_run(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import rldk_track\n"
+        f"run = rldk_track.init(dir={str(tmp_path)!r}, run_id='atexit00001')\n"
+        "run.log({'x': 1}, step=0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    crashing = script.replace("atexit00001", "atexit00002") + "raise SystemExit('boom') if False else 1/0\n"
+    subprocess.run([sys.executable, "-c", crashing], timeout=60, capture_output=True)
+    ends = {rid: [r for _, r in read_records(tmp_path / "events" / f"{rid}.jsonl")][-1] for rid in ("atexit00001", "atexit00002")}
+    assert ends["atexit00001"].status == "success"
+    assert ends["atexit00002"].status == "failed"
+
+
+@pytest.mark.parametrize("threads", [4])
+def test_concurrent_loggers_keep_every_record(tmp_path, threads):
+    import threading
+
+    run = rldk_track.init(dir=tmp_path)
+
+    def work(t):
+        for i in range(500):
+            run.log({f"t{t}": i}, step=i)
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    run.finish()
+    records = [r for _, r in read_records(tmp_path / "events" / f"{run.id}.jsonl")]
+    assert sum(isinstance(r, Metrics) for r in records) == threads * 500
+    assert [r.seq for r in records] == list(range(len(records)))
