@@ -376,6 +376,7 @@ def init(
     tensorboard: Mapping[str, Any] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     per_rank: bool = False,
+    analyzers: str | Sequence[Any] | None = None,
     observers: Sequence[Observer] = (),
 ) -> Run:
     """Start a run that records into ``backend`` (one name or several).
@@ -386,6 +387,8 @@ def init(
     ``run_id`` of an earlier run resumes it (same tracker runs, numbering continues).
     Only global rank 0 records unless ``per_rank=True`` (then other ranks write their own event
     log, tagged with their rank, and send nothing to trackers).
+    ``analyzers="default"`` (or a list of analyzer names/objects) watches the metric stream off the
+    training thread and logs their alerts; ``observers`` adds raw observers (see ``dispatch``).
     """
     names = parse_backends(backend)
     backend_classes = {n: backend_registry.resolve(n) for n in names if n != backend_registry.JSONL}
@@ -419,6 +422,10 @@ def init(
     ]
     for worker in workers:  # a resumed run: deliver what the trackers missed first
         worker.catch_up_to(next_seq - 1)
+    if analyzers:
+        from rldk_track.analyzers import build_observers
+
+        observers = [*build_observers(analyzers), *observers]
     dispatcher = Dispatcher(layout, event_log, workers, observers, next_seq)
     active = ([backend_registry.JSONL] if event_log else []) + list(backend_classes)
     run = Run(info, active, dispatcher)

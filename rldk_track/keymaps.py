@@ -1,0 +1,160 @@
+"""One metric vocabulary across frameworks, so TRL and OpenRLHF runs line up in a tracker.
+
+:func:`canonicalize` adds the canonical name next to each original key it knows (the original is
+kept: nothing a user relied on disappears). The tables below are the single source of the
+mapping; ``docs/metrics.md`` documents them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+#: The canonical names and what they mean.
+CANONICAL: dict[str, str] = {
+    "reward/mean": "mean reward (score) of the batch's completions",
+    "reward/std": "standard deviation of the reward",
+    "reward/<fn>/mean": "mean of one reward function / component",
+    "reward/chosen": "implicit reward of chosen responses (preference training)",
+    "reward/rejected": "implicit reward of rejected responses",
+    "reward/margin": "chosen minus rejected reward",
+    "reward/accuracy": "fraction of pairs where chosen beats rejected",
+    "kl/mean": "KL divergence between policy and reference",
+    "kl/approx": "approximate KL between the old and the updated policy (PPO)",
+    "kl/coef": "KL penalty coefficient",
+    "entropy/mean": "mean token entropy of the policy",
+    "clip/ratio": "fraction of tokens whose probability ratio was clipped",
+    "loss/total": "the optimized loss",
+    "loss/policy": "policy (actor) loss",
+    "loss/value": "value (critic) loss",
+    "grad/norm": "gradient norm before clipping",
+    "lr": "learning rate",
+    "length/response_mean": "mean completion length in tokens",
+    "length/truncated_ratio": "fraction of completions cut at the length limit",
+    "perf/<stage>_s": "seconds spent in a stage (rollout, reward, update, eval...)",
+}
+
+_TRANSFORMERS = {
+    "loss": "loss/total",
+    "grad_norm": "grad/norm",
+    "learning_rate": "lr",
+    "train_loss": "loss/total",
+}
+
+TRL: dict[str, str] = {
+    **_TRANSFORMERS,
+    # GRPO / RLOO / online trainers
+    "reward": "reward/mean",
+    "reward_std": "reward/std",
+    "kl": "kl/mean",
+    "entropy": "entropy/mean",
+    "policy_loss": "loss/policy",
+    "clip_ratio/region_mean": "clip/ratio",
+    "clip_ratio/low_mean": "clip/low_ratio",
+    "clip_ratio/high_mean": "clip/high_ratio",
+    "completions/mean_length": "length/response_mean",
+    "completions/min_length": "length/response_min",
+    "completions/max_length": "length/response_max",
+    "completions/clipped_ratio": "length/truncated_ratio",
+    "frac_reward_zero_std": "reward/frac_zero_std",
+    "num_tokens": "tokens/total",
+    "beta": "kl/coef",
+    # DPO / KTO / reward modelling
+    "rewards/chosen": "reward/chosen",
+    "rewards/rejected": "reward/rejected",
+    "rewards/margins": "reward/margin",
+    "rewards/accuracies": "reward/accuracy",
+    "logps/chosen": "logp/chosen",
+    "logps/rejected": "logp/rejected",
+    "mean_token_accuracy": "accuracy/token",
+    "accuracy": "reward/accuracy",
+    "margin": "reward/margin",
+    "mean_reward": "reward/mean",
+    "min_reward": "reward/min",
+    "max_reward": "reward/max",
+    # legacy PPO (TRL <= 0.x PPOTrainer / PPOv2)
+    "objective/kl": "kl/mean",
+    "objective/entropy": "entropy/mean",
+    "objective/scores": "reward/mean",
+    "objective/rlhf_reward": "reward/rlhf_mean",
+    "objective/non_score_reward": "reward/kl_penalty",
+    "objective/kl_coef": "kl/coef",
+    "policy/approxkl_avg": "kl/approx",
+    "policy/clipfrac_avg": "clip/ratio",
+    "policy/entropy_avg": "entropy/policy_avg",
+    "loss/policy_avg": "loss/policy",
+    "loss/value_avg": "loss/value",
+    "val/clipfrac_avg": "clip/value_ratio",
+    "ppo/mean_scores": "reward/mean",
+    "ppo/policy/clipfrac": "clip/ratio",
+    "ppo/policy/entropy": "entropy/mean",
+    "ppo/loss/policy": "loss/policy",
+    "ppo/loss/value": "loss/value",
+    "ppo/learning_rate": "lr",
+    "tokens/responses_len_mean": "length/response_mean",
+}
+
+OPENRLHF: dict[str, str] = {
+    "policy_loss": "loss/policy",
+    "critic_loss": "loss/value",
+    "actor_lr": "lr",
+    "critic_lr": "lr/critic",
+    "actor_grad_norm": "grad/norm",
+    "critic_grad_norm": "grad/critic_norm",
+    "ppo_clip_ratio": "clip/ratio",
+    "ppo_kl": "kl/approx",
+    "kl": "kl/mean",
+    "kl_coef": "kl/coef",
+    "reward": "reward/mean",
+    "score": "reward/score_mean",
+    "return": "return/mean",
+    "values": "value/mean",
+    "response_length": "length/response_mean",
+    "total_length": "length/total_mean",
+    "truncated": "length/truncated_ratio",
+    "entropy_loss": "entropy/mean",
+    "entropy": "entropy/mean",
+    # SFT / DPO / RM trainers
+    "gpt_loss": "loss/lm",
+    "loss": "loss/total",
+    "loss_mean": "loss/total",
+    "chosen_reward": "reward/chosen",
+    "reject_reward": "reward/rejected",
+    "acc": "reward/accuracy",
+    "acc_mean": "reward/accuracy",
+    "lr": "lr",
+}
+
+#: Patterns applied after the tables (first match wins): (regex, replacement).
+_PATTERNS: dict[str, list[tuple[re.Pattern[str], str]]] = {
+    "trl": [(re.compile(r"^rewards/([^/]+)/(mean|std)$"), r"reward/\1/\2")],
+    "openrlhf": [(re.compile(r"^timing/(.+?)(?:_time)?$"), r"perf/\1_s")],
+}
+
+KEYMAPS: dict[str, Mapping[str, str]] = {"trl": TRL, "openrlhf": OPENRLHF}
+
+
+def canonical_name(key: str, framework: str) -> str | None:
+    """The canonical name of ``key`` in ``framework``'s vocabulary, or None if it has none.
+    ``eval_<key>`` (transformers' evaluation prefix) maps to ``eval/<canonical or key>``."""
+    if key.startswith("eval_"):
+        inner = key[len("eval_"):]
+        return f"eval/{canonical_name(inner, framework) or inner}"
+    table = KEYMAPS[framework]
+    if key in table:
+        return table[key]
+    for pattern, replacement in _PATTERNS.get(framework, ()):
+        if pattern.match(key):
+            return pattern.sub(replacement, key)
+    return None
+
+
+def canonicalize(values: Mapping[str, float], framework: str) -> dict[str, float]:
+    """``values`` plus the canonical name of each key that has one; an original key is never
+    removed, and a canonical name already present in ``values`` is never overwritten."""
+    out = dict(values)
+    for key, value in values.items():
+        name = canonical_name(key, framework)
+        if name and name != key and name not in values and name not in out:
+            out[name] = value
+    return out
