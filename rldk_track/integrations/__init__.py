@@ -1,0 +1,1 @@
+"""Integrations: adapters that turn a training framework's events into Run calls (TRL, OpenRLHF)."""
