@@ -1,0 +1,558 @@
+"""Weights & Biases: one W&B run per rldk run, with W&B's rules applied here and nowhere else.
+
+How records map onto W&B (``docs/backends/wandb.md`` has the full story):
+
+* metrics -> one ``run.log`` per record, with the training step as the value ``global_step``
+  (declared as every metric's x-axis) and the record's ``wall_time`` as ``_timestamp``; W&B's own
+  ``_step`` only counts rows, so steps that go backwards are kept, at their ``global_step``;
+* params -> ``run.config`` (nested as given, values may change); tags -> W&B run tags
+  ``key=value``; summary -> ``run.summary``;
+* alerts -> summary ``rldk/alert/<rule>`` = severity (removed when the rule clears) and
+  ``rldk/health`` = ok|warning|critical, and at the end an ``alerts`` table artifact;
+* checkpoint health -> metric ``checkpoint/health_score`` at its step, summary
+  ``rldk/checkpoint`` and a JSON report artifact;
+* artifacts -> ``wandb.Artifact`` (file or directory); run end -> ``run.finish(exit_code)``.
+
+W&B's rules applied to names: keys starting with ``_`` are W&B's own (``_step``, ``_runtime``,
+``_timestamp`` are overwritten) so the underscores are dropped; control characters become ``_``;
+an empty key becomes ``unnamed``; keys are capped at 256 characters; metric names are
+case-insensitive in W&B, so two names that differ only in case (or that an adaptation makes
+equal) get a short hash suffix instead of merging. Every adaptation is reported once and the
+map is kept in ``<dir>/wandb/rldk-<run_id>.json`` (so a resumed run maps names the same way)
+and logged as an artifact at the end. Tags are cut to W&B's 64 characters (the full value goes
+to the summary), run/group/project names to 128, artifact names to W&B's characters.
+
+``wandb.init`` runs on this backend's worker thread with ``reinit="create_new"``, and only the
+returned Run object's methods are used, so several rldk runs and the user's own ``wandb.run``
+live side by side in one process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import threading
+import weakref
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+from rldk_track.backends.base import Backend, RejectedError, RunInfo
+from rldk_track.records import (
+    Alert,
+    Artifact,
+    CheckpointHealth,
+    Metrics,
+    Params,
+    Record,
+    RunEnd,
+    Summary,
+    Tags,
+)
+
+log = logging.getLogger("rldk_track")
+
+#: The x-axis every metric is plotted against (W&B's own ``_step`` must only grow).
+GLOBAL_STEP = "global_step"
+#: Longest metric/summary/config key we send (W&B documents no limit; longer keys are unusable
+#: in its UI and have failed server-side processing).
+MAX_KEY_CHARS = 256
+#: W&B rejects run tags outside 1..64 characters (HTTP 400 on sync, ``Tags not updated`` locally).
+MAX_TAG_CHARS = 64
+#: W&B's limit for run display names, groups, project names and artifact names.
+MAX_NAME_CHARS = 128
+#: Longest string kept in config/summary (W&B recommends values < 1 MB and config < 10 MB).
+MAX_VALUE_CHARS = 100_000
+#: W&B shows exit code 0 as Finished and anything else as Failed; its "Killed" state is set
+#: only by its server (a run stopped from the UI or a sweep), so killed uses 255, the code
+#: W&B's own exit hook reports for Ctrl-C. ``rldk/status`` in the summary tells them apart.
+EXIT_CODES = {"success": 0, "failed": 1, "killed": 255}
+#: Summary keys under this prefix are rldk_track's own (health, alerts, checkpoint, status).
+OWN_PREFIX = "rldk/"
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+_PROJECT_BAD_CHARS = re.compile(r"[/\\#?%:]")
+_MAX_ID_CHARS = 64
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _with_suffix(text: str, original: str, limit: int, sep: str = "~") -> str:
+    """``text`` cut to fit ``limit`` with a hash of ``original`` appended: unique and stable."""
+    suffix = sep + _digest(original)
+    return text[: limit - len(suffix)] + suffix
+
+
+def metric_key(name: str) -> str:
+    """The W&B history/summary key for ``name`` by W&B's character and length rules (before
+    collision handling): no leading ``_``, no control characters, not empty, <= 256 chars."""
+    key = _CONTROL_CHARS.sub("_", name).lstrip("_").strip() or "unnamed"
+    return key if len(key) <= MAX_KEY_CHARS else _with_suffix(key, name, MAX_KEY_CHARS)
+
+
+def config_key(name: str) -> str:
+    """A top-level config key: W&B strips ``-`` from both ends and hides ``_``-prefixed keys."""
+    key = _CONTROL_CHARS.sub("_", name).strip().strip("-").lstrip("_").strip() or "unnamed"
+    return key if len(key) <= MAX_KEY_CHARS else _with_suffix(key, name, MAX_KEY_CHARS)
+
+
+def wandb_id(run_id: str) -> str:
+    """The W&B run id for an rldk run id: W&B refuses ``/ \\ # ? % : ; , '`` and whitespace."""
+    clean = _NOT_ID_CHARS.sub("-", run_id).strip("-.") or "run"
+    if clean == run_id and len(clean) <= _MAX_ID_CHARS:
+        return clean
+    return _with_suffix(clean, run_id, _MAX_ID_CHARS, sep="-")
+
+
+def artifact_name(name: str) -> str:
+    """A W&B artifact name: only letters, digits, ``-``, ``_`` and ``.``, at most 128 chars."""
+    clean = re.sub(r"-{2,}", "-", _NOT_ID_CHARS.sub("-", name)).strip("-") or "artifact"
+    return clean if len(clean) <= MAX_NAME_CHARS else _with_suffix(clean, name, MAX_NAME_CHARS, sep="-")
+
+
+def project_name(name: str) -> str:
+    """A W&B project name: at most 128 characters, none of ``/ \\ # ? % :``."""
+    clean = _PROJECT_BAD_CHARS.sub("-", name).strip() or "rlhf"
+    return clean[:MAX_NAME_CHARS]
+
+
+def tag_text(key: str, value: str) -> str:
+    """The W&B run tag for an rldk tag: ``key=value`` (or ``key`` for an empty value)."""
+    text = _CONTROL_CHARS.sub(" ", f"{key}={value}" if value != "" else key).strip() or "unnamed"
+    return text if len(text) <= MAX_TAG_CHARS else text[: MAX_TAG_CHARS - 1] + "…"
+
+
+def health(active: Mapping[str, str]) -> str:
+    """``ok``, ``warning`` or ``critical``: the worst severity among the alerts still raised."""
+    severities = set(active.values())
+    return "critical" if "critical" in severities else "warning" if "warning" in severities else "ok"
+
+
+class _Names:
+    """Maps one namespace of rldk names onto W&B keys without ever merging two names.
+
+    ``rule`` adapts a name to W&B's rules; a result that is taken (compared case-insensitively
+    where W&B is case-insensitive) or reserved gets a hash suffix of the original name. The
+    map persists with the backend's side state so a resumed run maps the same way.
+    """
+
+    def __init__(
+        self,
+        rule: Callable[[str], str],
+        known: Mapping[str, str],
+        fold: Callable[[str], str],
+        reserved: Callable[[str], bool],
+        what: str,
+    ) -> None:
+        self._rule = rule
+        self._fold = fold
+        self._reserved = reserved
+        self._what = what
+        self.keys: dict[str, str] = dict(known)
+        self._owner = {fold(key): name for name, key in self.keys.items()}
+        self.dirty = False
+        self.renamed = 0
+
+    def __call__(self, name: str) -> str:
+        key = self.keys.get(name)
+        if key is not None:
+            return key
+        key = self._rule(name)
+        if self._reserved(key) or self._owner.get(self._fold(key), name) != name:
+            key = _with_suffix(key, name, MAX_KEY_CHARS)
+        self.keys[name] = key
+        self._owner[self._fold(key)] = name
+        self.dirty = True
+        if key != name:
+            self.renamed += 1
+            if self.renamed <= 5:
+                log.warning("rldk_track: wandb %s %r is recorded as %r (W&B's key rules)", self._what, name[:200], key[:200])
+            elif self.renamed == 6:
+                log.warning("rldk_track: wandb: more %s names adapted; the full map is logged as an artifact", self._what)
+        return key
+
+    def renames(self) -> dict[str, str]:
+        return {name: key for name, key in self.keys.items() if key != name}
+
+
+def _own_key(key: str) -> bool:
+    return key.casefold() == GLOBAL_STEP or key.casefold().startswith(OWN_PREFIX)
+
+
+class _SideState:
+    """What the backend must remember across a crash and ``rldk-track sync`` that W&B cannot
+    give back offline: the name maps, the alert log (by seq, so a replay adds nothing) and the
+    tags. One small JSON file, rewritten atomically when it changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            data = {}
+        self.metric_keys: dict[str, str] = data.get("metric_keys", {})
+        self.config_keys: dict[str, str] = data.get("config_keys", {})
+        self.alerts: dict[str, dict[str, Any]] = data.get("alerts", {})
+        self.tags: dict[str, str] = data.get("tags", {})
+        self.dirty = False
+
+    def active_alerts(self) -> dict[str, str]:
+        active: dict[str, str] = {}
+        for alert in sorted(self.alerts.values(), key=lambda a: a["seq"]):
+            if alert["state"] == "cleared":
+                active.pop(alert["rule"], None)
+            else:
+                active[alert["rule"]] = alert["severity"]
+        return active
+
+    def save(self, metric_keys: Mapping[str, str], config_keys: Mapping[str, str]) -> None:
+        self.metric_keys, self.config_keys = dict(metric_keys), dict(config_keys)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        payload = {"metric_keys": self.metric_keys, "config_keys": self.config_keys, "alerts": self.alerts, "tags": self.tags}
+        tmp.write_text(json.dumps(payload, ensure_ascii=False, allow_nan=True), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self.dirty = False
+
+
+class WandbBackend(Backend):
+    """Records a run into Weights & Biases (online, or offline for ``wandb sync`` later).
+
+    Options (``wandb={...}``): ``project`` (else ``WANDB_PROJECT``, else the run's project),
+    ``entity`` (else ``WANDB_ENTITY``), ``mode`` (``online``/``offline``; else ``WANDB_MODE``),
+    ``dir`` (else ``WANDB_DIR``, else the run directory), ``group``, ``job_type``, ``tags``
+    (extra W&B run tags), ``init_timeout`` (seconds, default 90) and ``settings`` (a dict of
+    ``wandb.Settings`` fields; by default ``console="off"`` so W&B leaves stdout/stderr alone).
+    """
+
+    name = "wandb"
+    requires = ("wandb",)
+    extra = "wandb"
+    max_batch = 1000
+
+    OPTIONS: ClassVar[frozenset[str]] = frozenset(
+        {"project", "entity", "mode", "dir", "group", "job_type", "tags", "init_timeout", "settings"}
+    )
+
+    def __init__(self, run: RunInfo, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(run, options)
+        unknown = set(self.options) - self.OPTIONS
+        if unknown:
+            raise ValueError(
+                f"unknown wandb option(s) {', '.join(sorted(unknown))}; choose from {', '.join(sorted(self.OPTIONS))}"
+            )
+        # W&B starts thread pools; the first import of concurrent.futures.thread registers a
+        # threading exit hook, which Python refuses once the main thread has finished. Import it
+        # now (stdlib, cheap) so a script that ends before W&B has started can still deliver.
+        import concurrent.futures.thread  # noqa: F401
+
+        self._wb_run: Any = None
+        self._id = wandb_id(run.run_id)
+        self._done_seq = -1
+        self._side: _SideState | None = None
+        self._metrics: _Names | None = None
+        self._config: _Names | None = None
+        self._reported: set[str] = set()
+        self._where = "wandb"
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def open(self, state: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        """Start the W&B run (or resume it, same id, when ``state`` is given)."""
+        import wandb
+
+        side = _SideState(Path(self.run.dir) / "wandb" / f"rldk-{self.run.run_id}.json")
+        self._side = side
+        self._metrics = _Names(metric_key, side.metric_keys, str.casefold, _own_key, "metric")
+        self._config = _Names(config_key, side.config_keys, lambda k: k, lambda k: False, "config key")
+        if self._id != self.run.run_id:
+            self._report("id", f"rldk_track: wandb: run id {self.run.run_id!r} is W&B run id {self._id!r} (W&B's id characters)")
+
+        mode = self._mode(wandb)
+        wandb_dir = Path(self.options.get("dir") or os.environ.get("WANDB_DIR") or self.run.dir)
+        wandb_dir.mkdir(parents=True, exist_ok=True)
+        settings = {"console": "off", "init_timeout": float(self.options.get("init_timeout", 90.0)), **self.options.get("settings", {})}
+        run = wandb.init(
+            project=self._project(),
+            entity=self.options.get("entity") or None,
+            dir=str(wandb_dir),
+            id=self._id,
+            name=self._short(self.run.name, "run name"),
+            group=self._short(self.options.get("group"), "group"),
+            job_type=self._short(self.options.get("job_type"), "job type"),
+            tags=[self._tag(str(t)) for t in self.options.get("tags", ())],
+            mode=mode,
+            resume="allow" if state else None,
+            reinit="create_new",
+            settings=wandb.Settings(**settings),
+        )
+        self._wb_run = run
+        _exit_guard.track(self)
+        run.define_metric(GLOBAL_STEP)
+        run.define_metric("*", step_metric=GLOBAL_STEP)
+        if side.tags:
+            self._set_tags({})
+        run.summary.update({f"{OWN_PREFIX}health": health(side.active_alerts())})
+        self._where = f"wandb {mode or 'online'} run {run.project}/{self._id}" + (f" in {wandb_dir}" if mode == "offline" else "")
+        return {"id": self._id, "project": run.project, "entity": getattr(run, "entity", "") or "", "mode": mode or "online"}
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Deliver records in order; records already delivered by this instance are skipped, so
+        a retried batch adds nothing. W&B refusing a value raises :class:`RejectedError`."""
+        if self._wb_run is None:
+            raise RuntimeError("the W&B run is not open (it was finished or never started)")
+        try:
+            for record in records:
+                if record.seq <= self._done_seq:
+                    continue
+                try:
+                    self._HANDLERS[record.kind](self, record)
+                except (TypeError, ValueError) as exc:
+                    raise RejectedError(f"W&B refused {record.kind} seq {record.seq}: {exc}") from exc
+                self._done_seq = record.seq
+        finally:
+            self._save_side_state()
+
+    def close(self) -> None:
+        """Finish a W&B run that never got its ``RunEnd`` (as failed: its end is unknown)."""
+        run, self._wb_run = self._wb_run, None
+        if run is not None:
+            log.warning("rldk_track: %s closed before the run ended; W&B marks it failed", self._where)
+            run.finish(exit_code=EXIT_CODES["failed"])
+        _exit_guard.untrack(self)
+
+    def describe(self) -> str:
+        return self._where
+
+    # -- options ---------------------------------------------------------------------------
+    def _mode(self, wandb: Any) -> str | None:
+        """``mode`` option, else ``WANDB_MODE``; online without credentials falls back to
+        offline (W&B would otherwise prompt on a terminal or fail on every retry)."""
+        mode = self.options.get("mode") or os.environ.get("WANDB_MODE") or None
+        if mode in (None, "online", "run") and not wandb.login(prompt=False, verify=False):
+            self._report(
+                "offline",
+                "rldk_track: wandb: no W&B credentials (WANDB_API_KEY or `wandb login`); recording offline -- "
+                "upload later with `wandb sync`",
+            )
+            return "offline"
+        return mode
+
+    def _project(self) -> str:
+        wanted = self.options.get("project") or os.environ.get("WANDB_PROJECT") or self.run.project
+        project = project_name(wanted)
+        if project != wanted:
+            self._report("project", f"rldk_track: wandb: project {wanted!r} is recorded as {project!r}")
+        return project
+
+    def _short(self, text: str | None, what: str) -> str | None:
+        if not text:
+            return None
+        if len(text) > MAX_NAME_CHARS:
+            self._report(what, f"rldk_track: wandb: {what} cut to W&B's {MAX_NAME_CHARS} characters: {text[:60]!r}...")
+            return text[:MAX_NAME_CHARS]
+        return text
+
+    def _tag(self, text: str) -> str:
+        tag = tag_text(text, "")
+        if tag != text:
+            self._report("tag", f"rldk_track: wandb: tag {text[:80]!r} cut to W&B's {MAX_TAG_CHARS} characters")
+        return tag
+
+    # -- records ---------------------------------------------------------------------------
+    def _write_metrics(self, record: Metrics) -> None:
+        key = self._metrics
+        row: dict[str, Any] = {key(name): value for name, value in record.values.items()}
+        if row:
+            self._log_row(row, record.step, record.wall_time)
+
+    def _log_row(self, row: dict[str, Any], step: int, wall_time: float) -> None:
+        row[GLOBAL_STEP] = step
+        row["_timestamp"] = wall_time
+        self._wb_run.log(row)
+
+    def _write_params(self, record: Params) -> None:
+        clean = {self._config(str(k)): self._value(v, "config") for k, v in record.values.items()}
+        self._wb_run.config.update(clean, allow_val_change=True)
+
+    def _write_summary(self, record: Summary) -> None:
+        self._wb_run.summary.update({self._metrics(str(k)): self._value(v, "summary") for k, v in record.values.items()})
+
+    def _write_tags(self, record: Tags) -> None:
+        self._set_tags(record.values)
+
+    def _set_tags(self, values: Mapping[str, str]) -> None:
+        """Add/replace ``key=value`` tags; a value too long for a tag keeps its full text in the
+        summary under ``rldk/tag/<key>``."""
+        side = self._side
+        side.tags.update({str(k): str(v) for k, v in values.items()})
+        side.dirty = side.dirty or bool(values)
+        ours = {tag_text(k, v): k for k, v in side.tags.items()}
+        keep = [t for t in self._wb_run.tags or () if t not in ours and not any(t.startswith(f"{k}=") for k in side.tags)]
+        self._wb_run.tags = tuple(dict.fromkeys([*keep, *ours]))
+        long = {metric_key(f"{OWN_PREFIX}tag/{k}"): v for k, v in values.items() if tag_text(k, v).endswith("…")}
+        if long:
+            self._report("longtag", f"rldk_track: wandb: tags longer than {MAX_TAG_CHARS} characters are cut; full values are in the summary under {OWN_PREFIX}tag/")
+            self._wb_run.summary.update(long)
+
+    def _write_alert(self, record: Alert) -> None:
+        side = self._side
+        side.alerts[str(record.seq)] = {
+            "seq": record.seq, "wall_time": record.wall_time, "step": record.step, "rule": record.rule,
+            "severity": record.severity, "state": record.state, "metric": record.metric, "value": record.value,
+            "threshold": record.threshold, "action": record.action, "message": record.message,
+        }
+        side.dirty = True
+        key = metric_key(f"{OWN_PREFIX}alert/{record.rule}")
+        summary = self._wb_run.summary
+        if record.state == "cleared":
+            if key in summary.keys():
+                del summary[key]
+        else:
+            summary[key] = record.severity
+        summary[f"{OWN_PREFIX}health"] = health(side.active_alerts())
+
+    def _write_checkpoint(self, record: CheckpointHealth) -> None:
+        import wandb
+
+        self._log_row({"checkpoint/health_score": record.score}, record.step, record.wall_time)
+        report = {
+            "step": record.step, "path": record.path, "score": record.score, "issues": list(record.issues),
+            "recommendations": list(record.recommendations),
+        }
+        self._wb_run.summary[f"{OWN_PREFIX}checkpoint"] = self._value(report, "summary")
+        artifact = wandb.Artifact(artifact_name(f"run-{self._id}-checkpoint-health"), type="rldk-checkpoint-health",
+                                  metadata={"step": record.step, "score": _jsonable(record.score)})
+        with artifact.new_file("checkpoint_health.json", mode="w", encoding="utf-8") as f:
+            json.dump({**report, "stats": record.stats}, f, default=str, allow_nan=True)
+        self._wb_run.log_artifact(artifact, aliases=[f"step-{record.step}"])
+
+    def _write_artifact(self, record: Artifact) -> None:
+        import wandb
+
+        path = Path(record.path or "")
+        if not record.path or not path.exists():
+            raise RejectedError(f"artifact {record.name!r}: its staged copy {record.path!r} is gone")
+        artifact = wandb.Artifact(artifact_name(f"run-{self._id}-{record.name}"), type="rldk",
+                                  metadata={"rldk_name": record.name, "size": record.size})
+        if path.is_dir():
+            artifact.add_dir(str(path), name=record.name)
+        else:
+            artifact.add_file(str(path), name=record.name)
+        self._wb_run.log_artifact(artifact)
+
+    def _write_end(self, record: RunEnd) -> None:
+        import wandb
+
+        run, side = self._wb_run, self._side
+        if side.alerts:
+            columns = ["seq", "step", "wall_time", "rule", "severity", "state", "metric", "value", "threshold", "action", "message"]
+            rows = [[a[c] for c in columns] for a in sorted(side.alerts.values(), key=lambda a: a["seq"])]
+            artifact = wandb.Artifact(artifact_name(f"run-{self._id}-rldk-alerts"), type="rldk-alerts")
+            artifact.add(wandb.Table(columns=columns, data=rows), "alerts")
+            run.log_artifact(artifact)
+        renames = {"metrics": self._metrics.renames(), "config": self._config.renames()}
+        if any(renames.values()):
+            artifact = wandb.Artifact(artifact_name(f"run-{self._id}-rldk-key-map"), type="rldk")
+            with artifact.new_file("wandb_key_map.json", mode="w", encoding="utf-8") as f:
+                json.dump(renames, f, ensure_ascii=False, indent=1)
+            run.log_artifact(artifact)
+        run.summary[f"{OWN_PREFIX}status"] = record.status
+        run.finish(exit_code=EXIT_CODES.get(record.status, EXIT_CODES["failed"]))
+        self._wb_run = None
+        _exit_guard.untrack(self)
+
+    _HANDLERS: ClassVar[dict[str, Callable[["WandbBackend", Any], None]]] = {
+        "metrics": _write_metrics,
+        "params": _write_params,
+        "summary": _write_summary,
+        "tags": _write_tags,
+        "alert": _write_alert,
+        "checkpoint_health": _write_checkpoint,
+        "artifact": _write_artifact,
+        "run_end": _write_end,
+    }
+
+    # -- values ----------------------------------------------------------------------------
+    def _value(self, value: Any, where: str) -> Any:
+        """A config/summary value W&B stores faithfully: NaN becomes the string ``"NaN"`` (W&B
+        would store null), strings are capped at :data:`MAX_VALUE_CHARS`."""
+        if isinstance(value, float) and math.isnan(value):
+            self._report(f"nan-{where}", f"rldk_track: wandb: NaN in the {where} is stored as the string 'NaN' (W&B stores null)")
+            return "NaN"
+        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+            self._report(
+                f"long-{where}",
+                f"rldk_track: wandb: a {where} value of {len(value)} characters is cut to {MAX_VALUE_CHARS}; "
+                "the full value is in the event log",
+            )
+            return value[:MAX_VALUE_CHARS] + f"…[cut {len(value) - MAX_VALUE_CHARS} characters]"
+        if isinstance(value, Mapping):
+            return {str(k): self._value(v, where) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._value(v, where) for v in value]
+        return value
+
+    def _save_side_state(self) -> None:
+        side, names = self._side, (self._metrics, self._config)
+        if side is None or not (side.dirty or any(n.dirty for n in names)):
+            return
+        side.save(self._metrics.keys, self._config.keys)
+        for n in names:
+            n.dirty = False
+
+    def _report(self, key: str, message: str) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning(message)
+
+
+def _jsonable(value: float) -> Any:
+    return value if math.isfinite(value) else str(value)
+
+
+class _ExitGuard:
+    """Ends open W&B runs before W&B tears its service down at interpreter exit.
+
+    W&B registers its teardown with ``atexit`` when its service starts -- inside the first
+    ``wandb.init``, which runs after ``rldk_track.init`` registered the run's own exit hook.
+    ``atexit`` runs hooks last-in first-out, so W&B would shut down before rldk's hook delivers
+    the last records and the run's end. This guard registers right after W&B's and finishes every
+    live rldk run that records to W&B first (bounded by ``RLDK_EXIT_TIMEOUT``).
+    """
+
+    def __init__(self) -> None:
+        self._backends: "weakref.WeakSet[WandbBackend]" = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._registered = False
+
+    def track(self, backend: WandbBackend) -> None:
+        with self._lock:
+            self._backends.add(backend)
+            if not self._registered:
+                self._registered = True
+                atexit.register(self._at_exit)
+
+    def untrack(self, backend: WandbBackend) -> None:
+        with self._lock:
+            self._backends.discard(backend)
+
+    def _at_exit(self) -> None:
+        with self._lock:
+            ids = {b.run.run_id for b in self._backends}
+        if not ids:
+            return
+        from rldk_track import run as run_module
+
+        for live in list(run_module._live_runs):
+            if live.id in ids:
+                live._finish_at_exit()
+
+
+_exit_guard = _ExitGuard()
