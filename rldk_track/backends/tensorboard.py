@@ -1,0 +1,572 @@
+"""TensorBoard: event files written with TensorBoard's own writer and protos (no torch, no TensorFlow).
+
+Each run gets one directory, ``<log_dir>/<run name>`` (``<log_dir>`` defaults to
+``<dir>/tensorboard``), so ``tensorboard --logdir rldk_runs/tensorboard`` shows every run side by
+side. A directory that already belongs to another run (its ``rldk/run.json`` names another run id,
+or it holds event files of another writer) is left alone and the run uses
+``<run name>-<run id>``. Everything about the run lives in that one directory:
+
+```
+<run dir>/events.out.tfevents.*            scalars, text and hparams (what TensorBoard shows)
+<run dir>/rldk/run.json                     which run owns the directory (+ status once it ended)
+<run dir>/rldk/alerts.jsonl                 the alert log, one alert per line
+<run dir>/rldk/checkpoints/step_<N>/health.json   each checkpoint's health verdict
+<run dir>/rldk/renamed_tags.jsonl           names that had to change to become tags
+<run dir>/artifacts/<name>                  copies of the run's artifacts
+```
+
+TensorBoard's rules, as this module applies them (see docs/backends/tensorboard.md):
+
+- A tag is any UTF-8 string. The writer refuses lone surrogates, so they become U+FFFD. The web
+  server answers 414 to request lines over 64 KiB, and a tag travels percent-encoded in the
+  URL, so tags are capped at :data:`MAX_TAG_BYTES` UTF-8 bytes. A changed name gets a short hash
+  of the original, so two names never merge. It is reported once and listed in
+  ``rldk/renamed_tags.jsonl``.
+- A tag's plugin is fixed by its first event (first summary metadata wins). A scalar series and a
+  text series therefore never share a tag: the later one gets a suffix, reported once.
+- Scalars are float32. TensorBoard's fast loader (``tensorboard-data-server``) reads only float32
+  scalars, so a double would not be shown. NaN and ±Inf are kept. A finite value beyond float32's
+  range becomes ±Inf, reported once.
+- The web view keeps one point per step and series. When a step goes back, the loader drops the
+  later points of that series from the view, though the event file keeps every point. Reported once.
+- Hparams: one session-start summary per run directory (first one wins). It is written from the
+  first params record, and later params reach the ``config`` text only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from rldk_track.backends.base import Backend, RejectedError, RunInfo
+from rldk_track.normalize import flatten
+from rldk_track.records import (
+    Alert,
+    Artifact,
+    CheckpointHealth,
+    Metrics,
+    Params,
+    Record,
+    RunEnd,
+    Summary,
+    Tags,
+    to_json,
+)
+
+log = logging.getLogger("rldk_track")
+
+#: Longest tag, in UTF-8 bytes: percent-encoded (at most 3 bytes per byte) it stays far inside
+#: the 64 KiB request line TensorBoard's web server accepts, next to the run name.
+MAX_TAG_BYTES = 4096
+#: Longest string shown as an hparam value; the full value is in the ``config`` text.
+MAX_HPARAM_CHARS = 1024
+FLOAT32_MAX = 3.4028234663852886e38
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+OWNER_FILE = "rldk/run.json"
+ALERTS_FILE = "rldk/alerts.jsonl"
+RENAMED_FILE = "rldk/renamed_tags.jsonl"
+ARTIFACTS_DIR = "artifacts"
+
+#: Tags of the text series this backend writes (the scalar ones come from record names).
+CONFIG_TAG = "config"
+TAGS_TAG = "tags"
+STATUS_TAG = "run/status"
+ALERT_PREFIX = "alerts/"
+CHECKPOINT_PREFIX = "checkpoint/"
+SUMMARY_PREFIX = "summary/"
+
+_OPTIONS = {"log_dir": (str, os.PathLike), "flush_secs": (int, float), "max_queue": (int,)}
+
+
+def tag_name(name: str) -> tuple[str, str]:
+    """``name`` as a TensorBoard tag, and why it had to change (``""`` when it did not).
+
+    A changed name ends in ``~`` and 8 hex digits of the original's hash, so distinct names stay
+    distinct tags.
+    """
+    reasons = []
+    tag = name
+    try:
+        encoded = tag.encode("utf-8")
+    except UnicodeEncodeError:
+        tag = tag.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        encoded = tag.encode("utf-8")
+        reasons.append("has characters that are not valid UTF-8")
+    if len(encoded) > MAX_TAG_BYTES:
+        tag = encoded[: MAX_TAG_BYTES - 9].decode("utf-8", "ignore")
+        reasons.append(f"is longer than {MAX_TAG_BYTES} UTF-8 bytes")
+    if not reasons:
+        return name, ""
+    digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{tag}~{digest}", " and ".join(reasons)
+
+
+def _utf8(text: str) -> bytes:
+    """Text as UTF-8, lone surrogates replaced (the protos require valid UTF-8)."""
+    return text.encode("utf-8", "replace") if not text.isascii() else text.encode("ascii")
+
+
+def _clean(text: str) -> str:
+    return _utf8(text).decode("utf-8")
+
+
+def _to_json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+def _fenced(text: str, lang: str = "") -> str:
+    """A markdown code block whose fence no backtick run inside ``text`` can close."""
+    longest, run = 0, 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def _cell(value: Any) -> str:
+    """A markdown table cell: pipes escaped, line breaks kept as <br>."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", "<br>").replace("\n", "<br>")
+
+
+def _table(rows: Mapping[str, Any], header: tuple[str, str] = ("field", "value")) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """Deep-merge ``update`` into ``into`` (nested mappings merge, anything else replaces)."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+class TensorBoardBackend(Backend):
+    """Writes one TensorBoard run directory per rldk_track run.
+
+    Options: ``log_dir`` (the root that ``tensorboard --logdir`` points at; default
+    ``<dir>/tensorboard``), ``flush_secs`` (how often the event writer flushes while a large batch
+    is still being written; default 5), ``max_queue`` (events buffered between this worker and the
+    event writer's thread; default 100). Every ``write`` ends with a flush, so what the dispatcher
+    counts as delivered is in the event file.
+    """
+
+    name = "tensorboard"
+    requires = ("tensorboard",)
+    extra = "tensorboard"
+
+    def __init__(self, run: RunInfo, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(run, options)
+        for key, value in self.options.items():
+            if key not in _OPTIONS:
+                raise ValueError(f"unknown tensorboard option {key!r}; use {', '.join(_OPTIONS)}")
+            if value is not None and not isinstance(value, _OPTIONS[key]):
+                raise TypeError(f"tensorboard option {key!r} must be {_OPTIONS[key][0].__name__}, not {type(value).__name__}")
+        self.root = Path(self.options.get("log_dir") or Path(run.dir) / "tensorboard").absolute()
+        self.flush_secs = float(self.options.get("flush_secs", 5.0))
+        self.max_queue = int(self.options.get("max_queue", 100))
+        self.log_dir: Path | None = None
+        self._writer: Any = None
+        self._described: set[str] = set()  # tags whose metadata the current event file carries
+        self._done_seq = -1  # last record fully handed to the writer (a retried batch skips these)
+        self._flushed_seq = -1  # last record known to be in the event file
+        self._tags: dict[tuple[str, str], str] = {}  # (owner, name) -> tag
+        self._tag_owner: dict[str, str] = {}  # tag -> "scalar:<source>" or "text"
+        self._reported: set[str] = set()
+        self._max_step: int | None = None
+        self._config: dict[str, Any] = {}
+        self._hparams_written = False
+        self._hparam_names: set[str] = set()
+        self._run_tags: dict[str, str] = {}
+        self._alert_seqs: set[int] | None = None
+        self._pb: Any = None  # the tensorboard proto modules, imported in open()
+        self._handlers: dict[str, Callable[[Any], None]] = {
+            Metrics.kind: self._metrics,
+            Params.kind: self._params,
+            Tags.kind: self._tags_record,
+            Summary.kind: self._summary,
+            Alert.kind: self._alert,
+            Artifact.kind: self._artifact,
+            CheckpointHealth.kind: self._checkpoint,
+            RunEnd.kind: self._run_end,
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self, state: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        """Claim this run's directory (or reopen the one in ``state``) and start an event file."""
+        self._pb = _Protos()
+        if state and state.get("log_dir"):
+            self.log_dir = Path(state["log_dir"])
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            if _owner(self.log_dir) is None:
+                self._write_owner(self.log_dir)
+        else:
+            self.log_dir = self._claim_dir()
+        self._open_writer()
+        return {"log_dir": str(self.log_dir)}
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Turn each record into events (and files) in order; flush before returning so that a
+        record the dispatcher counts as delivered is in the event file. Records already handed
+        to the writer by an earlier, failed call are skipped."""
+        try:
+            for record in records:
+                if record.seq <= self._done_seq:
+                    continue
+                handler = self._handlers.get(record.kind)
+                if handler is not None:
+                    try:
+                        handler(record)
+                    except (ValueError, TypeError, UnicodeError, ArithmeticError) as exc:
+                        raise RejectedError(f"{record.kind} record {record.seq}: {type(exc).__name__}: {exc}") from exc
+                self._done_seq = record.seq
+        finally:
+            self._settle()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def describe(self) -> str:
+        return f"tensorboard at {self.log_dir or self.root}"
+
+    # -- the run directory -------------------------------------------------------------------
+    def _claim_dir(self) -> Path:
+        """``<root>/<name>``, or ``<root>/<name>-<run_id>`` when the first belongs to another run."""
+        base = self._dir_name(self.run.name)
+        for candidate in (base, f"{base}-{self.run.run_id}"):
+            path = self.root / candidate
+            owner = _owner(path)
+            if owner == self.run.run_id:
+                return path
+            if owner is not None or any(path.glob("*tfevents*")):
+                continue
+            path.mkdir(parents=True, exist_ok=True)
+            if self._write_owner(path, exclusive=True) or _owner(path) == self.run.run_id:
+                return path
+        raise FileExistsError(f"{self.root / base} and {self.root / (base + '-' + self.run.run_id)} both belong to other runs")
+
+    def _dir_name(self, name: str) -> str:
+        """The run name as one directory name (TensorBoard's run name)."""
+        clean = "".join("_" if ch in "/\\" or ord(ch) < 32 else ch for ch in _clean(name)).strip()
+        clean = clean.lstrip(".") or "run"
+        encoded = clean.encode("utf-8")
+        if len(encoded) > 200:  # file names are limited to 255 bytes; leave room for "-<run_id>"
+            clean = encoded[:200].decode("utf-8", "ignore")
+        if clean != name:
+            self._report_once("dirname", f"rldk_track: tensorboard: run name {name[:80]!r} is used as the directory name {clean[:80]!r}")
+        return clean
+
+    def _write_owner(self, path: Path, exclusive: bool = False, **extra: Any) -> bool:
+        """Write ``rldk/run.json``; with ``exclusive`` only if no run claimed ``path`` first."""
+        marker = path / OWNER_FILE
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        info = {"run_id": self.run.run_id, "name": self.run.name, "project": self.run.project,
+                "start_time": self.run.start_time, **extra}
+        text = json.dumps(info, ensure_ascii=False, default=str)
+        if exclusive:
+            try:
+                with open(marker, "x", encoding="utf-8") as f:
+                    f.write(text)
+            except FileExistsError:
+                return False
+            return True
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, marker)
+        return True
+
+    # -- the event file ----------------------------------------------------------------------
+    def _open_writer(self) -> Any:
+        if self._writer is None:
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+            self._writer = EventFileWriter(str(self.log_dir), max_queue_size=self.max_queue, flush_secs=self.flush_secs)
+            self._described = set()
+        return self._writer
+
+    def _drop_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception as exc:  # already broken; the next write opens a new event file
+                log.debug("rldk_track: tensorboard: closing a failed event writer: %s", exc)
+
+    def _settle(self) -> None:
+        """Flush what was handed to the writer. A writer that cannot flush (disk full, file
+        removed) is dropped: the retry starts a new event file and re-sends what it held."""
+        try:
+            if self._writer is not None and self._done_seq > self._flushed_seq:
+                self._writer.flush()
+        except Exception:
+            self._drop_writer()
+            self._done_seq = self._flushed_seq
+            raise
+        self._flushed_seq = self._done_seq
+
+    def _emit(self, step: int, wall_time: float, values: list[Any]) -> None:
+        """One event holding ``values`` (one record = one event, so a record is all or nothing)."""
+        if values:
+            pb = self._pb
+            event = pb.Event(wall_time=wall_time, step=self._step(step), summary=pb.Summary(value=values))
+            self._open_writer().add_event(event)
+
+    def _step(self, step: int) -> int:
+        if INT64_MIN <= step <= INT64_MAX:
+            return step
+        self._report_once("step-range", f"rldk_track: tensorboard: step {step} does not fit TensorBoard's 64-bit steps; clamped")
+        return max(INT64_MIN, min(INT64_MAX, step))
+
+    def _scalar(self, tag: str, value: float) -> Any:
+        if not math.isfinite(value) or abs(value) <= FLOAT32_MAX:
+            return self._pb.Value(tag=tag, simple_value=value)
+        self._report_once(
+            "float32", f"rldk_track: tensorboard: {tag[:80]!r} = {value!r} is beyond float32, TensorBoard's scalar type; stored as {math.copysign(math.inf, value)}"
+        )
+        return self._pb.Value(tag=tag, simple_value=math.copysign(math.inf, value))
+
+    def _text(self, tag: str, text: str) -> Any:
+        pb = self._pb
+        tensor = pb.TensorProto(dtype=pb.DT_STRING, string_val=[_utf8(text)])
+        if tag in self._described:
+            return pb.Value(tag=tag, tensor=tensor)
+        self._described.add(tag)
+        return pb.Value(tag=tag, tensor=tensor, metadata=pb.text_metadata)
+
+    # -- names -------------------------------------------------------------------------------
+    def _tag(self, name: str, owner: str) -> str:
+        """The tag for ``name`` in the series kind ``owner`` (``scalar:<source>`` or ``text``)."""
+        key = (owner, name)
+        tag = self._tags.get(key)
+        if tag is not None:
+            return tag
+        tag, reason = tag_name(name)
+        if reason:
+            self._renamed(name, tag, reason)
+        holder = self._tag_owner.get(tag)
+        if holder is not None and holder != owner:
+            wanted = tag
+            tag = f"{wanted}/{owner.rpartition(':')[2]}"
+            while tag in self._tag_owner and self._tag_owner[tag] != owner:
+                tag = f"{wanted}~{hashlib.sha1(tag.encode('utf-8')).hexdigest()[:8]}"
+            self._renamed(name, tag, f"is already a {holder} series in TensorBoard")
+        self._tag_owner[tag] = owner
+        self._tags[key] = tag
+        return tag
+
+    def _renamed(self, name: str, tag: str, reason: str) -> None:
+        self._report_once(
+            f"renamed:{reason[:12]}",
+            f"rldk_track: tensorboard: name {name[:80]!r} {reason}; logged as {tag[:80]!r} "
+            f"(every renamed name is listed in {self.log_dir / RENAMED_FILE})",
+        )
+        path = self.log_dir / RENAMED_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"name": _clean(name), "tag": tag, "reason": reason}, ensure_ascii=False) + "\n")
+
+    def _report_once(self, key: str, message: str) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning(message)
+
+    # -- records -----------------------------------------------------------------------------
+    def _metrics(self, record: Metrics) -> None:
+        step = record.step
+        if self._max_step is not None and step < self._max_step:
+            self._report_once(
+                "backwards",
+                f"rldk_track: tensorboard: step went back ({self._max_step} -> {step}); the event file keeps every "
+                "point, but TensorBoard's view shows one point per step and drops a series' points after a step that goes back",
+            )
+        self._max_step = step if self._max_step is None else max(self._max_step, step)
+        values = []
+        for name, value in record.values.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError, OverflowError):
+                self._report_once(f"nan-value:{name}", f"rldk_track: tensorboard: metric {name!r} = {value!r} is not a number; not logged")
+                continue
+            values.append(self._scalar(self._tag(name, "scalar:metrics"), number))
+        self._emit(step, record.wall_time, values)
+
+    def _params(self, record: Params) -> None:
+        _merge(self._config, record.values)
+        flat = flatten(record.values)
+        if not self._hparams_written:
+            self._emit(0, record.wall_time, [self._session_start(flat, record.wall_time)])
+            self._hparams_written = True
+            self._hparam_names = set(flat)
+        elif set(flat) - self._hparam_names:
+            self._report_once(
+                "late-params",
+                "rldk_track: tensorboard: params logged after the first ones are in the 'config' text only; "
+                "TensorBoard keeps the first hparams of a run",
+            )
+        text = _fenced(_to_json_text(self._config), "json")
+        self._emit(0, record.wall_time, [self._text(self._tag(CONFIG_TAG, "text"), text)])
+
+    def _session_start(self, flat: Mapping[str, Any], wall_time: float) -> Any:
+        pb = self._pb
+        info = pb.SessionStartInfo(start_time_secs=self.run.start_time or wall_time)
+        for name, value in flat.items():
+            key = tag_name(name)[0]
+            target = info.hparams[key]
+            if isinstance(value, bool):
+                target.bool_value = value
+            elif isinstance(value, float) and math.isfinite(value) or isinstance(value, int) and abs(value) < 2**53:
+                target.number_value = value
+            else:
+                text = value if isinstance(value, str) else (
+                    str(value) if isinstance(value, (int, float)) or value is None
+                    else json.dumps(value, ensure_ascii=False, default=str))
+                if len(text) > MAX_HPARAM_CHARS:
+                    self._report_once(
+                        "long-hparam",
+                        f"rldk_track: tensorboard: hparam {name[:80]!r} is longer than {MAX_HPARAM_CHARS} characters; "
+                        "shortened in the hparams view (the full value is in the 'config' text)",
+                    )
+                    text = text[: MAX_HPARAM_CHARS - 1] + "…"
+                target.string_value = _clean(text)
+        content = pb.HParamsPluginData(session_start_info=info)
+        return pb.Value(tag=pb.SESSION_START_INFO_TAG, tensor=pb.NULL_TENSOR, metadata=pb.hparams_metadata(content))
+
+    def _tags_record(self, record: Tags) -> None:
+        self._run_tags.update(record.values)
+        text = _table(self._run_tags, ("tag", "value"))
+        self._emit(0, record.wall_time, [self._text(self._tag(TAGS_TAG, "text"), text)])
+
+    def _summary(self, record: Summary) -> None:
+        values = []
+        for name, value in flatten(record.values).items():
+            if isinstance(value, (int, float)):
+                values.append(self._scalar(self._tag(SUMMARY_PREFIX + name, "scalar:summary"), float(value)))
+            else:
+                text = value if isinstance(value, str) else _fenced(_to_json_text(value), "json")
+                values.append(self._text(self._tag(SUMMARY_PREFIX + name, "text"), text))
+        self._emit(0, record.wall_time, values)
+
+    def _alert(self, record: Alert) -> None:
+        fields = {
+            "message": record.message, "severity": record.severity, "step": record.step,
+            "metric": record.metric, "value": record.value, "threshold": record.threshold,
+            "action": record.action, "state": record.state,
+        }
+        text = f"**{record.severity}** `{record.rule}` at step {record.step} ({record.state})\n\n" + _table(
+            {k: v for k, v in fields.items() if v is not None}
+        )
+        self._emit(record.step, record.wall_time, [self._text(self._tag(ALERT_PREFIX + record.rule, "text"), text)])
+        self._append_alert(record)
+
+    def _append_alert(self, record: Alert) -> None:
+        path = self.log_dir / ALERTS_FILE
+        if self._alert_seqs is None:  # after a restart: what an earlier process already wrote
+            self._alert_seqs = set()
+            if path.exists():
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        self._alert_seqs.add(int(json.loads(line)["seq"]))
+                    except (ValueError, KeyError, TypeError):
+                        continue
+        if record.seq in self._alert_seqs:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(to_json(record, self.run.run_id), ensure_ascii=False, default=str) + "\n")
+        self._alert_seqs.add(record.seq)
+
+    def _artifact(self, record: Artifact) -> None:
+        artifacts = (self.log_dir / ARTIFACTS_DIR).resolve()
+        target = (artifacts / record.name).resolve()
+        if artifacts not in target.parents:
+            raise RejectedError(f"artifact name {record.name!r} leaves the run's artifacts folder")
+        source = Path(record.path or "")
+        if not record.path or not source.exists():
+            raise RejectedError(f"artifact {record.name!r}: staged file {record.path!r} is missing")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+
+    def _checkpoint(self, record: CheckpointHealth) -> None:
+        values = [self._scalar(self._tag(CHECKPOINT_PREFIX + "health_score", "scalar:checkpoint"), float(record.score)),
+                  self._scalar(self._tag(CHECKPOINT_PREFIX + "issues", "scalar:checkpoint"), float(len(record.issues)))]
+        other: dict[str, Any] = {}
+        for name, value in flatten(record.stats).items():
+            if isinstance(value, (int, float)):
+                values.append(self._scalar(self._tag(CHECKPOINT_PREFIX + name, "scalar:checkpoint"), float(value)))
+            else:
+                other[name] = value
+        lines = [f"**health score {record.score:g}** for `{record.path}` at step {record.step}"]
+        if record.issues:
+            lines += ["", "Issues:", *[f"- {_cell(issue)}" for issue in record.issues]]
+        if record.recommendations:
+            lines += ["", "Recommendations:", *[f"- {_cell(r)}" for r in record.recommendations]]
+        if record.stats:
+            lines += ["", _table(flatten(record.stats), ("stat", "value"))]
+        values.append(self._text(self._tag(CHECKPOINT_PREFIX + "health", "text"), "\n".join(lines)))
+        self._emit(record.step, record.wall_time, values)
+        report = self.log_dir / "rldk" / "checkpoints" / f"step_{record.step}" / "health.json"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(to_json(record, self.run.run_id), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+
+    def _run_end(self, record: RunEnd) -> None:
+        pb = self._pb
+        status = {"success": pb.STATUS_SUCCESS}.get(record.status, pb.STATUS_FAILURE)
+        end = pb.HParamsPluginData(session_end_info=pb.SessionEndInfo(status=status, end_time_secs=record.wall_time))
+        values = [
+            pb.Value(tag=pb.SESSION_END_INFO_TAG, tensor=pb.NULL_TENSOR, metadata=pb.hparams_metadata(end)),
+            self._text(self._tag(STATUS_TAG, "text"), record.status),
+        ]
+        self._emit(0, record.wall_time, values)
+        self._write_owner(self.log_dir, status=record.status, end_time=record.wall_time)
+
+
+class _Protos:
+    """TensorBoard's protos and plugin metadata, imported when the backend opens (not at
+    ``import rldk_track``)."""
+
+    def __init__(self) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
+        from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+        from tensorboard.plugins.hparams import metadata as hparams_md
+        from tensorboard.plugins.text import metadata as text_md
+
+        self.Event = event_pb2.Event
+        self.Summary = summary_pb2.Summary
+        self.Value = summary_pb2.Summary.Value
+        self.TensorProto = tensor_pb2.TensorProto
+        self.DT_STRING = types_pb2.DT_STRING
+        self.HParamsPluginData = plugin_data_pb2.HParamsPluginData
+        self.SessionStartInfo = plugin_data_pb2.SessionStartInfo
+        self.SessionEndInfo = plugin_data_pb2.SessionEndInfo
+        self.STATUS_SUCCESS = api_pb2.STATUS_SUCCESS
+        self.STATUS_FAILURE = api_pb2.STATUS_FAILURE
+        self.SESSION_START_INFO_TAG = hparams_md.SESSION_START_INFO_TAG
+        self.SESSION_END_INFO_TAG = hparams_md.SESSION_END_INFO_TAG
+        self.NULL_TENSOR = hparams_md.NULL_TENSOR
+        self.hparams_metadata = hparams_md.create_summary_metadata
+        self.text_metadata = text_md.create_summary_metadata(display_name="", description="")
+
+
+def _owner(path: Path) -> str | None:
+    """The run id that claimed ``path`` (None when no rldk_track run did)."""
+    try:
+        return str(json.loads((path / OWNER_FILE).read_text(encoding="utf-8"))["run_id"])
+    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
+        return None
