@@ -1,0 +1,360 @@
+"""TRL / transformers integration: one ``TrainerCallback`` that records a run in every tracker.
+
+```python
+from rldk_track.integrations.trl import RLDKCallback
+trainer = GRPOTrainer(..., callbacks=[RLDKCallback(backend=["mlflow", "tensorboard"])])
+```
+
+Works with every TRL trainer (GRPO, RLOO, DPO, SFT, Reward, KTO, OnlineDPO) and any
+``transformers.Trainer``: the callback only uses the events every Trainer sends. What each
+event becomes:
+
+- ``on_train_begin``: the run starts; its config is the TrainingArguments, the model config, the
+  trainer class, library versions, the git commit and the seeds.
+- ``on_log``: the logged values at ``state.global_step``, under their TRL names and their
+  canonical names (``reward`` -> ``reward/mean``, ``eval_loss`` -> ``eval/loss/total``; see
+  ``docs/metrics.md``). The end-of-training line (``train_runtime``, ``train_loss``...) is the
+  run's summary, not a step series.
+- ``on_evaluate``: evaluation metrics the trainer did not already log.
+- ``on_save``: the health of ``<output_dir>/checkpoint-<global_step>``, analysed off the
+  training thread.
+- ``on_train_end``: the run finishes with status ``success`` (``killed`` when ``stop_on`` stopped
+  it). When training raises, transformers sends no ``on_train_end``: an uncaught exception ends
+  the run as ``failed`` at interpreter exit, and the next ``trainer.train()`` with this callback
+  ends a run left open as ``failed`` before starting a new one (or call ``finish("failed")``).
+
+Only the process with ``state.is_world_process_zero`` talks to trackers; on other ranks every
+event is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+import rldk_track
+from rldk_track import backends as backend_registry
+from rldk_track.keymaps import canonicalize
+from rldk_track.records import SEVERITIES, Alert, Record
+from rldk_track.run import BackendSpec, Run, parse_backends
+
+log = logging.getLogger("rldk_track")
+
+FRAMEWORK = "trl"
+
+#: Keys that only the end-of-training line carries (transformers' ``_finalize_training``); a
+#: line with any of them is the run's summary. (Per-step lines may carry ``train_runtime`` and
+#: ``train_tokens_per_second`` when tokens are counted; those stay step series.)
+SUMMARY_MARKERS = frozenset({"train_loss", "total_flos", "train_samples_per_second", "train_steps_per_second"})
+
+#: Libraries whose versions go into the run's config.
+VERSIONED_PACKAGES = ("trl", "transformers", "torch", "accelerate", "datasets", "peft", "deepspeed")
+
+#: How long ``on_train_end`` waits for checkpoint analyses still running.
+CHECKPOINT_DRAIN_TIMEOUT_S = 120.0
+
+
+class RLDKCallback(TrainerCallback):
+    """Record a transformers/TRL training run: metrics, config, analyzer alerts, checkpoint health
+    and system metrics, into the trackers named by ``backend`` (any spec ``rldk_track.init``
+    takes).
+
+    ``analyzers``: ``"default"``, a list of analyzer names/objects, or None.
+    ``stop_on``: ``"critical"`` (or ``"warning"``) stops training at the next step after an alert
+    of that severity or worse is raised, and records why (tag ``rldk.stopped_by`` and an alert).
+    Other keyword arguments go to :func:`rldk_track.init` (``dir=``, ``config=``, ``tags=``,
+    ``mlflow={...}``...).
+    """
+
+    def __init__(
+        self,
+        backend: BackendSpec = None,
+        project: str | None = None,
+        run_name: str | None = None,
+        analyzers: str | Sequence[Any] | None = "default",
+        checkpoint_health: bool = True,
+        system_metrics: bool = True,
+        stop_on: str | None = None,
+        **init_kwargs: Any,
+    ) -> None:
+        if stop_on is not None and stop_on not in SEVERITIES[1:]:
+            raise ValueError(f"stop_on must be None, 'warning' or 'critical', not {stop_on!r}")
+        for name in parse_backends(backend):  # a typo fails here, not after the model has loaded
+            if name != backend_registry.JSONL:
+                backend_registry.resolve(name)
+        self.backend = backend
+        self.project = project
+        self.run_name = run_name
+        self.analyzers = analyzers
+        self.checkpoint_health = checkpoint_health
+        self.system_metrics = system_metrics
+        self.stop_on = stop_on
+        self._user_observers = tuple(init_kwargs.pop("observers", ()))
+        self._user_tags = dict(init_kwargs.pop("tags", None) or {})
+        self._user_config = init_kwargs.pop("config", None)
+        self.init_kwargs = init_kwargs
+        self._run: Run | None = None
+        self._stop_watch: _StopWatch | None = None
+        self._stop_recorded = False
+        self._checkpoints: Any = None
+        self._sampler: Any = None
+        self._eval_logged: tuple[int, frozenset[str]] = (-1, frozenset())
+
+    @property
+    def run(self) -> Run | None:
+        """The run being recorded (None before training starts and on non-zero ranks)."""
+        return self._run
+
+    # -- events ----------------------------------------------------------------------------
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        if self._run is not None and self._run.active:
+            log.warning("rldk_track: run %s never saw on_train_end (training raised); it is recorded as failed", self._run.id)
+            self.finish("failed")
+        self._start(args, state, kwargs.get("model"), kwargs.get("processing_class"))
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        run = self._run
+        if run is None or not logs:
+            return
+        if SUMMARY_MARKERS.intersection(logs):
+            run.log_summary({k: v for k, v in logs.items() if v is not None})
+            return
+        values = {k: v for k, v in logs.items() if v is not None}
+        eval_keys = frozenset(k for k in values if k.startswith("eval_"))
+        if eval_keys:
+            self._eval_logged = (state.global_step, eval_keys)
+        run.log(canonicalize(values, FRAMEWORK), step=state.global_step)
+        self._stop_if_alerted(state, control)
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """Log evaluation metrics that did not already come through ``on_log`` (a Trainer logs
+        them itself; a custom evaluation loop may not)."""
+        run = self._run
+        if run is None or not metrics:
+            return
+        step, already = self._eval_logged
+        fresh = {k: v for k, v in metrics.items() if v is not None and not (step == state.global_step and k in already)}
+        if fresh:
+            run.log(canonicalize(fresh, FRAMEWORK), step=state.global_step)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._run is not None:
+            self._stop_if_alerted(state, control)
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._run is None or self._checkpoints is None:
+            return
+        path = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if path.is_dir():
+            self._checkpoints.submit(path, state.global_step)
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._run is not None:
+            self.finish("killed" if self._stop_recorded else "success")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def finish(self, status: str = "success") -> None:
+        """End the run now: checkpoint analyses still running get a bounded wait, the system
+        sampler stops, and the trackers receive ``status``. Safe to call more than once."""
+        run = self._run
+        if run is None or not run.active:
+            return
+        if self._checkpoints is not None:
+            self._checkpoints.close(timeout=CHECKPOINT_DRAIN_TIMEOUT_S)
+            self._checkpoints = None
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+        run.finish(status)
+
+    def _start(self, args: TrainingArguments, state: TrainerState, model: Any, processing_class: Any) -> None:
+        self._stop_watch = _StopWatch(self.stop_on) if self.stop_on else None
+        self._stop_recorded = False
+        observers = [*self._user_observers, *([self._stop_watch] if self._stop_watch else [])]
+        kwargs = dict(self.init_kwargs)
+        if self.project is not None:
+            kwargs["project"] = self.project
+        config = run_config(args, state, model, processing_class)
+        if self._user_config is not None:
+            config["user"] = self._user_config
+        self._run = rldk_track.init(
+            self.backend,
+            run_name=self.run_name or args.run_name or None,
+            config=config,
+            tags={"rldk.framework": FRAMEWORK, "rldk.trainer": trainer_class_name(args), **self._user_tags},
+            analyzers=self.analyzers,
+            observers=observers,
+            **kwargs,
+        )
+        if not self._run.active:  # a non-logging rank per the launcher's environment
+            return
+        if self.checkpoint_health:
+            from rldk_track.analyzers.checkpoint import CheckpointMonitor
+
+            self._checkpoints = CheckpointMonitor(self._run)
+        if self.system_metrics:
+            from rldk_track.system import SystemSampler
+
+            self._sampler = SystemSampler(self._run)
+            self._sampler.start()
+
+    def _stop_if_alerted(self, state: TrainerState, control: TrainerControl) -> None:
+        watch = self._stop_watch
+        if watch is None or watch.alert is None:
+            return
+        control.should_training_stop = True
+        if self._stop_recorded:
+            return
+        self._stop_recorded = True
+        alert = watch.alert
+        reason = f"{alert.rule} ({alert.severity}) at step {alert.step}: {alert.message}"
+        log.warning("rldk_track: stopping training at step %d (stop_on=%r): %s", state.global_step, self.stop_on, reason)
+        run = self._run
+        assert run is not None
+        run.set_tags({"rldk.stopped_by": reason})
+        run.alert(
+            "training_stopped",
+            f"training stopped at step {state.global_step} by stop_on={self.stop_on!r} after {reason}",
+            severity="info",
+            step=state.global_step,
+            metric=alert.metric,
+            value=alert.value,
+            threshold=alert.threshold,
+        )
+
+
+class _StopWatch:
+    """An observer (on the log thread) that remembers the first raised alert at or above a
+    severity; the callback reads it on the training thread and stops the trainer."""
+
+    def __init__(self, severity: str) -> None:
+        self._level = SEVERITIES.index(severity)
+        self._lock = threading.Lock()
+        self.alert: Alert | None = None
+
+    def observe(self, records: Iterable[Record]) -> list[Record]:
+        if self.alert is None:
+            for record in records:
+                if (
+                    isinstance(record, Alert)
+                    and record.state == "raised"
+                    and record.rule != "training_stopped"
+                    and SEVERITIES.index(record.severity) >= self._level
+                ):
+                    with self._lock:
+                        self.alert = record
+                    break
+        return []
+
+
+# -- the run's config ----------------------------------------------------------------------
+def trainer_class_name(args: TrainingArguments) -> str:
+    """The trainer a config class belongs to: ``GRPOConfig`` -> ``GRPOTrainer``,
+    ``TrainingArguments`` -> ``Trainer``."""
+    name = type(args).__name__
+    if name == "TrainingArguments":
+        return "Trainer"
+    if name.endswith("Config"):
+        return name[: -len("Config")] + "Trainer"
+    return name
+
+
+def run_config(args: TrainingArguments, state: TrainerState, model: Any, processing_class: Any) -> dict[str, Any]:
+    """Everything that defines the run: the trainer's arguments, the model, the seeds, the code
+    (git commit) and the library versions."""
+    config: dict[str, Any] = {
+        "trainer": {"class": trainer_class_name(args), "args_class": f"{type(args).__module__}.{type(args).__name__}"},
+        "args": args.to_dict(),
+        "seeds": {"seed": args.seed, "data_seed": args.data_seed, "full_determinism": args.full_determinism},
+        "versions": package_versions(),
+        "state": {"max_steps": state.max_steps, "num_train_epochs": state.num_train_epochs,
+                  "train_batch_size": state.train_batch_size},
+    }
+    if model is not None:
+        config["model"] = model_description(model)
+    if processing_class is not None:
+        config["processing_class"] = type(processing_class).__name__
+    sha = git_commit(Path.cwd())
+    if sha:
+        config["git"] = {"commit": sha}
+    return config
+
+
+def model_description(model: Any) -> dict[str, Any]:
+    """The model's class, parameter counts and config (``config.to_dict()``)."""
+    out: dict[str, Any] = {"class": type(model).__name__}
+    parameters = getattr(model, "parameters", None)
+    if callable(parameters):
+        total = trainable = 0
+        for p in parameters():
+            total += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+        out["num_parameters"] = total
+        out["num_trainable_parameters"] = trainable
+    config = getattr(model, "config", None)
+    to_dict = getattr(config, "to_dict", None)
+    if callable(to_dict):
+        out["config"] = to_dict()
+    return out
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, rldk_track and the training libraries that are installed."""
+    versions = {"python": platform.python_version(), "rldk_track": rldk_track.__version__}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(start: Path) -> str | None:
+    """The commit checked out in the git repository containing ``start``, read from ``.git``
+    without running git (no subprocess on the training thread); None outside a repository."""
+    for directory in (start, *start.parents):
+        git = directory / ".git"
+        if git.is_file():  # a worktree or submodule: "gitdir: <path>"
+            text = git.read_text(encoding="utf-8", errors="replace").strip()
+            if not text.startswith("gitdir:"):
+                return None
+            git = (directory / text[len("gitdir:"):].strip()).resolve()
+        if git.is_dir():
+            return _resolve_head(git)
+    return None
+
+
+def _resolve_head(git_dir: Path) -> str | None:
+    try:
+        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    if not head.startswith("ref:"):
+        return head or None
+    ref = head[len("ref:"):].strip()
+    common = git_dir
+    commondir = git_dir / "commondir"
+    if commondir.is_file():  # refs of a linked worktree live in the main repository
+        common = (git_dir / commondir.read_text(encoding="utf-8").strip()).resolve()
+    for base in (git_dir, common):
+        try:
+            return (base / ref).read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+    try:
+        for line in (common / "packed-refs").read_text(encoding="utf-8").splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+    except OSError:
+        pass
+    return None
