@@ -1,0 +1,81 @@
+"""Entropy collapse: the policy's token entropy falls to a small fraction of where it started.
+
+A collapsed policy samples nearly the same completion every time, so group-relative advantages
+vanish and exploration stops. Entropy falling somewhat during RL is normal; falling below a
+third of its early level and staying there is not. (SFT runs log ``entropy`` too and can shrink
+it that much on a small data set; turn the rule off there if that is expected.)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from statistics import median
+from typing import Iterable, Mapping
+
+from rldk_track.analyzers.names import aliases, pick
+from rldk_track.analyzers.rule import Check, Rule, firing, healthy, hold
+
+_ACTION = (
+    "Raise the sampling temperature or add an entropy bonus, lower the learning rate, raise the KL "
+    "coefficient; check the reward does not pay for one fixed answer (see reward_hacking)."
+)
+
+
+class EntropyCollapse(Rule):
+    """Entropy stays below ``fraction`` of its early level.
+
+    ``early`` is the median of the first ``baseline_steps`` values. Fires when the median of the
+    last ``patience`` values is below ``fraction * early`` (critical below
+    ``critical_fraction * early``); clears when it is back above ``clear_fraction * early``.
+    """
+
+    name = "entropy_collapse"
+
+    def __init__(
+        self,
+        *,
+        metric: str = "entropy/mean",
+        baseline_steps: int = 10,
+        fraction: float = 0.3,
+        critical_fraction: float = 0.1,
+        clear_fraction: float = 0.4,
+        patience: int = 5,
+        clear_after: int = 3,
+    ) -> None:
+        super().__init__(clear_after)
+        if not 0 < critical_fraction <= fraction < clear_fraction:
+            raise ValueError("entropy_collapse: need 0 < critical_fraction <= fraction < clear_fraction")
+        self._names = aliases(metric)
+        self._baseline: list[float] = []
+        self._baseline_steps = baseline_steps
+        self._early: float | None = None
+        self._recent: deque[float] = deque(maxlen=patience)
+        self.fraction = fraction
+        self.critical_fraction = critical_fraction
+        self.clear_fraction = clear_fraction
+
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        found = pick(values, self._names)
+        if found is None:
+            return ()
+        key, entropy = found
+        if self._early is None:
+            self._baseline.append(entropy)
+            if len(self._baseline) == self._baseline_steps:
+                self._early = median(self._baseline)
+            return [("entropy", hold(key))]
+        self._recent.append(entropy)
+        if self._early <= 1e-9 or len(self._recent) < self._recent.maxlen:
+            return [("entropy", hold(key))]
+        level = median(self._recent)
+        early = self._early
+        if level < self.fraction * early:
+            critical = level < self.critical_fraction * early
+            threshold = (self.critical_fraction if critical else self.fraction) * early
+            message = (f"Entropy collapse: {key} has stayed at {level:.4g} for {len(self._recent)} logged steps, "
+                       f"{level / early:.0%} of its early level {early:.4g}")
+            return [("entropy", firing(key, level, threshold, message, _ACTION, "critical" if critical else "warning"))]
+        if level >= self.clear_fraction * early:
+            return [("entropy", healthy(key, level, self.clear_fraction * early,
+                                        f"Entropy recovered: {key} = {level:.4g} ({level / early:.0%} of its early level)"))]
+        return [("entropy", hold(key))]

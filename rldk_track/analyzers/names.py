@@ -1,0 +1,69 @@
+"""Which metric keys a rule reads: the canonical name first, then the raw names it comes from.
+
+The TRL callback logs canonical names next to the originals; a plain loop logs whatever it likes
+(``kl``, ``entropy``, ``grad_norm``). So a rule asks for ``kl/mean`` and also accepts every raw key
+that the key maps in :mod:`rldk_track.keymaps` translate to it, plus a few common plain-loop names.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Mapping
+
+from rldk_track.analyzers.stats import is_finite
+from rldk_track.keymaps import KEYMAPS
+
+#: Names plain training loops commonly use that no framework key map lists.
+_PLAIN_LOOP: dict[str, tuple[str, ...]] = {
+    "kl/mean": ("kl", "kl_div", "kl_divergence", "kl_mean"),
+    "kl/coef": ("kl_coef", "kl_coeff", "beta"),
+    "entropy/mean": ("entropy", "entropy_mean", "policy_entropy"),
+    "clip/ratio": ("clip_ratio", "clip_frac", "clipfrac", "clip_fraction"),
+    "grad/norm": ("grad_norm", "gradient_norm"),
+    "loss/total": ("loss",),
+    "loss/policy": ("policy_loss",),
+    "reward/mean": ("reward", "reward_mean", "rewards"),
+    "reward/std": ("reward_std",),
+    "reward/accuracy": ("accuracy", "reward_accuracy"),
+    "length/response_mean": ("response_length", "completion_length", "length"),
+}
+
+#: A per-function reward component: ``reward/<fn>/mean`` (canonical) or TRL's ``rewards/<fn>/mean``.
+REWARD_COMPONENT = re.compile(r"^rewards?/(?P<fn>[^/]+)/mean$")
+
+
+@lru_cache(maxsize=None)
+def aliases(canonical: str) -> tuple[str, ...]:
+    """``canonical`` followed by every raw key that means the same thing, in a fixed order."""
+    names = [canonical]
+    for table in KEYMAPS.values():
+        names += sorted(raw for raw, name in table.items() if name == canonical)
+    names += _PLAIN_LOOP.get(canonical, ())
+    return tuple(dict.fromkeys(names))
+
+
+def pick(values: Mapping[str, float], names: tuple[str, ...]) -> tuple[str, float] | None:
+    """The first of ``names`` present in ``values`` with a finite value, as ``(key, value)``.
+
+    Non-finite values are skipped here on purpose: the ``nonfinite`` rule reports them, and every
+    other rule would only raise a second, less precise alert about the same NaN.
+    """
+    for name in names:
+        value = values.get(name)
+        if value is not None and is_finite(value):
+            return name, value
+    return None
+
+
+def reward_components(values: Mapping[str, float]) -> dict[str, tuple[str, float]]:
+    """Finite per-function reward means in ``values``: ``{fn: (key, value)}``, canonical keys first."""
+    found: dict[str, tuple[str, float]] = {}
+    for key, value in values.items():
+        match = REWARD_COMPONENT.match(key)
+        if match is None or not is_finite(value):
+            continue
+        fn = match["fn"]
+        if fn not in found or key.startswith("reward/"):
+            found[fn] = (key, value)
+    return found

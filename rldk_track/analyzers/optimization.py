@@ -1,0 +1,186 @@
+"""Optimization rules: saturated clipping, exploding gradients, a diverging loss."""
+
+from __future__ import annotations
+
+from collections import deque
+from statistics import median
+from typing import Iterable, Mapping
+
+from rldk_track.analyzers.names import aliases, pick
+from rldk_track.analyzers.rule import Check, Rule, firing, healthy, hold
+from rldk_track.analyzers.stats import robust_sd
+
+_CLIP_ACTION = (
+    "Most updates are being clipped: lower the learning rate, use fewer PPO/GRPO iterations per "
+    "batch (num_iterations / ppo_epochs), or check that old log-probs match the sampling policy."
+)
+_GRAD_ACTION = (
+    "Lower the learning rate, enable or tighten gradient clipping (max_grad_norm), check the batch at "
+    "this step for extreme rewards or advantages; in fp16 check the loss scaler."
+)
+_LOSS_ACTION = (
+    "Lower the learning rate or raise warmup, enable gradient clipping, and resume from the last "
+    "checkpoint before the rise; check the data at these steps."
+)
+
+
+class ClipSaturation(Rule):
+    """The fraction of clipped probability ratios stays high.
+
+    Fires when the mean ``clip/ratio`` over the last ``window`` logged steps exceeds
+    ``threshold``; clears when it falls below ``clear``.
+    """
+
+    name = "clip_saturation"
+
+    def __init__(
+        self,
+        *,
+        metric: str = "clip/ratio",
+        window: int = 5,
+        threshold: float = 0.3,
+        clear: float = 0.2,
+        clear_after: int = 1,
+    ) -> None:
+        super().__init__(clear_after)
+        if not clear < threshold:
+            raise ValueError("clip_saturation: need clear < threshold")
+        self._names = aliases(metric)
+        self._history: deque[float] = deque(maxlen=window)
+        self.threshold = threshold
+        self.clear = clear
+
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        found = pick(values, self._names)
+        if found is None:
+            return ()
+        key, clip = found
+        self._history.append(clip)
+        if len(self._history) < self._history.maxlen:
+            return [("clip", hold(key))]
+        level = sum(self._history) / len(self._history)
+        if level > self.threshold:
+            message = (f"Clip saturation: {key} averaged {level:.2f} over the last {len(self._history)} logged steps "
+                       f"(threshold {self.threshold:g})")
+            return [("clip", firing(key, level, self.threshold, message, _CLIP_ACTION))]
+        if level < self.clear:
+            return [("clip", healthy(key, level, self.clear, f"Clipping back to normal: mean {key} = {level:.2f}"))]
+        return [("clip", hold(key))]
+
+
+class GradExplosion(Rule):
+    """The gradient norm jumps far above its running median.
+
+    Fires when ``grad/norm > factor * median`` of the previous ``window`` healthy values
+    (critical above ``critical_factor * median``); clears after ``clear_after`` values below
+    ``clear_factor * median``. Exploded values are kept out of the median, so an explosion that
+    persists stays raised. Non-finite norms are the ``nonfinite`` rule's.
+    """
+
+    name = "grad_explosion"
+
+    def __init__(
+        self,
+        *,
+        metric: str = "grad/norm",
+        window: int = 50,
+        min_history: int = 10,
+        factor: float = 10.0,
+        critical_factor: float = 100.0,
+        clear_factor: float = 3.0,
+        clear_after: int = 3,
+    ) -> None:
+        super().__init__(clear_after)
+        if not 1 < clear_factor < factor <= critical_factor:
+            raise ValueError("grad_explosion: need 1 < clear_factor < factor <= critical_factor")
+        self._names = aliases(metric)
+        self._history: deque[float] = deque(maxlen=window)
+        self.min_history = min_history
+        self.factor = factor
+        self.critical_factor = critical_factor
+        self.clear_factor = clear_factor
+
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        found = pick(values, self._names)
+        if found is None:
+            return ()
+        key, norm = found
+        if len(self._history) < self.min_history:
+            self._history.append(norm)
+            return [("grad", hold(key))]
+        med = max(median(self._history), 1e-12)
+        ratio = norm / med
+        if ratio > self.factor:
+            critical = ratio > self.critical_factor
+            threshold = (self.critical_factor if critical else self.factor) * med
+            message = (f"Gradient explosion: {key} = {norm:.4g} at step {step} is {ratio:.0f}x its running "
+                       f"median {med:.4g}")
+            return [("grad", firing(key, norm, threshold, message, _GRAD_ACTION, "critical" if critical else "warning"))]
+        self._history.append(norm)
+        if ratio < self.clear_factor:
+            return [("grad", healthy(key, norm, self.clear_factor * med,
+                                     f"Gradient norm back to normal: {key} = {norm:.4g} (median {med:.4g})"))]
+        return [("grad", hold(key))]
+
+
+class LossDivergence(Rule):
+    """The loss climbs well above the lowest level it reached.
+
+    ``level`` is the median of the last ``window`` values and ``best`` the lowest level so far;
+    ``noise`` is the MAD-based standard deviation of the window that set ``best``. Fires when
+    ``level - best > margin`` with ``margin = max(rise * |best|, noise_mult * noise)`` (critical
+    above ``critical_mult * margin``); clears when ``level - best <= margin / 2``. Relative for
+    losses that live far from zero (SFT, DPO), noise-relative for those around zero (GRPO).
+    """
+
+    name = "loss_divergence"
+
+    def __init__(
+        self,
+        *,
+        metric: str = "loss/total",
+        window: int = 10,
+        min_history: int = 20,
+        rise: float = 0.5,
+        noise_mult: float = 8.0,
+        critical_mult: float = 4.0,
+        clear_after: int = 3,
+    ) -> None:
+        super().__init__(clear_after)
+        self._names = aliases(metric)
+        self._history: deque[float] = deque(maxlen=window)
+        self._seen = 0
+        self._best: float | None = None
+        self._noise = 0.0
+        self.min_history = max(min_history, window)
+        self.rise = rise
+        self.noise_mult = noise_mult
+        self.critical_mult = critical_mult
+
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        found = pick(values, self._names)
+        if found is None:
+            return ()
+        key, loss = found
+        self._history.append(loss)
+        self._seen += 1
+        if len(self._history) < self._history.maxlen:
+            return [("loss", hold(key))]
+        level = median(self._history)
+        if self._best is None or level < self._best:
+            self._best = level
+            self._noise = robust_sd(self._history, level)
+        if self._seen < self.min_history:
+            return [("loss", hold(key))]
+        best = self._best
+        margin = max(self.rise * abs(best), self.noise_mult * self._noise, 1e-12)
+        if level - best > margin:
+            critical = level - best > self.critical_mult * margin
+            threshold = best + (self.critical_mult if critical else 1.0) * margin
+            message = (f"Loss divergence: the median {key} of the last {len(self._history)} logged steps is "
+                       f"{level:.4g}, up from its best {best:.4g} (allowed rise {margin:.3g})")
+            return [("loss", firing(key, level, threshold, message, _LOSS_ACTION, "critical" if critical else "warning"))]
+        if level - best <= margin / 2:
+            return [("loss", healthy(key, level, best + margin / 2,
+                                     f"Loss back near its best: median {key} = {level:.4g} (best {best:.4g})"))]
+        return [("loss", hold(key))]

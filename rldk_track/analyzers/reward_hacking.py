@@ -1,0 +1,172 @@
+"""Reward hacking signatures: the reward rises for the wrong reasons.
+
+None of these proves hacking (read some completions), but each is the shape it usually takes:
+
+* ``kl_entropy``: the reward climbs while KL grows several-fold and entropy falls, i.e. the
+  policy is buying reward by moving far from the reference and narrowing onto a few outputs;
+* ``length``: the response length runs away while the reward rises, i.e. the reward pays for
+  length;
+* ``component``: with several reward functions, one climbs while all the others stay flat, i.e.
+  the policy is optimizing the easiest component only.
+
+All three judge linear trends over the last ``window`` logged values of each series (ordinary
+least squares against position; ``t`` = slope / its standard error). The first ``warmup``
+values of each series are skipped, since early training legitimately shows the first shape.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterable, Mapping
+
+from rldk_track.analyzers.names import aliases, pick, reward_components
+from rldk_track.analyzers.rule import Check, Rule, firing, healthy
+from rldk_track.analyzers.stats import Trend, linear_trend
+
+_KL_ENTROPY_ACTION = (
+    "Read completions from these steps: if they exploit the reward model, raise the KL coefficient, "
+    "fix or ensemble the reward model, lower the learning rate, or stop at an earlier checkpoint."
+)
+_LENGTH_ACTION = (
+    "Check whether the reward correlates with length: add a length penalty or normalize the reward by "
+    "length, cap max_completion_length, or compare rewards at equal length."
+)
+_COMPONENT_ACTION = (
+    "Read completions: the policy may be satisfying only this reward function; rebalance "
+    "reward_weights, or check this function for an exploit."
+)
+
+
+class _Series:
+    """The last ``window`` values of one metric after its first ``warmup`` are skipped."""
+
+    __slots__ = ("key", "seen", "values")
+
+    def __init__(self, window: int) -> None:
+        self.key = ""
+        self.seen = 0
+        self.values: deque[float] = deque(maxlen=window)
+
+    def add(self, key: str, value: float, warmup: int) -> None:
+        self.key = key
+        self.seen += 1
+        if self.seen > warmup:
+            self.values.append(value)
+
+    @property
+    def full(self) -> bool:
+        return len(self.values) == self.values.maxlen
+
+    def trend(self) -> Trend:
+        return linear_trend(self.values)
+
+
+class RewardHacking(Rule):
+    """Fires (warning) on any of the three signatures; see the module docstring and docs/analyzers.md.
+
+    * ``kl_entropy``: reward ``t >= t``, KL ``t >= t`` with fitted end ``>= kl_growth *
+      max(fitted start, kl_floor)``, entropy ``t <= -t`` with fitted end ``<= (1 - entropy_drop)
+      * fitted start``.
+    * ``length``: length ``t >= t`` with fitted end ``>= length_growth * fitted start``, and
+      reward ``t >= t``.
+    * ``component``: at least two reward components; exactly one has ``t >= t`` and every other
+      has ``|t| < flat_t``.
+
+    Each clears after ``clear_after`` consecutive evaluations without its signature.
+    """
+
+    name = "reward_hacking"
+
+    def __init__(
+        self,
+        *,
+        window: int = 50,
+        warmup: int = 50,
+        t: float = 4.0,
+        flat_t: float = 2.0,
+        kl_growth: float = 3.0,
+        kl_floor: float = 1e-3,
+        entropy_drop: float = 0.3,
+        length_growth: float = 1.5,
+        clear_after: int = 10,
+    ) -> None:
+        super().__init__(clear_after)
+        if window < 10:
+            raise ValueError("reward_hacking: window must be at least 10")
+        self.window = window
+        self.warmup = warmup
+        self.t = t
+        self.flat_t = flat_t
+        self.kl_growth = kl_growth
+        self.kl_floor = kl_floor
+        self.entropy_drop = entropy_drop
+        self.length_growth = length_growth
+        self._names = {
+            "reward": aliases("reward/mean"),
+            "kl": aliases("kl/mean"),
+            "entropy": aliases("entropy/mean"),
+            "length": aliases("length/response_mean"),
+        }
+        self._series = {name: _Series(window) for name in self._names}
+        self._components: dict[str, _Series] = {}
+
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        for name, names in self._names.items():
+            found = pick(values, names)
+            if found is not None:
+                self._series[name].add(*found, self.warmup)
+        components = reward_components(values)
+        for fn, (key, value) in components.items():
+            series = self._components.get(fn)
+            if series is None:
+                series = self._components[fn] = _Series(self.window)
+            series.add(key, value, self.warmup)
+        reward = self._series["reward"]
+        checks: list[tuple[str, Check]] = []
+        if reward.full and pick(values, self._names["reward"]) is not None:
+            reward_trend = reward.trend()
+            if self._series["kl"].full and self._series["entropy"].full:
+                checks.append(("kl_entropy", self._kl_entropy(reward, reward_trend)))
+            if self._series["length"].full:
+                checks.append(("length", self._length(reward, reward_trend)))
+        if components:
+            full = {fn: s for fn, s in self._components.items() if s.full}
+            if len(full) >= 2:
+                checks.append(("component", self._component(full)))
+        return checks
+
+    def _kl_entropy(self, reward: _Series, rt: Trend) -> Check:
+        kl, entropy = self._series["kl"], self._series["entropy"]
+        kt, et = kl.trend(), entropy.trend()
+        kl_ratio = kt.end / max(kt.start, self.kl_floor)
+        entropy_ratio = et.end / et.start if et.start > 0 else 1.0
+        if (rt.t >= self.t and kt.t >= self.t and kl_ratio >= self.kl_growth
+                and et.t <= -self.t and entropy_ratio <= 1 - self.entropy_drop):
+            message = (f"Reward hacking signature: over the last {self.window} logged steps {reward.key} rose "
+                       f"{rt.start:.3g} -> {rt.end:.3g} while {kl.key} grew {kl_ratio:.1f}x and {entropy.key} "
+                       f"fell {1 - entropy_ratio:.0%}")
+            return firing(reward.key, rt.end, None, message, _KL_ENTROPY_ACTION)
+        return healthy(reward.key, rt.end, None, f"Reward/KL/entropy signature gone ({reward.key} = {rt.end:.3g})")
+
+    def _length(self, reward: _Series, rt: Trend) -> Check:
+        length = self._series["length"]
+        lt = length.trend()
+        if lt.t >= self.t and lt.ratio >= self.length_growth and rt.t >= self.t:
+            message = (f"Reward hacking signature: {length.key} grew {lt.ratio:.1f}x ({lt.start:.4g} -> {lt.end:.4g}) "
+                       f"over the last {self.window} logged steps while {reward.key} rose "
+                       f"({rt.start:.3g} -> {rt.end:.3g}); the reward may be paying for length")
+            return firing(length.key, lt.ratio, self.length_growth, message, _LENGTH_ACTION)
+        return healthy(length.key, lt.ratio, self.length_growth, f"Response length no longer running away ({lt.ratio:.2f}x)")
+
+    def _component(self, components: dict[str, _Series]) -> Check:
+        trends = {fn: s.trend() for fn, s in components.items()}
+        rising = [fn for fn, tr in trends.items() if tr.t >= self.t]
+        flat = [fn for fn, tr in trends.items() if abs(tr.t) < self.flat_t]
+        if len(rising) == 1 and len(flat) == len(trends) - 1:
+            fn = rising[0]
+            series, tr = components[fn], trends[fn]
+            others = ", ".join(components[o].key for o in flat)
+            message = (f"Reward hacking signature: {series.key} rose {tr.start:.3g} -> {tr.end:.3g} over the last "
+                       f"{self.window} logged steps while {others} stayed flat")
+            return firing(series.key, tr.t, self.t, message, _COMPONENT_ACTION)
+        return healthy(None, None, None, "Reward components move together again")

@@ -1,0 +1,234 @@
+"""Reward-model reliability: is the reward signal the policy learns from still trustworthy?
+
+Five statistics over the last ``window`` logged values (formulas in docs/analyzers.md):
+
+* ``stability`` = 1 / (1 + CV) of the batch-mean reward, with CV the spread around its linear
+  trend over its mean's magnitude (inverse coefficient of variation, mapped to [0, 1]);
+* ``consistency`` = mean preference accuracy (``reward/accuracy``: chosen scored above
+  rejected), for reward-model, DPO and KTO training;
+* ``saturation`` = fraction of groups whose completions all got the same reward (TRL's
+  ``frac_reward_zero_std``), else the fraction of steps whose ``reward/std`` fell below
+  ``saturation_std`` times its early level: no reward spread, no learning signal;
+* ``drift`` = (mean of the last window - mean of the window before) / pooled standard deviation;
+* ``anomaly_rate`` = fraction of values more than ``anomaly_z`` robust standard deviations from
+  the median of the ``window`` values before them.
+
+Saturation, downward drift, anomaly rate and consistency raise warnings when they cross their
+thresholds; stability is reported only (it means little for rewards centred on zero). At the end
+of the run the statistics go into the run summary and an ``info`` alert.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from statistics import median
+from typing import Iterable, Mapping
+
+from rldk_track.analyzers.names import aliases, pick
+from rldk_track.analyzers.rule import Check, Rule, firing, healthy, hold
+from rldk_track.analyzers.stats import linear_trend, mean_sd, robust_sd
+from rldk_track.records import Alert, Record, Summary
+
+_SATURATION_ACTION = (
+    "Most completions get the same reward, so advantages are ~0: use harder or easier prompts "
+    "(filter solved ones), more generations per prompt, or a reward with partial credit."
+)
+_DRIFT_ACTION = (
+    "The reward is falling: check for a policy collapse (entropy, KL), a reward-model or verifier "
+    "change, or a data shift at this step; consider resuming from an earlier checkpoint."
+)
+_ANOMALY_ACTION = (
+    "Many batches have outlying rewards: look for reward-model failures on unusual inputs, parsing "
+    "errors in rule-based rewards, or mixed data sources; clip or normalize the reward."
+)
+_CONSISTENCY_ACTION = (
+    "Preference accuracy is at or below chance: check the chosen/rejected columns are not swapped, "
+    "the labels' quality, and the learning rate."
+)
+
+SUMMARY_PREFIX = "reward_reliability/"
+
+
+class RewardReliability(Rule):
+    """Watches the reward signal's quality and reports it at the end of the run."""
+
+    name = "reward_reliability"
+
+    def __init__(
+        self,
+        *,
+        window: int = 50,
+        min_history: int = 10,
+        baseline_steps: int = 10,
+        saturation: float = 0.8,
+        saturation_std: float = 0.05,
+        drift: float = 3.0,
+        anomaly_z: float = 5.0,
+        anomaly_rate: float = 0.1,
+        consistency: float = 0.5,
+        clear_after: int = 5,
+    ) -> None:
+        super().__init__(clear_after)
+        if not 2 <= min_history <= window:
+            raise ValueError("reward_reliability: need 2 <= min_history <= window")
+        self.window = window
+        self.min_history = min_history
+        self.saturation = saturation
+        self.saturation_std = saturation_std
+        self.drift = drift
+        self.anomaly_z = anomaly_z
+        self.anomaly_rate = anomaly_rate
+        self.consistency = consistency
+        self._names = {
+            "reward": aliases("reward/mean"),
+            "std": aliases("reward/std"),
+            "zero_std": aliases("reward/frac_zero_std"),
+            "accuracy": aliases("reward/accuracy"),
+        }
+        self._keys: dict[str, str] = {}
+        self._rewards: deque[float] = deque(maxlen=2 * window)
+        self._anomalies: deque[bool] = deque(maxlen=window)
+        self._early_std: list[float] = []
+        self._saturated: deque[float] = deque(maxlen=window)
+        self._accuracy: deque[float] = deque(maxlen=window)
+        self._worst: dict[str, float] = {}
+        self._last_step: int | None = None
+
+    # -- streaming checks ------------------------------------------------------------------
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        found = {name: pick(values, names) for name, names in self._names.items()}
+        if not any(found.values()):
+            return ()
+        self._last_step = step
+        for name, hit in found.items():
+            if hit is not None:
+                self._keys[name] = hit[0]
+        checks: list[tuple[str, Check]] = []
+        if found["reward"] is not None:
+            checks += self._reward_checks(found["reward"][1])
+        if found["zero_std"] is not None or found["std"] is not None:
+            checks.append(("saturation", self._saturation_check(found["zero_std"], found["std"])))
+        if found["accuracy"] is not None:
+            checks.append(("consistency", self._consistency_check(found["accuracy"][1])))
+        return checks
+
+    def _reward_checks(self, reward: float) -> list[tuple[str, Check]]:
+        key = self._keys["reward"]
+        previous = list(self._rewards)[-self.window:]
+        if len(previous) >= self.min_history:
+            med = median(previous)
+            scale = max(robust_sd(previous, med), 1e-9, 1e-6 * abs(med))
+            self._anomalies.append(abs(reward - med) > self.anomaly_z * scale)
+        self._rewards.append(reward)
+        checks: list[tuple[str, Check]] = []
+        if len(self._anomalies) == self._anomalies.maxlen:
+            rate = sum(self._anomalies) / len(self._anomalies)
+            self._note_worst("anomaly_rate", rate, max)
+            if rate >= self.anomaly_rate:
+                message = (f"Reward anomalies: {rate:.0%} of the last {len(self._anomalies)} values of {key} are more "
+                           f"than {self.anomaly_z:g} robust standard deviations from their running median")
+                checks.append(("anomaly_rate", firing(key, rate, self.anomaly_rate, message, _ANOMALY_ACTION)))
+            elif rate <= self.anomaly_rate / 2:
+                checks.append(("anomaly_rate", healthy(key, rate, self.anomaly_rate / 2,
+                                                       f"Reward anomaly rate back to {rate:.0%}")))
+            else:
+                checks.append(("anomaly_rate", hold(key)))
+        if len(self._rewards) == self._rewards.maxlen:
+            d = self._drift()
+            self._note_worst("drift", d, min)
+            if d <= -self.drift:
+                message = (f"Reward drift: the mean {key} of the last {self.window} logged steps is {-d:.1f} pooled "
+                           f"standard deviations below the {self.window} before")
+                checks.append(("drift", firing(key, d, -self.drift, message, _DRIFT_ACTION)))
+            elif d > -self.drift / 2:
+                checks.append(("drift", healthy(key, d, -self.drift / 2, f"Reward no longer falling (drift {d:+.1f} sd)")))
+            else:
+                checks.append(("drift", hold(key)))
+        return checks
+
+    def _drift(self) -> float:
+        values = list(self._rewards)
+        before, last = values[: self.window], values[self.window:]
+        mean_before, sd_before = mean_sd(before)
+        mean_last, sd_last = mean_sd(last)
+        pooled = math.sqrt((sd_before ** 2 + sd_last ** 2) / 2)
+        pooled = max(pooled, 1e-9, 1e-6 * max(abs(mean_before), abs(mean_last)))
+        return (mean_last - mean_before) / pooled
+
+    def _saturation_check(self, zero_std: tuple[str, float] | None, std: tuple[str, float] | None) -> Check:
+        if zero_std is not None:
+            key, fraction = zero_std
+            self._saturated.append(fraction)
+        else:
+            key, spread = std
+            if len(self._early_std) < self.min_history:
+                self._early_std.append(spread)
+                return hold(key)
+            early = median(self._early_std)
+            self._saturated.append(1.0 if spread <= self.saturation_std * early else 0.0)
+        if len(self._saturated) < self._saturated.maxlen:
+            return hold(key)
+        level = sum(self._saturated) / len(self._saturated)
+        self._note_worst("saturation", level, max)
+        if level >= self.saturation:
+            message = (f"Reward saturation: over the last {len(self._saturated)} logged steps {level:.0%} of the "
+                       f"reward groups had no spread ({key}); there is almost no learning signal")
+            return firing(key, level, self.saturation, message, _SATURATION_ACTION)
+        if level < self.saturation - 0.2:
+            return healthy(key, level, self.saturation - 0.2, f"Reward spread is back (saturation {level:.0%})")
+        return hold(key)
+
+    def _consistency_check(self, accuracy: float) -> Check:
+        key = self._keys["accuracy"]
+        self._accuracy.append(accuracy)
+        if len(self._accuracy) < self._accuracy.maxlen:
+            return hold(key)
+        level = sum(self._accuracy) / len(self._accuracy)
+        self._note_worst("consistency", level, min)
+        if level < self.consistency:
+            message = (f"Reward consistency: mean {key} over the last {len(self._accuracy)} logged steps is "
+                       f"{level:.2f}, below {self.consistency:g} (chance is 0.5)")
+            return firing(key, level, self.consistency, message, _CONSISTENCY_ACTION)
+        if level >= self.consistency + 0.05:
+            return healthy(key, level, self.consistency + 0.05, f"Preference accuracy back to {level:.2f}")
+        return hold(key)
+
+    def _note_worst(self, stat: str, value: float, pick_worse) -> None:
+        self._worst[stat] = pick_worse(self._worst.get(stat, value), value)
+
+    # -- the report ------------------------------------------------------------------------
+    def report(self) -> dict[str, float | None]:
+        """The five statistics over the last window (None where the run logged nothing to compute one)."""
+        rewards = list(self._rewards)[-self.window:]
+        stats: dict[str, float | None] = dict.fromkeys(("stability", "consistency", "saturation", "drift", "anomaly_rate"))
+        if len(rewards) >= 3:
+            trend = linear_trend(rewards)
+            level = abs(sum(rewards) / len(rewards))
+            stats["stability"] = level / (level + trend.residual_sd) if level + trend.residual_sd > 0 else 1.0
+        if self._accuracy:
+            stats["consistency"] = sum(self._accuracy) / len(self._accuracy)
+        if self._saturated:
+            stats["saturation"] = sum(self._saturated) / len(self._saturated)
+        if len(self._rewards) == self._rewards.maxlen:
+            stats["drift"] = self._drift()
+        if self._anomalies:
+            stats["anomaly_rate"] = sum(self._anomalies) / len(self._anomalies)
+        return stats
+
+    def finish(self) -> list[Record]:
+        if self._last_step is None:
+            return []
+        stats = self.report()
+        summary = {SUMMARY_PREFIX + k: v for k, v in stats.items() if v is not None}
+        summary.update({f"{SUMMARY_PREFIX}worst_{k}": v for k, v in self._worst.items()})
+        shown = ", ".join(f"{k} {v:.3g}" if v is not None else f"{k} n/a" for k, v in stats.items())
+        raised = "; ".join(f"{subject} at step {', '.join(map(str, steps))}" for subject, steps in self.raised_at.items())
+        message = (f"Reward reliability over the last {self.window} logged steps: {shown}. "
+                   f"Alerts raised: {raised or 'none'}")
+        now = time.time()
+        return [
+            Summary(-1, now, summary),
+            Alert(-1, now, self._last_step, self.name, "info", message, metric=self._keys.get("reward")),
+        ]

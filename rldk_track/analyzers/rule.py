@@ -1,0 +1,142 @@
+"""What every rule shares: checks, episodes, and turning them into ``Alert`` records.
+
+A rule is a small stateful detector. Fed ``(step, values)`` it looks at one or a few metric
+series and returns a :class:`Check` per *subject* (usually one metric): ``firing`` when the
+pathology is there, ``healthy`` when the metric is back on the safe side of the hysteresis band,
+``hold`` when it is in between or the rule has too little data. An :class:`Episode` per subject
+turns those checks into alerts: one ``raised`` alert when an episode starts, one more if it
+escalates from warning to critical, and one ``cleared`` alert after ``clear_after`` healthy checks
+in a row. So a pathology that lasts 500 steps costs two alert records, not 500.
+
+A rule is also a dispatcher *observer*: ``observe(records)`` feeds it every ``Metrics`` record of
+a batch (on the log thread) and ``finish()`` lets it add end-of-run records.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Iterable, Mapping, Sequence
+
+from rldk_track.records import Alert, Metrics, Record
+
+FIRING = "firing"
+HEALTHY = "healthy"
+HOLD = "hold"
+
+_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A rule's verdict on one subject at one step; ``message``/``action`` become the alert's."""
+
+    status: str
+    metric: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    severity: str = "warning"
+    message: str = ""
+    action: str | None = None
+
+
+def firing(metric: str | None, value: float | None, threshold: float | None, message: str, action: str,
+           severity: str = "warning") -> Check:
+    return Check(FIRING, metric, value, threshold, severity, message, action)
+
+
+def healthy(metric: str | None, value: float | None, threshold: float | None, message: str) -> Check:
+    return Check(HEALTHY, metric, value, threshold, message=message)
+
+
+def hold(metric: str | None = None) -> Check:
+    return Check(HOLD, metric)
+
+
+class Episode:
+    """Raise once, escalate once, clear after ``clear_after`` consecutive healthy checks."""
+
+    __slots__ = ("clear_after", "severity", "_healthy_streak")
+
+    def __init__(self, clear_after: int) -> None:
+        self.clear_after = clear_after
+        self.severity: str | None = None  # None while no episode is open
+        self._healthy_streak = 0
+
+    def update(self, check: Check) -> str | None:
+        """``"raised"``, ``"cleared"`` or None (nothing to report) after ``check``."""
+        if check.status == FIRING:
+            self._healthy_streak = 0
+            if self.severity is None or _RANK[check.severity] > _RANK[self.severity]:
+                self.severity = check.severity
+                return "raised"
+            return None
+        if check.status == HEALTHY and self.severity is not None:
+            self._healthy_streak += 1
+            if self._healthy_streak >= self.clear_after:
+                self._healthy_streak = 0
+                self.severity = None
+                return "cleared"
+            return None
+        self._healthy_streak = 0
+        return None
+
+
+class Rule(ABC):
+    """Base of the metric-stream rules. Subclasses set ``name`` and implement :meth:`check`."""
+
+    name: ClassVar[str]
+
+    def __init__(self, clear_after: int) -> None:
+        if clear_after < 1:
+            raise ValueError(f"{self.name}: clear_after must be at least 1")
+        self.clear_after = clear_after
+        self._episodes: dict[str, Episode] = {}
+        #: subject -> the steps at which an episode was raised (or escalated), for end-of-run reports.
+        self.raised_at: dict[str, list[int]] = {}
+
+    @abstractmethod
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        """``(subject, check)`` for each subject this record says something about."""
+
+    def update(self, step: int, values: Mapping[str, float], wall_time: float = 0.0) -> list[Alert]:
+        """Feed one metrics record; return the alerts it raises or clears (``seq=-1``)."""
+        alerts: list[Alert] = []
+        for subject, check in self.check(step, values):
+            episode = self._episodes.get(subject)
+            if episode is None:
+                episode = self._episodes[subject] = Episode(self.clear_after)
+            severity = episode.severity
+            state = episode.update(check)
+            if state == "raised":
+                alerts.append(self._alert(step, wall_time, check, check.severity, "raised"))
+                self.raised_at.setdefault(subject, []).append(step)
+            elif state == "cleared":
+                alerts.append(self._alert(step, wall_time, check, severity or "warning", "cleared"))
+        return alerts
+
+    def open_episodes(self) -> dict[str, str]:
+        """``{subject: severity}`` of the episodes raised and not cleared yet."""
+        return {s: e.severity for s, e in self._episodes.items() if e.severity is not None}
+
+    def observe(self, records: Sequence[Record]) -> list[Record]:
+        """Dispatcher hook: feed every ``Metrics`` record of a batch."""
+        alerts: list[Record] = []
+        for record in records:
+            if type(record) is Metrics:
+                alerts.extend(self.update(record.step, record.values, record.wall_time))
+        return alerts
+
+    def finish(self) -> list[Record]:
+        """Dispatcher hook at the end of the run; rules with a report override it."""
+        return []
+
+    def _alert(self, step: int, wall_time: float, check: Check, severity: str, state: str) -> Alert:
+        return Alert(
+            seq=-1, wall_time=wall_time, step=step, rule=self.name, severity=severity,
+            message=check.message, metric=check.metric, value=check.value, threshold=check.threshold,
+            action=check.action if state == "raised" else None, state=state,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -1,0 +1,113 @@
+"""Small statistics over short windows, in plain Python.
+
+The rules run on the log thread for every metrics record, over windows of tens of values, so they
+use these instead of numpy: importing numpy would cost more than the arithmetic. Only the trend
+summary at the end of a run uses scipy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import median
+from typing import Sequence
+
+#: Scales the median absolute deviation to a standard deviation for normally distributed data.
+MAD_TO_SD = 1.4826
+
+__all__ = ["MAD_TO_SD", "Downsampled", "Trend", "is_finite", "linear_trend", "mean_sd", "median", "robust_sd"]
+
+
+def is_finite(value: float) -> bool:
+    """False for NaN and +-Inf (without a function call per value)."""
+    return value - value == 0.0
+
+
+def robust_sd(values: Sequence[float], center: float | None = None) -> float:
+    """The standard deviation estimated from the median absolute deviation (outliers barely move it)."""
+    if center is None:
+        center = median(values)
+    return MAD_TO_SD * median([abs(v - center) for v in values])
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for fewer than two values)."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, 0.0
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+@dataclass(frozen=True)
+class Trend:
+    """An ordinary least-squares line through a window of values against their position."""
+
+    slope: float  # change per observation
+    t: float  # slope / its standard error; +-inf when the points lie exactly on a sloped line
+    start: float  # fitted value at the first observation
+    end: float  # fitted value at the last observation
+    residual_sd: float  # spread of the values around the line
+
+    @property
+    def ratio(self) -> float:
+        """Fitted end over fitted start (inf when the start is not positive)."""
+        return self.end / self.start if self.start > 0 else math.inf
+
+
+def linear_trend(values: Sequence[float]) -> Trend:
+    """Fit ``value = a + b * i`` over ``i = 0..n-1`` (n >= 3) and say how significant ``b`` is."""
+    n = len(values)
+    x_mean = (n - 1) / 2
+    y_mean = math.fsum(values) / n
+    sxx = n * (n * n - 1) / 12
+    sxy = math.fsum((i - x_mean) * (y - y_mean) for i, y in enumerate(values))
+    slope = sxy / sxx
+    start = y_mean - slope * x_mean
+    sse = math.fsum((y - start - slope * i) ** 2 for i, y in enumerate(values))
+    residual_sd = math.sqrt(max(sse, 0.0) / (n - 2))
+    if residual_sd > 0:
+        t = slope / (residual_sd / math.sqrt(sxx))
+    else:
+        t = math.copysign(math.inf, slope) if slope else 0.0
+    return Trend(slope, t, start, start + slope * (n - 1), residual_sd)
+
+
+class Downsampled:
+    """A whole run's series in bounded memory: at most ``capacity`` buckets of consecutive points.
+
+    When the buckets are full, neighbours merge pairwise and each new bucket takes twice as many
+    points, so a million-step run costs the same memory as a thousand-step one and the bucket
+    means keep the series' shape for a trend test.
+    """
+
+    def __init__(self, capacity: int = 512) -> None:
+        if capacity < 2:
+            raise ValueError("capacity must be at least 2")
+        self.capacity = capacity
+        self.count = 0
+        self._width = 1
+        self._buckets: list[list[float]] = []  # [step sum, value sum, points]
+
+    def add(self, step: float, value: float) -> None:
+        self.count += 1
+        if self._buckets and self._buckets[-1][2] < self._width:
+            bucket = self._buckets[-1]
+            bucket[0] += step
+            bucket[1] += value
+            bucket[2] += 1
+            return
+        self._buckets.append([step, value, 1])
+        if len(self._buckets) > self.capacity:
+            pairs = zip(self._buckets[0::2], self._buckets[1::2])
+            merged = [[a[0] + b[0], a[1] + b[1], a[2] + b[2]] for a, b in pairs]
+            if len(self._buckets) % 2:
+                merged.append(self._buckets[-1])
+            self._buckets = merged
+            self._width *= 2
+
+    def points(self) -> tuple[list[float], list[float]]:
+        """Mean step and mean value of each bucket, in order."""
+        steps = [b[0] / b[2] for b in self._buckets]
+        values = [b[1] / b[2] for b in self._buckets]
+        return steps, values

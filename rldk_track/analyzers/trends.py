@@ -1,0 +1,127 @@
+"""Trends: which way each health metric went over the whole run, and whether that is significant.
+
+Each watched series is kept in bounded memory (:class:`~rldk_track.analyzers.stats.Downsampled`:
+at most ``capacity`` bucket means). At the end of the run the Mann-Kendall test (Kendall's tau
+between step and value, scipy's ``kendalltau``) says whether the series trends, and Sen's slope
+(the median of pairwise slopes, scipy's ``theilslopes``) says by how much per step; both are
+rank-based, so a few outliers do not decide the verdict. Logged metrics are autocorrelated, so
+read the p-value as a ranking of how clear a trend is rather than an exact error rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable, Mapping, Sequence
+
+from rldk_track.analyzers.names import aliases, reward_components
+from rldk_track.analyzers.rule import Check, Rule
+from rldk_track.analyzers.stats import Downsampled, is_finite
+from rldk_track.records import Alert, Record, Summary
+
+log = logging.getLogger("rldk_track")
+
+#: The canonical metrics watched by default (each under whichever of its names the run logs),
+#: plus every reward component.
+DEFAULT_METRICS = (
+    "reward/mean", "reward/std", "kl/mean", "entropy/mean", "clip/ratio", "grad/norm",
+    "loss/total", "loss/policy", "length/response_mean", "reward/accuracy",
+)
+
+SUMMARY_PREFIX = "trend/"
+
+
+class Trends(Rule):
+    """Summarises each watched metric's trend at the end of the run (never alerts during it).
+
+    ``metrics``: canonical names to watch (default :data:`DEFAULT_METRICS` + reward components),
+    or ``"all"`` for every metric logged. A trend is ``up``/``down`` when the Mann-Kendall
+    p-value is below ``alpha``, else ``flat``; series with fewer than ``min_points`` values are
+    left out.
+    """
+
+    name = "trends"
+
+    def __init__(
+        self,
+        *,
+        metrics: Sequence[str] | str | None = None,
+        alpha: float = 0.01,
+        min_points: int = 10,
+        capacity: int = 512,
+    ) -> None:
+        super().__init__(clear_after=1)
+        if isinstance(metrics, str) and metrics != "all":
+            raise ValueError("trends: metrics is a list of metric names, or 'all'")
+        self.all_metrics = metrics == "all"
+        watched = DEFAULT_METRICS if metrics is None or self.all_metrics else tuple(metrics)
+        self._names = {m: aliases(m) for m in watched}
+        self.with_components = metrics is None
+        self.alpha = alpha
+        self.min_points = min_points
+        self.capacity = capacity
+        self._series: dict[str, Downsampled] = {}
+        self._last_step: int | None = None
+
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        self._last_step = step if self._last_step is None else max(step, self._last_step)
+        if self.all_metrics:
+            keys: list[str] = list(values)
+        else:
+            keys = [key for names in self._names.values() if (key := next((n for n in names if n in values), None))]
+            if self.with_components:
+                keys += [key for key, _ in reward_components(values).values()]
+        for key in keys:
+            value = values.get(key)
+            if value is None or not is_finite(value):
+                continue
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = Downsampled(self.capacity)
+            series.add(step, value)
+        return ()
+
+    def trends(self) -> dict[str, dict[str, float | str | int]]:
+        """``{metric: {direction, slope, tau, p_value, points}}`` for each series long enough.
+
+        A canonical metric is watched under the first of its names a record holds (canonical
+        before raw). Needs scipy (``pip install rldk-track[analysis]``).
+        """
+        from scipy import stats
+
+        out: dict[str, dict[str, float | str | int]] = {}
+        for key, series in self._series.items():
+            steps, values = series.points()
+            if series.count < self.min_points or len(steps) < 3:
+                continue
+            if max(values) == min(values):
+                out[key] = {"direction": "flat", "slope": 0.0, "tau": 0.0, "p_value": 1.0, "points": series.count}
+                continue
+            tau, p_value = stats.kendalltau(steps, values)
+            slope = stats.theilslopes(values, steps).slope
+            direction = "flat" if not p_value < self.alpha else ("up" if tau > 0 else "down")
+            out[key] = {"direction": direction, "slope": float(slope), "tau": float(tau),
+                        "p_value": float(p_value), "points": series.count}
+        return out
+
+    def finish(self) -> list[Record]:
+        if self._last_step is None:
+            return []
+        try:
+            found = self.trends()
+        except ImportError:
+            log.warning("rldk_track: the trend summary needs scipy: pip install 'rldk-track[analysis]'")
+            return []
+        if not found:
+            return []
+        summary: dict[str, float] = {}
+        lines = []
+        for key, trend in found.items():
+            summary[f"{SUMMARY_PREFIX}{key}/slope"] = trend["slope"]
+            summary[f"{SUMMARY_PREFIX}{key}/tau"] = trend["tau"]
+            summary[f"{SUMMARY_PREFIX}{key}/p_value"] = trend["p_value"]
+            lines.append(f"{key} {trend['direction']} (slope {trend['slope']:.3g}/step, tau {trend['tau']:+.2f}, "
+                         f"p {trend['p_value']:.2g})")
+        message = f"Trends (Mann-Kendall, alpha {self.alpha:g}): " + "; ".join(lines)
+        now = time.time()
+        return [Summary(-1, now, summary), Alert(-1, now, self._last_step, self.name, "info", message)]
