@@ -1,0 +1,187 @@
+"""A comparison as text for a terminal, Markdown for a PR or notebook, and one self-contained HTML
+file (inline CSS and the plot as a base64 PNG: it opens offline and can be logged as an artifact)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from rldk_track.compare.comparison import Comparison
+
+HEADERS = ("run", "final mean [CI]", "n_eff", "best (step)", "last (step)", "AUC", "reached", "alerts", "vs baseline")
+
+
+def num(value: Any) -> str:
+    """A number in 4 significant digits; blanks for missing."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "" if math.isnan(value) else str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def metric_rows(comparison: "Comparison", metric: str) -> list[tuple[str, ...]]:
+    """One row per run for ``metric``: the cells of :data:`HEADERS`."""
+    summary = comparison.summary[comparison.summary["metric"] == metric]
+    tests = comparison.tests[comparison.tests["metric"] == metric].set_index("run")
+    rows = []
+    for r in summary.itertuples():
+        if r.run == comparison.baseline:
+            verdict = "(baseline)"
+        elif r.run in tests.index:
+            t = tests.loc[r.run]
+            verdict = f"{t['verdict']}; diff {num(t['difference'])}, g={num(t['effect_size'])}"
+        else:
+            verdict = "baseline has no points"
+        rows.append((
+            str(r.run), f"{num(r.final_mean)} [{num(r.ci_low)}, {num(r.ci_high)}]", f"{r.n_eff:.1f}",
+            f"{num(r.best)} ({r.best_step})", f"{num(r.last)} ({r.last_step})", num(r.auc),
+            num(r.reached_at) if r.threshold is not None and r.threshold == r.threshold else "",
+            str(r.alerts), verdict,
+        ))
+    return rows
+
+
+def metric_title(comparison: "Comparison", metric: str) -> str:
+    summary = comparison.summary[comparison.summary["metric"] == metric]
+    goal = summary["goal"].iloc[0] if len(summary) else "max"
+    settings = comparison.settings
+    parts = [f"{'lower' if goal == 'min' else 'higher'} is better",
+             f"final window {settings['last']}", f"{int(settings['confidence'] * 100)}% CI"]
+    if len(summary):
+        parts.append(f"AUC over {settings['x']} {num(summary['auc_from'].iloc[0])}..{num(summary['auc_to'].iloc[0])}")
+    threshold = settings["thresholds"].get(metric)
+    if threshold is not None:
+        parts.append(f"reached = first {settings['x']} where the smoothed curve hits {num(float(threshold))}")
+    return f"{metric} ({'; '.join(parts)})"
+
+
+def _grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def render_text(comparison: "Comparison") -> str:
+    blocks = [_runs_line(comparison)]
+    for metric in comparison.metrics:
+        blocks.append(metric_title(comparison, metric) + "\n" + _grid(HEADERS, metric_rows(comparison, metric)))
+    blocks.append(_missing_line(comparison))
+    return "\n\n".join(b for b in blocks if b) + "\n"
+
+
+def render_markdown(comparison: "Comparison") -> str:
+    def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+        cell = lambda s: s.replace("|", "\\|")  # noqa: E731
+        out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+        return "\n".join(out)
+
+    blocks = ["## Run comparison", _runs_line(comparison)]
+    for metric in comparison.metrics:
+        blocks.append(f"### {metric_title(comparison, metric)}\n\n" + table(HEADERS, metric_rows(comparison, metric)))
+    blocks.append(_missing_line(comparison))
+    blocks.append(_method_note(comparison))
+    return "\n\n".join(b for b in blocks if b) + "\n"
+
+
+def _runs_line(comparison: "Comparison") -> str:
+    runs = comparison.runset.runs
+    parts = [f"{name} ({runs.at[name, 'backend']}, {runs.at[name, 'status']}, {runs.at[name, 'alerts']} alerts)"
+             for name in runs.index]
+    return f"runs: {', '.join(parts)}; baseline: {comparison.baseline}"
+
+
+def _missing_line(comparison: "Comparison") -> str:
+    missing = comparison.missing()
+    return "not logged: " + ", ".join(f"{m} in {r}" for r, m in missing) if missing else ""
+
+
+def _method_note(comparison: "Comparison") -> str:
+    s = comparison.settings
+    return (
+        f"Final-window means with moving-block bootstrap CIs ({s['resamples']} resamples). n_eff is the "
+        "window's effective sample size from its lag-1 autocorrelation. A difference is claimed only when "
+        f"both windows have n_eff >= {s['min_effective_points']}, Welch's t-test on n_eff gives p < {s['alpha']} "
+        "(the p shown) and the Mann-Whitney U test agrees; g is Hedges' effect size."
+    )
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em;color:#222;max-width:1200px}
+table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.sig{font-weight:600} .muted{color:#777} img{max-width:100%}
+.critical{color:#b00020} .warning{color:#b26a00} .info{color:#555}
+"""
+
+
+def render_html(comparison: "Comparison", plot: bool = True) -> str:
+    esc = html.escape
+    runs = comparison.runset.runs
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>rldk_track run comparison: {esc(', '.join(runs.index))}</title><style>{_CSS}</style></head><body>",
+        "<h1>Run comparison</h1>",
+        f'<p class="muted">Generated {esc(time.strftime("%Y-%m-%d %H:%M:%S"))} by rldk_track. '
+        f"Baseline: <b>{esc(comparison.baseline)}</b>.</p>",
+        "<h2>Runs</h2>",
+        _html_table(
+            ("run", "backend", "status", "project", "points", "alerts", "source"),
+            [(name, runs.at[name, "backend"], runs.at[name, "status"], runs.at[name, "project"],
+              num(runs.at[name, "points"]), num(runs.at[name, "alerts"]), runs.at[name, "source"])
+             for name in runs.index],
+        ),
+    ]
+    if plot:
+        png = base64.b64encode(comparison.plot()).decode("ascii")
+        parts += ["<h2>Curves</h2>", f'<img alt="metric curves" src="data:image/png;base64,{png}">']
+    for metric in comparison.metrics:
+        parts.append(f"<h2>{esc(metric_title(comparison, metric))}</h2>")
+        parts.append(_html_table(HEADERS, metric_rows(comparison, metric), significant=_significant(comparison, metric)))
+    missing = _missing_line(comparison)
+    if missing:
+        parts.append(f'<p class="muted">{esc(missing)}</p>')
+    alerts = comparison.runset.alerts
+    if len(alerts):
+        parts.append("<h2>Alerts</h2>")
+        parts.append(_html_table(
+            ("run", "step", "rule", "severity", "state", "metric", "value", "message"),
+            [(a.run, num(a.step), a.rule, a.severity, a.state, a.metric or "", num(a.value), a.message or "")
+             for a in alerts.itertuples()],
+            severity_column=3,
+        ))
+    parts.append(f"<h2>Method</h2><p>{esc(_method_note(comparison))}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _significant(comparison: "Comparison", metric: str) -> set[str]:
+    tests = comparison.tests
+    return set(tests[(tests["metric"] == metric) & tests["significant"].astype(bool)]["run"])
+
+
+def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], significant: set[str] = frozenset(),
+                severity_column: int | None = None) -> str:
+    esc = html.escape
+    out = ["<table><thead><tr>", *(f"<th>{esc(h)}</th>" for h in headers), "</tr></thead><tbody>"]
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            text = esc("" if cell is None else str(cell))
+            css = []
+            if i == len(row) - 1 and row[0] in significant:
+                css.append("sig")
+            if severity_column == i:
+                css.append(text)
+            cells.append(f'<td class="{" ".join(css)}">{text}</td>' if css else f"<td>{text}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)

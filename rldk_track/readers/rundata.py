@@ -1,0 +1,87 @@
+"""One run as a reader found it: identity, config, status, alerts and its metric points.
+
+Every reader (event log, MLflow, TensorBoard, W&B) returns :class:`RunData` values in one shape,
+so the run set that :func:`rldk_track.readers.load_runs` builds does not care where a run came
+from. Points are kept as flat parallel arrays (one entry per ``(step, metric, value)``), which is
+what a long pandas frame is made of and far cheaper than a row object per point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+#: Tracker run states mapped onto rldk_track's ``RunEnd`` statuses (plus ``running``/``unfinished``).
+STATUS_ALIASES = {
+    "finished": "success",
+    "success": "success",
+    "failed": "failed",
+    "crashed": "failed",
+    "killed": "killed",
+    "running": "running",
+    "scheduled": "running",
+}
+
+ALERT_FIELDS = ("step", "rule", "severity", "metric", "value", "threshold", "message", "state", "action")
+
+
+@dataclass
+class RunData:
+    """A run read back from a tracker, before it joins a :class:`~rldk_track.readers.runset.RunSet`.
+
+    ``steps``, ``metrics``, ``values`` and ``wall_times`` are parallel: point ``i`` is metric
+    ``metrics[i]`` at step ``steps[i]``. ``wall_times`` entries are seconds since the epoch
+    (NaN where the tracker keeps no time). ``alerts`` holds one dict per alert with the keys of
+    :data:`ALERT_FIELDS` (missing ones None).
+    """
+
+    name: str
+    source: str
+    backend: str
+    run_id: str = ""
+    project: str = ""
+    status: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    start_time: float | None = None
+    end_time: float | None = None
+    steps: list[int] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    wall_times: list[float] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_points(self, step: int, values: Mapping[str, Any], wall_time: float) -> None:
+        """Append every ``metric -> value`` of one step (values converted to float)."""
+        count = len(values)
+        self.steps.extend([step] * count)
+        self.metrics.extend(values.keys())
+        self.values.extend(values.values())
+        self.wall_times.extend([wall_time] * count)
+
+    def add_series(self, metric: str, steps: Iterable[int], values: Iterable[float], wall_times: Iterable[float]) -> None:
+        """Append one metric's history (three equally long sequences)."""
+        steps, values, wall_times = list(steps), list(values), list(wall_times)
+        self.steps.extend(steps)
+        self.values.extend(values)
+        self.wall_times.extend(wall_times)
+        self.metrics.extend([metric] * len(steps))
+
+    def add_alert(self, **fields: Any) -> None:
+        """Record one alert; unknown keys are ignored, missing ones are None."""
+        alert = {key: fields.get(key) for key in ALERT_FIELDS}
+        alert["state"] = alert["state"] or "raised"
+        self.alerts.append(alert)
+
+    @property
+    def points(self) -> int:
+        return len(self.values)
+
+
+def normalize_status(raw: str | None) -> str:
+    """A tracker's run state as ``success``/``failed``/``killed``/``running``, or ``unfinished``
+    when the tracker recorded no end."""
+    if not raw:
+        return "unfinished"
+    return STATUS_ALIASES.get(str(raw).strip().lower(), str(raw).strip().lower())

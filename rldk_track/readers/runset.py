@@ -1,0 +1,176 @@
+"""Runs read back from any tracker, as pandas frames that line up whatever the source.
+
+A :class:`RunSet` holds three frames:
+
+``frame``  (long form, one row per point)
+    ``run`` (category), ``step`` (int64), ``metric`` (category), ``value`` (float64),
+    ``wall_time`` (float64 seconds since the epoch; NaN where the tracker keeps no time).
+``runs``   (one row per run, indexed by ``run``)
+    ``name, run_id, project, source, backend, status, health, params, tags, summary, alerts,
+    start_time, end_time, steps, points`` -- ``params`` (flattened with ``/``), ``tags`` and
+    ``summary`` are dicts; ``alerts`` counts raised alerts; ``health`` is the worst severity
+    among alerts raised and not cleared (``ok`` when none).
+``alerts`` (one row per alert)
+    ``run, step, rule, severity, metric, value, threshold, message, state, action``.
+
+``run`` is the run's name, made unique within the set: a name seen in several sources gets
+`` [backend]`` and then `` #2``, `` #3``... appended, in load order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from rldk_track.readers.rundata import ALERT_FIELDS, RunData
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RUN_COLUMNS = (
+    "name", "run_id", "project", "source", "backend", "status", "health", "params", "tags", "summary",
+    "alerts", "start_time", "end_time", "steps", "points",
+)
+FRAME_COLUMNS = ("run", "step", "metric", "value", "wall_time")
+
+
+@dataclass
+class RunSet:
+    """Runs from one or more trackers: ``frame`` (points), ``runs`` (one row a run), ``alerts``.
+
+    Unpacks as the documented pair ``frame, runs = load_runs(...)``.
+    """
+
+    frame: "pd.DataFrame"
+    runs: "pd.DataFrame"
+    alerts: "pd.DataFrame"
+
+    def __iter__(self) -> Iterator["pd.DataFrame"]:
+        return iter((self.frame, self.runs))
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    @property
+    def run_names(self) -> list[str]:
+        return list(self.runs.index)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every metric that has at least one point, sorted."""
+        return sorted(self.frame["metric"].unique().tolist())
+
+    def series(self, run: str, metric: str) -> "pd.DataFrame":
+        """``step, value, wall_time`` of one run's metric, in step order."""
+        f = self.frame
+        rows = f[(f["run"] == run) & (f["metric"] == metric)]
+        return rows[["step", "value", "wall_time"]].sort_values("step", kind="stable").reset_index(drop=True)
+
+    def wide(self, metric: str) -> "pd.DataFrame":
+        """One metric as a ``step x run`` table (the last value where a step repeats)."""
+        f = self.frame[self.frame["metric"] == metric]
+        return f.pivot_table(index="step", columns="run", values="value", aggfunc="last", observed=True)
+
+    def select(self, runs: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> "RunSet":
+        """A RunSet with only these runs and/or metrics (alerts of the chosen runs are kept)."""
+        frame, table, alerts = self.frame, self.runs, self.alerts
+        if runs is not None:
+            missing = [r for r in runs if r not in table.index]
+            if missing:
+                raise KeyError(f"no run named {', '.join(map(repr, missing))}; runs: {', '.join(table.index)}")
+            frame = frame[frame["run"].isin(runs)]
+            table = table.loc[list(runs)]
+            alerts = alerts[alerts["run"].isin(runs)]
+        if metrics is not None:
+            frame = frame[frame["metric"].isin(metrics)]
+        frame = frame.assign(
+            run=frame["run"].cat.remove_unused_categories(),
+            metric=frame["metric"].cat.remove_unused_categories(),
+        ).reset_index(drop=True)
+        return RunSet(frame, table, alerts.reset_index(drop=True))
+
+
+def health(alerts: Sequence[dict]) -> str:
+    """``critical`` or ``warning`` when an alert of that severity is still raised at the end (a
+    ``cleared`` alert ends its rule's episode), else ``ok`` -- the backends' ``rldk.health`` rule."""
+    active: dict[str, str] = {}
+    for alert in alerts:
+        if alert.get("state") == "cleared":
+            active.pop(alert.get("rule"), None)
+        else:
+            active[alert.get("rule")] = alert.get("severity") or "warning"
+    severities = set(active.values())
+    return "critical" if "critical" in severities else "warning" if "warning" in severities else "ok"
+
+
+def unique_names(runs: Sequence[RunData]) -> list[str]:
+    """Display names, unique within ``runs`` (see the module docstring for the rule)."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.name] = counts.get(run.name, 0) + 1
+    names: list[str] = []
+    taken: set[str] = set()
+    for run in runs:
+        name = run.name or run.run_id or "run"
+        if counts.get(run.name, 0) > 1:
+            name = f"{name} [{run.backend}]"
+        candidate, k = name, 1
+        while candidate in taken:
+            k += 1
+            candidate = f"{name} #{k}"
+        taken.add(candidate)
+        names.append(candidate)
+    return names
+
+
+def build_runset(runs: Sequence[RunData]) -> RunSet:
+    """Assemble reader output into one :class:`RunSet` (a single copy of the points)."""
+    import numpy as np
+    import pandas as pd
+
+    names = unique_names(runs)
+    counts = [run.points for run in runs]
+    total = sum(counts)
+    steps = np.fromiter((s for run in runs for s in run.steps), dtype=np.int64, count=total)
+    values = np.fromiter((v for run in runs for v in run.values), dtype=np.float64, count=total)
+    wall = np.fromiter((w for run in runs for w in run.wall_times), dtype=np.float64, count=total)
+    metric_codes, metric_names = _codes([run.metrics for run in runs], total)
+    frame = pd.DataFrame({
+        "run": pd.Categorical.from_codes(np.repeat(np.arange(len(runs)), counts), categories=names),
+        "step": steps,
+        "metric": pd.Categorical.from_codes(metric_codes, categories=metric_names),
+        "value": values,
+        "wall_time": wall,
+    })
+
+    alert_rows = [{"run": name, **alert} for name, run in zip(names, runs) for alert in run.alerts]
+    alerts = pd.DataFrame(alert_rows, columns=["run", *ALERT_FIELDS])
+    if len(alerts):
+        alerts = alerts.sort_values(["run", "step"], kind="stable").reset_index(drop=True)
+
+    table = pd.DataFrame(
+        [
+            {
+                "name": run.name, "run_id": run.run_id, "project": run.project, "source": run.source,
+                "backend": run.backend, "status": run.status, "health": health(run.alerts), "params": run.params, "tags": run.tags,
+                "summary": run.summary,
+                "alerts": sum(1 for a in run.alerts if a.get("state", "raised") == "raised"),
+                "start_time": run.start_time, "end_time": run.end_time,
+                "steps": len(set(run.steps)), "points": run.points,
+            }
+            for run in runs
+        ],
+        columns=list(RUN_COLUMNS),
+        index=pd.Index(names, name="run"),
+    )
+    return RunSet(frame, table, alerts)
+
+
+def _codes(metric_lists: Sequence[Sequence[str]], total: int) -> tuple["np.ndarray", list[str]]:
+    """Integer codes for metric names across runs, and the sorted names they index."""
+    import numpy as np
+
+    names = sorted({m for metrics in metric_lists for m in set(metrics)})
+    index = {name: i for i, name in enumerate(names)}
+    codes = np.fromiter((index[m] for metrics in metric_lists for m in metrics), dtype=np.int32, count=total)
+    return codes, names

@@ -1,0 +1,226 @@
+"""Read W&B runs: offline run directories (through :mod:`rldk_track.readers.wandb_offline`) and
+online runs through ``wandb.Api()``.
+
+What rldk_track's W&B backend writes is mapped back (``rldk_track/backends/wandb.py``): history
+rows are points at their ``global_step`` (W&B's own ``_step`` only counts rows) and ``_timestamp``;
+names the backend had to adapt are mapped back through its side-state file
+(``<dir>/wandb/rldk-<run_id>.json``) or, online, its ``wandb_key_map.json`` artifact; run tags
+``key=value`` become tags; ``rldk/*`` summary keys hold health, alerts and the status. Alerts come
+from the side-state file or the ``alerts`` table artifact; failing both, from the summary's
+``rldk/alert/<rule>`` (severity only, no step). W&B's summary also repeats each metric's last
+value, so only keys that are not history metrics stay in the run's summary.
+
+A run not written by rldk_track (no ``global_step``) reads at W&B's ``_step``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from rldk_track.normalize import flatten
+from rldk_track.readers.rundata import RunData, normalize_status
+
+GLOBAL_STEP = "global_step"
+OWN_PREFIX = "rldk/"
+#: W&B exit codes as rldk_track statuses (the backend's EXIT_CODES, reversed).
+EXIT_STATUS = {0: "success", 255: "killed"}
+
+
+def is_offline_source(path: Path) -> bool:
+    """A W&B run file, an ``offline-run-*``/``run-*`` directory, or a folder holding them."""
+    if path.is_file():
+        return path.suffix == ".wandb"
+    return any(path.glob("run-*.wandb")) or any(path.glob("*/run-*.wandb")) or any(path.glob("wandb/*/run-*.wandb"))
+
+
+def read_wandb_offline(source: str | Path, progress: bool | None = None) -> list[RunData]:
+    """Every W&B run (by run id, resumed segments merged) under ``source``."""
+    from rldk_track.readers import wandb_offline
+    from rldk_track.readers.sources import progress_bar
+
+    root = Path(source)
+    files = wandb_offline.find_run_files(root)
+    run_ids = list(dict.fromkeys(p.stem[len("run-"):] for p in files))
+    runs = []
+    for run_id in progress_bar(run_ids, len(run_ids), "wandb runs", progress):
+        offline = wandb_offline.read_offline_run(root, run_id)
+        side = _side_state(offline.files[0])
+        key_map = _reverse(side.get("metric_keys", {})) if side else _artifact_key_map(offline)
+        config_map = _reverse(side.get("config_keys", {})) if side else {}
+        alerts = list(side.get("alerts", {}).values()) if side else _artifact_alerts(offline)
+        status = _status(offline.summary, offline.exit_code)
+        runs.append(_run_data(
+            name=offline.name or offline.run_id, source=str(offline.files[0].parent), run_id=offline.run_id,
+            project=offline.project, status=status, config=offline.config, summary=offline.summary,
+            tags=offline.tags, rows=offline.history, key_map=key_map, config_map=config_map, alerts=alerts,
+        ))
+    return runs
+
+
+def read_wandb_online(entity: str, project: str, run: str | None = None, progress: bool | None = None) -> list[RunData]:
+    """Runs of ``entity/project`` (or the one run whose id or display name is ``run``) through
+    ``wandb.Api()``; every history row is read (``scan_history``, not the sampled ``history``)."""
+    import wandb
+
+    from rldk_track.readers.sources import progress_bar
+
+    api = wandb.Api(timeout=60)
+    path = f"{entity}/{project}"
+    if run is not None:
+        try:
+            found = [api.run(f"{path}/{run}")]
+        except (wandb.errors.CommError, ValueError):
+            found = list(api.runs(path, filters={"display_name": run}))
+    else:
+        found = list(api.runs(path))
+    out = []
+    for remote in progress_bar(found, len(found), "wandb runs", progress):
+        key_map, alerts = _online_artifacts(remote)
+        summary = dict(getattr(remote.summary, "_json_dict", {}) or {})
+        status = _status(summary, None) if summary.get(f"{OWN_PREFIX}status") else normalize_status(remote.state)
+        out.append(_run_data(
+            name=remote.name or remote.id, source=f"wandb://{path}/{remote.id}", run_id=remote.id,
+            project=project, status=status, config=dict(remote.config), summary=summary, tags=list(remote.tags),
+            rows=remote.scan_history(page_size=10_000), key_map=key_map, config_map={}, alerts=alerts,
+        ))
+    return out
+
+
+def _run_data(
+    *, name: str, source: str, run_id: str, project: str, status: str, config: Mapping[str, Any],
+    summary: Mapping[str, Any], tags: Iterable[str], rows: Iterable[Mapping[str, Any]],
+    key_map: Mapping[str, str], config_map: Mapping[str, str], alerts: Iterable[Mapping[str, Any]],
+) -> RunData:
+    run = RunData(name=name, source=source, backend="wandb", run_id=run_id, project=project, status=status)
+    raw_keys: set[str] = set()
+    first_time = last_time = None
+    for row in rows:
+        step = row.get(GLOBAL_STEP, row.get("_step"))
+        if step is None:
+            continue
+        wall = _number(row.get("_timestamp"))
+        if wall is None:
+            wall = math.nan
+        else:
+            first_time = wall if first_time is None else first_time
+            last_time = wall
+        points = {}
+        for key, value in row.items():
+            if key.startswith("_") or key == GLOBAL_STEP:
+                continue
+            number = _number(value)
+            if number is not None:
+                raw_keys.add(key)
+                points[key_map.get(key, key)] = number
+        run.add_points(int(step), points, wall)
+    run.start_time = first_time
+    run.end_time = last_time if status in ("success", "failed", "killed") else None
+    run.params = flatten({config_map.get(k, k): v for k, v in config.items() if not k.startswith("_")})
+    run.tags = _tags(tags, summary)
+    run.summary = {key_map.get(k, k): v for k, v in summary.items()
+                   if not k.startswith(("_", OWN_PREFIX)) and k != GLOBAL_STEP and k not in raw_keys}
+    for alert in sorted(alerts, key=lambda a: (a.get("seq") is None, a.get("seq") or 0)):
+        run.add_alert(**alert)
+    if not run.alerts:  # only the summary's active alerts are left: severity, no step
+        for key, severity in summary.items():
+            if key.startswith(f"{OWN_PREFIX}alert/"):
+                run.add_alert(rule=key[len(f"{OWN_PREFIX}alert/"):], severity=severity, step=None,
+                              message="from the W&B summary (step unknown)")
+    return run
+
+
+def _number(value: Any) -> float | None:
+    """A history value as a float: numbers, and the strings W&B may keep for NaN/Infinity."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value in ("NaN", "nan", "Infinity", "-Infinity", "inf", "-inf"):
+        return float(value)
+    return None
+
+
+def _tags(tags: Iterable[str], summary: Mapping[str, Any]) -> dict[str, str]:
+    """``key=value`` run tags as a dict; a tag cut at W&B's 64 characters takes its full value
+    from the summary's ``rldk/tag/<key>``."""
+    out: dict[str, str] = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        out[key] = value if sep else ""
+    for key, value in summary.items():
+        if key.startswith(f"{OWN_PREFIX}tag/"):
+            out[key[len(f"{OWN_PREFIX}tag/"):]] = str(value)
+    return out
+
+
+def _status(summary: Mapping[str, Any], exit_code: int | None) -> str:
+    own = summary.get(f"{OWN_PREFIX}status")
+    if own:
+        return normalize_status(str(own))
+    if exit_code is None:
+        return "unfinished"
+    return EXIT_STATUS.get(exit_code, "failed")
+
+
+def _reverse(mapping: Mapping[str, str]) -> dict[str, str]:
+    return {key: name for name, key in mapping.items()}
+
+
+def _side_state(run_file: Path) -> dict[str, Any] | None:
+    """The backend's ``rldk-<run_id>.json`` next to the run directories (None if absent)."""
+    run_id = run_file.stem[len("run-"):]
+    for folder in (run_file.parent.parent, run_file.parent):
+        path = folder / f"rldk-{run_id}.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _artifact_key_map(offline: Any) -> dict[str, str]:
+    for artifact in reversed(offline.artifacts):
+        local = artifact.entries.get("wandb_key_map.json")
+        if local:
+            try:
+                return _reverse(json.loads(Path(local).read_text(encoding="utf-8")).get("metrics", {}))
+            except (OSError, ValueError):
+                pass
+    return {}
+
+
+def _artifact_alerts(offline: Any) -> list[dict[str, Any]]:
+    for artifact in reversed(offline.artifacts):
+        if artifact.type != "rldk-alerts":
+            continue
+        for path, local in artifact.entries.items():
+            if path.startswith("alerts"):
+                try:
+                    return _table_rows(json.loads(Path(local).read_text(encoding="utf-8")))
+                except (OSError, ValueError):
+                    pass
+    return []
+
+
+def _table_rows(table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A ``wandb.Table`` JSON file (``columns`` + ``data``) as row dicts."""
+    columns = table.get("columns", [])
+    return [dict(zip(columns, row)) for row in table.get("data", [])]
+
+
+def _online_artifacts(remote: Any) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The key map and the alert log from an online run's logged artifacts (empty if absent)."""
+    key_map: dict[str, str] = {}
+    alerts: list[dict[str, Any]] = []
+    for artifact in remote.logged_artifacts():
+        if artifact.type == "rldk-alerts":
+            table = artifact.get("alerts")
+            if table is not None:
+                alerts = [dict(zip(table.columns, row)) for row in table.data]
+        elif artifact.type == "rldk" and "wandb_key_map.json" in {f.name for f in artifact.files()}:
+            folder = artifact.download()
+            key_map = _reverse(json.loads((Path(folder) / "wandb_key_map.json").read_text(encoding="utf-8")).get("metrics", {}))
+    return key_map, alerts
