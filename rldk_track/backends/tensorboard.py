@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -82,6 +83,9 @@ ALERT_PREFIX = "alerts/"
 CHECKPOINT_PREFIX = "checkpoint/"
 SUMMARY_PREFIX = "summary/"
 
+#: Who writes a tag, in words for messages.
+_SERIES_KINDS = {"scalar:metrics": "metric", "scalar:summary": "summary", "scalar:checkpoint": "checkpoint",
+                 "text": "text", "hparams": "hparams plugin"}
 _OPTIONS = {"log_dir": (str, os.PathLike), "flush_secs": (int, float), "max_queue": (int,)}
 
 
@@ -206,6 +210,8 @@ class TensorBoardBackend(Backend):
     def open(self, state: Mapping[str, Any] | None) -> Mapping[str, Any]:
         """Claim this run's directory (or reopen the one in ``state``) and start an event file."""
         self._pb = _Protos()
+        for tag in self._pb.HPARAMS_TAGS:  # a metric never takes the hparams plugin's own tags
+            self._tag_owner[tag] = "hparams"
         if state and state.get("log_dir"):
             self.log_dir = Path(state["log_dir"])
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -252,8 +258,8 @@ class TensorBoardBackend(Backend):
             owner = _owner(path)
             if owner == self.run.run_id:
                 return path
-            if owner is not None or any(path.glob("*tfevents*")):
-                continue
+            if owner is not None or path.is_dir() and any(path.iterdir()):
+                continue  # another run's, or another tool's
             path.mkdir(parents=True, exist_ok=True)
             if self._write_owner(path, exclusive=True) or _owner(path) == self.run.run_id:
                 return path
@@ -294,9 +300,30 @@ class TensorBoardBackend(Backend):
         if self._writer is None:
             from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+            self._after_newest_event_file()
             self._writer = EventFileWriter(str(self.log_dir), max_queue_size=self.max_queue, flush_secs=self.flush_secs)
             self._described = set()
         return self._writer
+
+    def _after_newest_event_file(self) -> None:
+        """Wait until a new event file will sort after the ones already in the run directory.
+
+        TensorBoard reads a run's event files in name order, and a name starts with the second it
+        was created in. A resumed run's file that sorted first would be read first, and its
+        later steps would then hide the earlier file's points in the view.
+        """
+        seconds = [int(p.name.split(".")[3]) for p in self.log_dir.glob("events.out.tfevents.*")
+                   if p.name.split(".")[3].isdigit()]
+        if not seconds:
+            return
+        wait = max(seconds) + 1 - time.time()
+        if wait > 2:
+            self._report_once(
+                "clock", f"rldk_track: tensorboard: event files in {self.log_dir} come from a clock {wait:.0f} s ahead; "
+                "TensorBoard may read this run's files out of order",
+            )
+        elif wait > 0:
+            time.sleep(wait)
 
     def _drop_writer(self) -> None:
         writer, self._writer = self._writer, None
@@ -363,7 +390,7 @@ class TensorBoardBackend(Backend):
             tag = f"{wanted}/{owner.rpartition(':')[2]}"
             while tag in self._tag_owner and self._tag_owner[tag] != owner:
                 tag = f"{wanted}~{hashlib.sha1(tag.encode('utf-8')).hexdigest()[:8]}"
-            self._renamed(name, tag, f"is already a {holder} series in TensorBoard")
+            self._renamed(name, tag, f"is already the tag of a {_SERIES_KINDS.get(holder, holder)} series")
         self._tag_owner[tag] = owner
         self._tags[key] = tag
         return tag
@@ -407,7 +434,7 @@ class TensorBoardBackend(Backend):
     def _params(self, record: Params) -> None:
         _merge(self._config, record.values)
         flat = flatten(record.values)
-        if not self._hparams_written:
+        if not self._hparams_written and flat:
             self._emit(0, record.wall_time, [self._session_start(flat, record.wall_time)])
             self._hparams_written = True
             self._hparam_names = set(flat)
@@ -529,7 +556,8 @@ class TensorBoardBackend(Backend):
         pb = self._pb
         status = {"success": pb.STATUS_SUCCESS}.get(record.status, pb.STATUS_FAILURE)
         end = pb.HParamsPluginData(session_end_info=pb.SessionEndInfo(status=status, end_time_secs=record.wall_time))
-        values = [
+        values = [] if self._hparams_written else [self._session_start({}, record.wall_time)]  # list the run in HParams
+        values += [
             pb.Value(tag=pb.SESSION_END_INFO_TAG, tensor=pb.NULL_TENSOR, metadata=pb.hparams_metadata(end)),
             self._text(self._tag(STATUS_TAG, "text"), record.status),
         ]
@@ -559,6 +587,7 @@ class _Protos:
         self.STATUS_FAILURE = api_pb2.STATUS_FAILURE
         self.SESSION_START_INFO_TAG = hparams_md.SESSION_START_INFO_TAG
         self.SESSION_END_INFO_TAG = hparams_md.SESSION_END_INFO_TAG
+        self.HPARAMS_TAGS = (hparams_md.EXPERIMENT_TAG, self.SESSION_START_INFO_TAG, self.SESSION_END_INFO_TAG)
         self.NULL_TENSOR = hparams_md.NULL_TENSOR
         self.hparams_metadata = hparams_md.create_summary_metadata
         self.text_metadata = text_md.create_summary_metadata(display_name="", description="")

@@ -159,14 +159,16 @@ def test_a_name_with_a_lone_surrogate_through_run_log_reaches_tensorboard(tmp_pa
 def test_a_metric_and_a_text_series_never_share_a_tag(tmp_path, caplog):
     run = start(tmp_path, config={"lr": 1e-5})
     with caplog.at_level(logging.WARNING, "rldk_track"):
-        run.log({"config": 1.0, "run/status": 2.0}, step=0)
+        run.log({"config": 1.0, "run/status": 2.0, "_hparams_/session_end_info": 3.0}, step=0)
         run.finish()
     tb = read_tb(tb_dir(run))
     assert fenced_json(tb.last_text("config")) == {"lr": 1e-5}
     assert [v for _, v, _ in tb.scalars["config/metrics"]] == [1.0]
     assert [v for _, v, _ in tb.scalars["run/status"]] == [2.0]
     assert tb.last_text("run/status/text") == "success"
-    assert len(tb_warnings(caplog, "is already a")) == 1
+    assert [v for _, v, _ in tb.scalars["_hparams_/session_end_info/metrics"]] == [3.0]
+    assert tb.status() == "STATUS_SUCCESS"
+    assert len(tb_warnings(caplog, "is already the tag")) == 1
 
 
 # -- run directories ---------------------------------------------------------------------------
@@ -284,6 +286,14 @@ def test_the_status_at_the_end_is_the_hparams_session_end_and_a_text(tmp_path, s
     assert json.loads((tb_dir(run) / "rldk" / "run.json").read_text())["status"] == status
 
 
+def test_a_run_without_params_is_still_an_hparams_session_with_its_status(tmp_path):
+    run = start(tmp_path)
+    run.log({"x": 1.0}, step=0)
+    run.finish("failed")
+    tb = read_tb(tb_dir(run))
+    assert (tb.hparams(), tb.status()) == ({}, "STATUS_FAILURE")
+
+
 # -- alerts, checkpoints, artifacts ------------------------------------------------------------
 def test_alerts_are_text_series_by_rule_and_lines_in_the_alert_log(tmp_path):
     run = start(tmp_path)
@@ -339,6 +349,22 @@ def test_a_batch_written_again_after_a_failure_is_stored_once(tmp_path):
     backend.write([*batch, RunEnd(5, 1010.0, "success")])
     backend.close()
     assert [(s, v) for s, v, _ in read_tb(Path(state["log_dir"])).scalars["x"]] == [(s, float(s)) for s in range(5)]
+
+
+def test_a_resumed_run_adds_an_event_file_that_tensorboard_reads_after_the_earlier_ones(tmp_path):
+    info = RunInfo("r3", "resumed", "rlhf", tmp_path, 1000.0)
+    first = TensorBoardBackend(info)
+    state = first.open(None)
+    first.write([Metrics(0, 1000.0, 0, {"x": 0.0})])
+    first.close()
+    (earlier,) = Path(state["log_dir"]).glob("events.out.tfevents.*")
+    # as if the crashed process had started its file in the coming second on another host
+    earlier.rename(earlier.with_name(f"events.out.tfevents.{int(time.time()) + 1:010d}.zz-host.1.0"))
+    second = TensorBoardBackend(info)
+    assert second.open(state) == state
+    second.write([Metrics(1, 1001.0, 1, {"x": 1.0})])
+    second.close()
+    assert [s for s, _, _ in read_tb(Path(state["log_dir"])).scalars["x"]] == [0, 1]
 
 
 def test_sync_replays_a_jsonl_only_run_and_a_second_sync_adds_nothing(tmp_path):
