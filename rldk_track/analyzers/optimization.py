@@ -8,7 +8,7 @@ from typing import Iterable, Mapping
 
 from rldk_track.analyzers.names import aliases, pick
 from rldk_track.analyzers.rule import Check, Rule, firing, healthy, hold
-from rldk_track.analyzers.stats import robust_sd
+from rldk_track.analyzers.stats import mean_sd
 
 _CLIP_ACTION = (
     "Most updates are being clipped: lower the learning rate, use fewer PPO/GRPO iterations per "
@@ -127,7 +127,8 @@ class LossDivergence(Rule):
     """The loss climbs well above the lowest level it reached.
 
     ``level`` is the median of the last ``window`` values and ``best`` the lowest level so far;
-    ``noise`` is the MAD-based standard deviation of the window that set ``best``. Fires when
+    ``noise`` is the standard deviation of the window that set ``best`` (not a robust one: a loss
+    that is often exactly 0 would have no noise at all by the MAD). Fires when
     ``level - best > margin`` with ``margin = max(rise * |best|, noise_mult * noise)`` (critical
     above ``critical_mult * margin``); clears when ``level - best <= margin / 2``. Relative for
     losses that live far from zero (SFT, DPO), noise-relative for those around zero (GRPO).
@@ -169,7 +170,7 @@ class LossDivergence(Rule):
         level = median(self._history)
         if self._best is None or level < self._best:
             self._best = level
-            self._noise = robust_sd(self._history, level)
+            self._noise = mean_sd(self._history)[1]
         if self._seen < self.min_history:
             return [("loss", hold(key))]
         best = self._best

@@ -69,8 +69,9 @@ class RewardHacking(Rule):
       * fitted start``.
     * ``length``: length ``t >= t`` with fitted end ``>= length_growth * fitted start``, and
       reward ``t >= t``.
-    * ``component``: at least two reward components; exactly one has ``t >= t`` and every other
-      has ``|t| < flat_t``.
+    * ``component``: at least two reward components; exactly one rose by at least
+      ``component_shift`` times its residual standard deviation (fitted end - fitted start) and
+      every other moved by at most ``flat_shift`` times its own.
 
     Each clears after ``clear_after`` consecutive evaluations without its signature.
     """
@@ -83,7 +84,8 @@ class RewardHacking(Rule):
         window: int = 50,
         warmup: int = 50,
         t: float = 4.0,
-        flat_t: float = 2.0,
+        component_shift: float = 6.0,
+        flat_shift: float = 1.0,
         kl_growth: float = 3.0,
         kl_floor: float = 1e-3,
         entropy_drop: float = 0.3,
@@ -96,7 +98,8 @@ class RewardHacking(Rule):
         self.window = window
         self.warmup = warmup
         self.t = t
-        self.flat_t = flat_t
+        self.component_shift = component_shift
+        self.flat_shift = flat_shift
         self.kl_growth = kl_growth
         self.kl_floor = kl_floor
         self.entropy_drop = entropy_drop
@@ -160,13 +163,14 @@ class RewardHacking(Rule):
 
     def _component(self, components: dict[str, _Series]) -> Check:
         trends = {fn: s.trend() for fn, s in components.items()}
-        rising = [fn for fn, tr in trends.items() if tr.t >= self.t]
-        flat = [fn for fn, tr in trends.items() if abs(tr.t) < self.flat_t]
+        shifts = {fn: (tr.end - tr.start) / max(tr.residual_sd, 1e-12) for fn, tr in trends.items()}
+        rising = [fn for fn, shift in shifts.items() if shift >= self.component_shift]
+        flat = [fn for fn, shift in shifts.items() if abs(shift) <= self.flat_shift]
         if len(rising) == 1 and len(flat) == len(trends) - 1:
             fn = rising[0]
             series, tr = components[fn], trends[fn]
             others = ", ".join(components[o].key for o in flat)
             message = (f"Reward hacking signature: {series.key} rose {tr.start:.3g} -> {tr.end:.3g} over the last "
                        f"{self.window} logged steps while {others} stayed flat")
-            return firing(series.key, tr.t, self.t, message, _COMPONENT_ACTION)
+            return firing(series.key, shifts[fn], self.component_shift, message, _COMPONENT_ACTION)
         return healthy(None, None, None, "Reward components move together again")

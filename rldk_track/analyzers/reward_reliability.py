@@ -88,7 +88,8 @@ class RewardReliability(Rule):
             "accuracy": aliases("reward/accuracy"),
         }
         self._keys: dict[str, str] = {}
-        self._rewards: deque[float] = deque(maxlen=2 * window)
+        self._rewards: deque[float] = deque(maxlen=2 * window)  # the window before and the last one
+        self._recent: deque[float] = deque(maxlen=window)
         self._anomalies: deque[bool] = deque(maxlen=window)
         self._early_std: list[float] = []
         self._saturated: deque[float] = deque(maxlen=window)
@@ -116,12 +117,13 @@ class RewardReliability(Rule):
 
     def _reward_checks(self, reward: float) -> list[tuple[str, Check]]:
         key = self._keys["reward"]
-        previous = list(self._rewards)[-self.window:]
+        previous = self._recent
         if len(previous) >= self.min_history:
             med = median(previous)
             scale = max(robust_sd(previous, med), 1e-9, 1e-6 * abs(med))
             self._anomalies.append(abs(reward - med) > self.anomaly_z * scale)
         self._rewards.append(reward)
+        previous.append(reward)
         checks: list[tuple[str, Check]] = []
         if len(self._anomalies) == self._anomalies.maxlen:
             rate = sum(self._anomalies) / len(self._anomalies)
@@ -201,7 +203,7 @@ class RewardReliability(Rule):
     # -- the report ------------------------------------------------------------------------
     def report(self) -> dict[str, float | None]:
         """The five statistics over the last window (None where the run logged nothing to compute one)."""
-        rewards = list(self._rewards)[-self.window:]
+        rewards = self._recent
         stats: dict[str, float | None] = dict.fromkeys(("stability", "consistency", "saturation", "drift", "anomaly_rate"))
         if len(rewards) >= 3:
             trend = linear_trend(rewards)

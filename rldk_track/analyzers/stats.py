@@ -33,10 +33,10 @@ def robust_sd(values: Sequence[float], center: float | None = None) -> float:
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for fewer than two values)."""
     n = len(values)
-    mean = math.fsum(values) / n
+    mean = sum(values) / n
     if n < 2:
         return mean, 0.0
-    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, math.sqrt(sum([(v - mean) * (v - mean) for v in values]) / (n - 1))
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,16 @@ class Trend:
 def linear_trend(values: Sequence[float]) -> Trend:
     """Fit ``value = a + b * i`` over ``i = 0..n-1`` (n >= 3) and say how significant ``b`` is."""
     n = len(values)
-    x_mean = (n - 1) / 2
-    y_mean = math.fsum(values) / n
+    y_mean = sum(values) / n
+    sxy = syy = 0.0
+    for i, y in enumerate(values):  # centred sums: no cancellation for large, nearly constant values
+        d = y - y_mean
+        sxy += i * d
+        syy += d * d
     sxx = n * (n * n - 1) / 12
-    sxy = math.fsum((i - x_mean) * (y - y_mean) for i, y in enumerate(values))
     slope = sxy / sxx
-    start = y_mean - slope * x_mean
-    sse = math.fsum((y - start - slope * i) ** 2 for i, y in enumerate(values))
-    residual_sd = math.sqrt(max(sse, 0.0) / (n - 2))
+    start = y_mean - slope * (n - 1) / 2
+    residual_sd = math.sqrt(max(syy - slope * sxy, 0.0) / (n - 2))
     if residual_sd > 0:
         t = slope / (residual_sd / math.sqrt(sxx))
     else:
