@@ -35,6 +35,7 @@ TensorBoard's rules, as this module applies them (see docs/backends/tensorboard.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -153,7 +154,7 @@ def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
         if isinstance(value, Mapping) and isinstance(into.get(key), dict):
             _merge(into[key], value)
         else:
-            into[key] = dict(value) if isinstance(value, Mapping) else value
+            into[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
 
 
 class TensorBoardBackend(Backend):
@@ -234,7 +235,7 @@ class TensorBoardBackend(Backend):
                 if handler is not None:
                     try:
                         handler(record)
-                    except (ValueError, TypeError, UnicodeError, ArithmeticError) as exc:
+                    except (ValueError, TypeError, ArithmeticError) as exc:  # incl. UnicodeError
                         raise RejectedError(f"{record.kind} record {record.seq}: {type(exc).__name__}: {exc}") from exc
                 self._done_seq = record.seq
         finally:
@@ -382,15 +383,16 @@ class TensorBoardBackend(Backend):
         if tag is not None:
             return tag
         tag, reason = tag_name(name)
-        if reason:
-            self._renamed(name, tag, reason)
         holder = self._tag_owner.get(tag)
         if holder is not None and holder != owner:
             wanted = tag
             tag = f"{wanted}/{owner.rpartition(':')[2]}"
             while tag in self._tag_owner and self._tag_owner[tag] != owner:
                 tag = f"{wanted}~{hashlib.sha1(tag.encode('utf-8')).hexdigest()[:8]}"
-            self._renamed(name, tag, f"is already the tag of a {_SERIES_KINDS.get(holder, holder)} series")
+            clash = f"is already the tag of a {_SERIES_KINDS.get(holder, holder)} series"
+            reason = f"{reason} and {clash}" if reason else clash
+        if reason:
+            self._renamed(name, tag, reason)
         self._tag_owner[tag] = owner
         self._tags[key] = tag
         return tag
@@ -426,7 +428,7 @@ class TensorBoardBackend(Backend):
             try:
                 number = float(value)
             except (TypeError, ValueError, OverflowError):
-                self._report_once(f"nan-value:{name}", f"rldk_track: tensorboard: metric {name!r} = {value!r} is not a number; not logged")
+                self._report_once(f"not-a-number:{name}", f"rldk_track: tensorboard: metric {name!r} = {value!r} is not a number; not logged")
                 continue
             values.append(self._scalar(self._tag(name, "scalar:metrics"), number))
         self._emit(step, record.wall_time, values)

@@ -152,7 +152,7 @@ def test_names_that_are_not_valid_utf8_become_distinct_valid_tags(tmp_path):
 def test_a_name_with_a_lone_surrogate_through_run_log_reaches_tensorboard(tmp_path):
     run = start(tmp_path)
     run.log({"kl\ud800": 1.0}, step=0)
-    assert run.finish(timeout=3).complete
+    assert run.finish(timeout=1).complete
     assert len(read_tb(tb_dir(run)).scalars) == 1
 
 
@@ -340,6 +340,14 @@ def test_artifacts_are_copied_under_the_run_dir(tmp_path):
 
 
 # -- retries, sync, crash ----------------------------------------------------------------------
+def test_a_batch_is_in_the_event_file_when_write_returns(tmp_path):
+    backend = TensorBoardBackend(RunInfo("r4", "durable", "rlhf", tmp_path, 1000.0), {"flush_secs": 3600})
+    state = backend.open(None)
+    backend.write([Metrics(0, 1000.0, 0, {"x": 1.0}), Metrics(1, 1001.0, 1, {"x": 2.0})])
+    assert [(s, v) for s, v, _ in read_tb(Path(state["log_dir"])).scalars["x"]] == [(0, 1.0), (1, 2.0)]
+    backend.close()
+
+
 def test_a_batch_written_again_after_a_failure_is_stored_once(tmp_path):
     backend = TensorBoardBackend(RunInfo("r2", "retry", "rlhf", tmp_path, 1000.0))
     state = backend.open(None)
