@@ -124,14 +124,21 @@ OPENRLHF: dict[str, str] = {
     "truncated": "length/truncated_ratio",
     "entropy_loss": "entropy/mean",
     "entropy": "entropy/mean",
+    "timing/step_total": "perf/step_s",
+    "rollout/reward_std": "reward/std",
     # SFT / DPO / RM trainers
     "gpt_loss": "loss/lm",
     "loss": "loss/total",
     "loss_mean": "loss/total",
+    "nll_loss": "loss/nll",
+    "aux_loss": "loss/aux",
+    "grad_norm": "grad/norm",
     "chosen_reward": "reward/chosen",
     "reject_reward": "reward/rejected",
     "acc": "reward/accuracy",
     "acc_mean": "reward/accuracy",
+    "reward_mean": "reward/mean",
+    "reward_std": "reward/std",
     "lr": "lr",
 }
 

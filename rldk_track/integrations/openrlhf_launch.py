@@ -1,0 +1,301 @@
+"""``rldk-track openrlhf [options] -- COMMAND ...``: run an OpenRLHF command, recorded.
+
+Users change one word of their command. Three ways a command is run:
+
+- **Ray (PPO)**, e.g. ``-- python -m openrlhf.cli.train_ppo_ray ...``: Ray is initialised here,
+  in the driver, with :func:`~rldk_track.integrations.openrlhf.ray_runtime_env` (the worker setup
+  hook and the settings), then the module runs in this process as ``__main__``; OpenRLHF sees Ray
+  initialised and uses it. Every Ray worker of the job installs the patch, so the trainer actor
+  records. Picked when the module or script name contains ``ray`` (or with ``--ray``).
+- **Other Python** (``python -m ...`` / ``python script.py``): installed in this process, then run.
+- **Anything else** (``deepspeed``, ``torchrun``, ``accelerate launch``, a shell script): run as a
+  child with ``PYTHONPATH`` pointing at a generated ``sitecustomize`` that installs the patch in
+  every Python process it starts (the one it shadows still runs).
+
+One run id (``RLDK_RUN_ID``) and one run directory are shared by every process, so a training
+run is one tracker run however many ranks and actors it has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import re
+import runpy
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from rldk_track.integrations.openrlhf import (
+    Settings,
+    install_settings,
+    launcher_status_path_for,
+    ray_runtime_env,
+    run_dir_of,
+    settings_env,
+)
+
+log = logging.getLogger("rldk_track")
+
+_PYTHON = re.compile(r"^python(\d+(\.\d+)*)?$")
+
+SITECUSTOMIZE = '''\
+"""Written by `rldk-track openrlhf`: record OpenRLHF in every Python process of this command."""
+import importlib.machinery
+import os
+import sys
+
+try:
+    from rldk_track.integrations.openrlhf import install_from_env
+
+    install_from_env()
+except Exception as exc:  # never stop the user's program
+    sys.stderr.write(f"rldk_track: could not install the OpenRLHF hook: {exc}\\n")
+
+# Run the sitecustomize that this one shadows, if there is one.
+_here = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.machinery.PathFinder.find_spec(
+    "sitecustomize", [p for p in sys.path if os.path.abspath(p or ".") != _here]
+)
+if _spec is not None and _spec.loader is not None:
+    _module = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+'''
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The launcher's options (shared by ``rldk-track openrlhf`` and ``python -m``)."""
+    parser.add_argument("--backend", "-b", action="append", metavar="NAME",
+                        help="tracker backend (repeatable or comma-separated; default: RLDK_TRACK_BACKENDS, else jsonl)")
+    parser.add_argument("--project", help="project (MLflow experiment, W&B project); default rlhf")
+    parser.add_argument("--run-name", help="run name (default: OpenRLHF's --logger.wandb.run_name)")
+    parser.add_argument("--run-id", help="run id shared by all processes (default: a new one)")
+    parser.add_argument("--dir", help="run directory for event logs (default: RLDK_TRACK_DIR, else ./rldk_runs)")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="run tag (repeatable)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI")
+    parser.add_argument("--per-rank", action="store_true",
+                        help="every rank writes its own event log (see rldk-track merge)")
+    parser.add_argument("--no-analyzers", action="store_true", help="do not run the health analyzers")
+    parser.add_argument("--no-checkpoint-health", action="store_true", help="do not analyze saved checkpoints")
+    parser.add_argument("--no-samples", action="store_true", help="do not keep PPO's generated samples")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--ray", dest="ray", action="store_true", default=None,
+                      help="initialise Ray with the setup hook before running the Python command")
+    mode.add_argument("--no-ray", dest="ray", action="store_false", help="never initialise Ray here")
+    parser.add_argument("--address", help="Ray cluster to attach to (e.g. auto); default: start a local one")
+    parser.add_argument("--runtime-env-json", help="Ray runtime_env (JSON) to merge the hook and settings into")
+    parser.add_argument("--wait", type=float, default=None,
+                        help="seconds to wait after a Ray job for the trainer actor to finish its run "
+                             "(default: RLDK_EXIT_TIMEOUT + 30)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    backends = [b for spec in (args.backend or []) for b in spec.split(",") if b.strip()] or None
+    init: dict[str, Any] = {}
+    for key in ("project", "run_name", "run_id", "dir"):
+        if getattr(args, key):
+            init[key] = getattr(args, key)
+    if args.dir:
+        init["dir"] = str(Path(args.dir).absolute())
+    tags = {}
+    for item in args.tag:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"rldk-track openrlhf: --tag takes KEY=VALUE, not {item!r}")
+        tags[key] = value
+    if tags:
+        init["tags"] = tags
+    if args.tracking_uri:
+        init["mlflow"] = {"tracking_uri": args.tracking_uri}
+    if args.per_rank:
+        init["per_rank"] = True
+    init["analyzers"] = None if args.no_analyzers else "default"
+    return Settings(backend=backends, init=init, checkpoint_health=not args.no_checkpoint_health,
+                    samples=not args.no_samples)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("rldk-track openrlhf: give the command after --, e.g.\n"
+              "  rldk-track openrlhf --backend mlflow -- python -m openrlhf.cli.train_ppo_ray ...", file=sys.stderr)
+        return 2
+    runtime_env = None
+    if args.runtime_env_json:
+        try:
+            runtime_env = json.loads(args.runtime_env_json)
+        except ValueError as exc:
+            print(f"rldk-track openrlhf: --runtime-env-json is not JSON: {exc}", file=sys.stderr)
+            return 2
+    return launch(command, settings_from_args(args), ray=args.ray, address=args.address,
+                  runtime_env=runtime_env, wait=args.wait)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rldk_track.integrations.openrlhf [options] -- COMMAND ...``"""
+    parser = argparse.ArgumentParser(prog="python -m rldk_track.integrations.openrlhf",
+                                     description="Run an OpenRLHF command with rldk_track recording it.")
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run_from_args(parser.parse_args(argv))
+
+
+# -- launching -------------------------------------------------------------------------------
+def python_target(command: Sequence[str]) -> tuple[str, str, list[str]] | None:
+    """``("module", name, argv)`` for ``python [-u] -m name ...``, ``("path", file, argv)`` for
+    ``python [-u] file.py ...``, None for any other command."""
+    if not command or not (_PYTHON.match(os.path.basename(command[0])) or command[0] == sys.executable):
+        return None
+    rest = list(command[1:])
+    while rest and rest[0] in ("-u", "-B", "-O", "-OO"):
+        rest.pop(0)
+    if len(rest) >= 2 and rest[0] == "-m":
+        return "module", rest[1], rest[2:]
+    if rest and rest[0].endswith(".py"):
+        return "path", rest[0], rest[1:]
+    return None
+
+
+def launch(
+    command: Sequence[str],
+    settings: Settings,
+    *,
+    ray: bool | None = None,
+    address: str | None = None,
+    runtime_env: Mapping[str, Any] | None = None,
+    wait: float | None = None,
+) -> int:
+    """Run ``command`` with OpenRLHF recorded per ``settings``; returns its exit code."""
+    import importlib.util
+
+    if importlib.util.find_spec("openrlhf") is None:
+        print("rldk-track openrlhf: OpenRLHF is not installed in this environment (see docs/openrlhf.md)",
+              file=sys.stderr)
+        return 2
+    run_id = settings.init.get("run_id") or os.environ.get("RLDK_RUN_ID") or uuid.uuid4().hex[:12]
+    env = settings_env(settings, run_id=run_id)
+    os.environ.update(env)  # this process and everything it starts share the run
+    target = python_target(command)
+    if target is None:
+        return _run_child(command, env)
+    kind, name, argv = target
+    use_ray = ray if ray is not None else "ray" in Path(name).stem.rsplit(".", 1)[-1]
+    if not use_ray:
+        install_settings(settings)
+        return _run_python(kind, name, argv)
+    return _run_ray_driver(kind, name, argv, settings, run_id, address, runtime_env, wait)
+
+
+def _run_python(kind: str, name: str, argv: list[str], on_failure: Any = None) -> int:
+    """Run a module or script as ``__main__`` in this process; its exit code. With
+    ``on_failure``, a failure is reported to it (``"failed"``/``"killed"``) while the failing
+    frames, and the Ray actor handles they hold, are still alive, and the traceback is printed."""
+    sys.argv = [name, *argv]
+    try:
+        if kind == "module":
+            runpy.run_module(name, run_name="__main__", alter_sys=True)
+        else:
+            sys.path.insert(0, str(Path(name).parent.absolute()))
+            runpy.run_path(name, run_name="__main__")
+    except SystemExit as exc:
+        code = _exit_code(exc)
+        if code and on_failure is not None:
+            on_failure("failed")
+        return code
+    except BaseException as exc:
+        if on_failure is None:
+            raise
+        killed = isinstance(exc, KeyboardInterrupt)
+        on_failure("killed" if killed else "failed")
+        traceback.print_exc()
+        return 130 if killed else 1
+    return 0
+
+
+def _run_ray_driver(
+    kind: str, name: str, argv: list[str], settings: Settings, run_id: str,
+    address: str | None, runtime_env: Mapping[str, Any] | None, wait: float | None,
+) -> int:
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, runtime_env=ray_runtime_env(settings, run_id=run_id, base=runtime_env))
+    else:
+        log.warning("rldk_track: Ray was already initialised; the trainer actor records only if its "
+                    "runtime_env has worker_process_setup_hook=%s", "rldk_track.integrations.openrlhf.setup_worker")
+    status_file = launcher_status_path_for(run_dir_of(settings), run_id)
+
+    def tell_the_actor(status: str) -> None:  # read by the trainer actor's exit hook
+        status_file.parent.mkdir(parents=True, exist_ok=True)
+        status_file.write_text(status)
+
+    code = _run_python(kind, name, argv, on_failure=tell_the_actor)
+    gc.collect()  # release actor handles, so Ray ends the trainer actor gracefully
+    timeout = wait if wait is not None else float(os.environ.get("RLDK_EXIT_TIMEOUT", 30.0)) + 30.0
+    event_log = run_dir_of(settings) / "events" / f"{run_id}.jsonl"
+    if not wait_for_run_end(event_log, timeout):
+        log.warning("rldk_track: the trainer actor's run did not end within %.0f s (%s); `rldk-track sync "
+                    "%s` delivers whatever the trackers are missing", timeout, event_log, run_dir_of(settings))
+    if started_here:
+        ray.shutdown()
+    return code
+
+
+def wait_for_run_end(event_log: Path, timeout: float, appear_within: float = 3.0) -> bool:
+    """Wait until ``event_log`` holds a ``run_end`` record (True), or ``timeout`` passes. A log that
+    does not exist after ``appear_within`` seconds is on another node or was never started: False."""
+    deadline = time.monotonic() + timeout
+    appear_deadline = time.monotonic() + appear_within
+    offset = 0
+    while True:
+        if event_log.exists():
+            with open(event_log, "rb") as f:
+                f.seek(offset)
+                for line in f:
+                    if not line.endswith(b"\n"):
+                        break
+                    offset += len(line)
+                    if b'"run_end"' in line and json.loads(line).get("kind") == "run_end":
+                        return True
+        elif time.monotonic() > appear_deadline:
+            return False
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
+def _run_child(command: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run a non-Python command (deepspeed, torchrun, ...) with the patch in all its Python processes."""
+    with tempfile.TemporaryDirectory(prefix="rldk-openrlhf-") as site_dir:
+        Path(site_dir, "sitecustomize.py").write_text(SITECUSTOMIZE)
+        child_env = dict(os.environ)
+        child_env.update(env)
+        child_env["PYTHONPATH"] = os.pathsep.join(p for p in (site_dir, os.environ.get("PYTHONPATH", "")) if p)
+        try:
+            return subprocess.run(list(command), env=child_env).returncode
+        except FileNotFoundError:
+            print(f"rldk-track openrlhf: command not found: {command[0]}", file=sys.stderr)
+            return 127
+        except KeyboardInterrupt:  # the child got the same Ctrl-C; its own handlers finish its runs
+            return 130
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
