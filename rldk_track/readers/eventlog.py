@@ -36,7 +36,8 @@ def read_event_log(path: str | Path) -> RunData:
     """One event log file as a :class:`RunData`."""
     path = Path(path)
     stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
-    run = RunData(name=stem, source=str(path), backend="jsonl", run_id=stem.partition(".rank")[0])
+    run = RunData(name=stem, source=str(path), backend="jsonl", run_id=stem.partition(".rank")[0],
+                  origin={"event_log": str(path.absolute())})
     status: str | None = None
     saw_start = False
     first_time: float | None = None

@@ -262,6 +262,7 @@ def _run_data(client: Any, uri: str, run: Any, histories: dict[str, History]) ->
         status=normalize_status(info.status),
         start_time=info.start_time / 1000.0 if info.start_time else None,
         end_time=info.end_time / 1000.0 if info.end_time else None,
+        origin={"tracking_uri": uri, "mlflow_run_id": info.run_id, "experiment_id": info.experiment_id},
     )
     for key, history in histories.items():
         name = metric_names.get(key, key)

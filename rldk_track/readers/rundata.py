@@ -51,6 +51,9 @@ class RunData:
     values: list[float] = field(default_factory=list)
     wall_times: list[float] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: Where the run lives in its tracker, to write back to it (``event_log``; ``tracking_uri``
+    #: and ``mlflow_run_id``; ``log_dir``; ``wandb_dir``/``wandb_path``).
+    origin: dict[str, str] = field(default_factory=dict)
 
     def add_points(self, step: int, values: Mapping[str, Any], wall_time: float) -> None:
         """Append every ``metric -> value`` of one step (values converted to float)."""

@@ -7,9 +7,10 @@ A :class:`RunSet` holds three frames:
     ``wall_time`` (float64 seconds since the epoch; NaN where the tracker keeps no time).
 ``runs``   (one row per run, indexed by ``run``)
     ``name, run_id, project, source, backend, status, health, params, tags, summary, alerts,
-    start_time, end_time, steps, points`` -- ``params`` (flattened with ``/``), ``tags`` and
+    start_time, end_time, steps, points, origin`` -- ``params`` (flattened with ``/``), ``tags`` and
     ``summary`` are dicts; ``alerts`` counts raised alerts; ``health`` is the worst severity
-    among alerts raised and not cleared (``ok`` when none).
+    among alerts raised and not cleared (``ok`` when none); ``origin`` says where the run lives in
+    its tracker (see :class:`~rldk_track.readers.rundata.RunData`).
 ``alerts`` (one row per alert)
     ``run, step, rule, severity, metric, value, threshold, message, state, action``.
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 RUN_COLUMNS = (
     "name", "run_id", "project", "source", "backend", "status", "health", "params", "tags", "summary",
-    "alerts", "start_time", "end_time", "steps", "points",
+    "alerts", "start_time", "end_time", "steps", "points", "origin",
 )
 FRAME_COLUMNS = ("run", "step", "metric", "value", "wall_time")
 
@@ -156,7 +157,7 @@ def build_runset(runs: Sequence[RunData]) -> RunSet:
                 "summary": run.summary,
                 "alerts": sum(1 for a in run.alerts if a.get("state", "raised") == "raised"),
                 "start_time": run.start_time, "end_time": run.end_time,
-                "steps": len(set(run.steps)), "points": run.points,
+                "steps": len(set(run.steps)), "points": run.points, "origin": run.origin,
             }
             for run in runs
         ],

@@ -66,7 +66,7 @@ def read_run_dir(run_dir: Path, logdir: Path | None = None) -> RunData:
     run = RunData(
         name=owner.get("name") or relative, source=str(run_dir), backend="tensorboard",
         run_id=str(owner.get("run_id") or ""), project=str(owner.get("project") or ""),
-        start_time=owner.get("start_time"), end_time=owner.get("end_time"),
+        start_time=owner.get("start_time"), end_time=owner.get("end_time"), origin={"log_dir": str(run_dir.absolute())},
     )
     renamed = {entry["tag"]: entry["name"] for entry in _json_lines(run_dir / "rldk" / "renamed_tags.jsonl") if "tag" in entry}
     tags = accumulator.Tags()

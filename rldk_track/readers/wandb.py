@@ -56,6 +56,7 @@ def read_wandb_offline(source: str | Path, progress: bool | None = None) -> list
             name=offline.name or offline.run_id, source=str(offline.files[0].parent), run_id=offline.run_id,
             project=offline.project, status=status, config=offline.config, summary=offline.summary,
             tags=offline.tags, rows=offline.history, key_map=key_map, config_map=config_map, alerts=alerts,
+            origin={"wandb_dir": str(offline.files[-1].parent.absolute())},
         ))
     return runs
 
@@ -85,6 +86,7 @@ def read_wandb_online(entity: str, project: str, run: str | None = None, progres
             name=remote.name or remote.id, source=f"wandb://{path}/{remote.id}", run_id=remote.id,
             project=project, status=status, config=dict(remote.config), summary=summary, tags=list(remote.tags),
             rows=remote.scan_history(page_size=10_000), key_map=key_map, config_map={}, alerts=alerts,
+            origin={"wandb_path": f"{path}/{remote.id}"},
         ))
     return out
 
@@ -93,8 +95,10 @@ def _run_data(
     *, name: str, source: str, run_id: str, project: str, status: str, config: Mapping[str, Any],
     summary: Mapping[str, Any], tags: Iterable[str], rows: Iterable[Mapping[str, Any]],
     key_map: Mapping[str, str], config_map: Mapping[str, str], alerts: Iterable[Mapping[str, Any]],
+    origin: dict[str, str],
 ) -> RunData:
-    run = RunData(name=name, source=source, backend="wandb", run_id=run_id, project=project, status=status)
+    run = RunData(name=name, source=source, backend="wandb", run_id=run_id, project=project, status=status,
+                  origin=origin)
     raw_keys: set[str] = set()
     first_time = last_time = None
     for row in rows:

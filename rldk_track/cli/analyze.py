@@ -1,0 +1,101 @@
+"""``rldk-track analyze SOURCE``: run the analyzers over finished runs from any tracker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EPILOG = """\
+The run's metrics are replayed step by step through the same analyzers a live run uses
+(init(analyzers="default")). Alerts the run already has are not reported again.
+
+--write adds the new alerts to the run where it was read from:
+  event log     appended (with the run's end status), then synced to the run's trackers
+  MLflow        rldk.alert.<rule> tags, rldk.health, alerts/count and rldk/alerts.jsonl
+  TensorBoard   alerts/<rule> text summaries and rldk/alerts.jsonl in the run directory
+  W&B           not supported: analyze the run's event log instead (it syncs to W&B)
+
+examples:
+  rldk-track analyze ./rldk_runs
+  rldk-track analyze mlflow://rlhf/grpo-lr3e-6 --write
+  rldk-track analyze ./rldk_runs/tensorboard --analyzers kl_spike,entropy_collapse --json
+
+exit codes: 0 no warning or critical alert; 1 warning/critical alerts found (or a write-back
+            failed); 2 bad input.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="run the health analyzers over finished runs (any tracker), print or write back the alerts",
+        description="Replay finished runs through rldk_track's analyzers (KL spikes, entropy collapse, "
+        "reward hacking, NaN, ...) and report the alerts; optionally write them back to the run.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="runs to analyze (same sources as `compare`)")
+    p.add_argument("--run", action="append", metavar="RUN", help="only these runs (repeatable)")
+    p.add_argument("--analyzers", default="default", metavar="SPEC",
+                   help="'default' (every rule) or rule names, comma-separated (e.g. kl_spike,nonfinite)")
+    p.add_argument("--write", action="store_true", help="add the new alerts to the runs (see below)")
+    p.add_argument("--no-sync", action="store_true", help="with --write on an event log: append only, do not sync")
+    p.add_argument("--json", action="store_true", help="print the alerts as JSON lines")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI for mlflow:// sources (default: MLFLOW_TRACKING_URI)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rldk_track.cli.common import fail, load
+
+    try:
+        runset = load(args.sources, args.tracking_uri, not args.no_progress)
+        if args.run:
+            runset = runset.select(runs=args.run)
+        from rldk_track.analyzers import build_observers
+
+        build_observers(args.analyzers)  # fail fast on an unknown rule name
+    except (ValueError, KeyError, LookupError, FileNotFoundError, TypeError) as exc:
+        return fail(exc)
+    from rldk_track.compare.posthoc import analyze_run
+    from rldk_track.compare.writeback import WriteBackError, write_back
+    from rldk_track.readers.sources import progress_bar
+    from rldk_track.records import Alert
+
+    notable = False
+    failed = False
+    names = runset.run_names
+    for name in progress_bar(names, len(names), "analyzing", None if not args.no_progress else False):
+        records = analyze_run(runset, name, args.analyzers)
+        alerts = [r for r in records if isinstance(r, Alert)]
+        notable = notable or any(a.severity in ("warning", "critical") and a.state == "raised" for a in alerts)
+        _print(name, alerts, args.json)
+        if args.write and records:
+            row = {"name": name, **runset.runs.loc[name].to_dict()}
+            try:
+                result = write_back(row, records, sync=not args.no_sync)
+            except (WriteBackError, OSError) as exc:
+                print(f"  not written back: {exc}", file=sys.stderr)
+                failed = True
+                continue
+            synced = f"; synced: {', '.join(result.synced)}" if result.synced else ""
+            print(f"  wrote {result.records} records to {result.where}{synced}", file=sys.stderr)
+    return 1 if notable or failed else 0
+
+
+def _print(run: str, alerts: list, as_json: bool) -> None:
+    if as_json:
+        for a in alerts:
+            print(json.dumps({"run": run, "step": a.step, "rule": a.rule, "severity": a.severity, "state": a.state,
+                              "metric": a.metric, "value": a.value, "threshold": a.threshold,
+                              "message": a.message, "action": a.action}, default=str))
+        return
+    if not alerts:
+        print(f"{run}: no new alerts")
+        return
+    print(f"{run}: {len(alerts)} new alert{'s' if len(alerts) != 1 else ''}")
+    for a in alerts:
+        where = f" {a.metric}={a.value:.4g}" if a.metric and a.value is not None else ""
+        print(f"  step {a.step:>6}  {a.severity:<8} {a.state:<7} {a.rule:<20}{where}  {a.message}")

@@ -1,0 +1,174 @@
+"""``rldk-track ui``: open the local trackers' web UIs (MLflow and TensorBoard) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+EPILOG = """\
+Starts, on this machine only (127.0.0.1):
+  mlflow ui    on the embedded store <dir>/mlflow.db (or --tracking-uri when it is a sqlite or
+               file store; a tracking server given by MLFLOW_TRACKING_URI is just printed)
+  tensorboard  on <dir>/tensorboard
+prints their URLs and keeps them running until Ctrl-C. A busy port is replaced by a free one.
+From another machine, forward the ports: ssh -L 5000:127.0.0.1:5000 -L 6006:127.0.0.1:6006 HOST
+
+exit codes: 0 served (or --check passed); 1 a UI failed to start; 2 nothing to show.
+"""
+
+START_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    ready_path: str
+    command: list[str] | None  # None: already running elsewhere (only printed)
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ui",
+        help="start MLflow's and TensorBoard's web UIs on the local stores (127.0.0.1) and print the URLs",
+        description="Serve the local MLflow store and TensorBoard log dir that rldk_track writes by default.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dir", default=None, help="run directory (default: RLDK_TRACK_DIR or ./rldk_runs)")
+    p.add_argument("--tracking-uri", help="MLflow store to serve (default: MLFLOW_TRACKING_URI, else <dir>/mlflow.db)")
+    p.add_argument("--mlflow-port", type=int, default=5000, help="port for MLflow (default 5000)")
+    p.add_argument("--tensorboard-port", type=int, default=6006, help="port for TensorBoard (default 6006)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not start MLflow")
+    p.add_argument("--no-tensorboard", action="store_true", help="do not start TensorBoard")
+    p.add_argument("--check", action="store_true", help="start, wait until both answer, print the URLs, stop")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.dir or os.environ.get("RLDK_TRACK_DIR") or "./rldk_runs").absolute()
+    servers: list[Server] = []
+    if not args.no_mlflow:
+        server = mlflow_server(run_dir, args.tracking_uri, args.mlflow_port)
+        if server:
+            servers.append(server)
+    if not args.no_tensorboard:
+        server = tensorboard_server(run_dir, args.tensorboard_port)
+        if server:
+            servers.append(server)
+    if not servers:
+        print(f"rldk-track: error: nothing to show: no MLflow store or TensorBoard log dir under {run_dir} "
+              "(run something first, or pass --dir / --tracking-uri)", file=sys.stderr)
+        return 2
+    logs = Path(tempfile.mkdtemp(prefix="rldk-ui-"))
+    failed = False
+    try:
+        for server in servers:
+            if server.command:
+                server.log = logs / f"{server.name}.log"
+                server.process = _start(server.command, server.log)
+        for server in servers:
+            if wait_ready(server, START_TIMEOUT_S):
+                print(f"{server.name:<12} {server.url}", flush=True)
+            else:
+                failed = True
+                tail = server.log.read_text(errors="replace")[-2000:] if server.log and server.log.exists() else ""
+                print(f"rldk-track: {server.name} did not start (log: {server.log}):\n{tail}", file=sys.stderr)
+        if failed or args.check:
+            return 1 if failed else 0
+        print("Ctrl-C to stop", file=sys.stderr, flush=True)
+        while all(s.process is None or s.process.poll() is None for s in servers):
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for server in servers:
+            _stop(server.process)
+
+
+def mlflow_server(run_dir: Path, tracking_uri: str | None, port: int) -> Server | None:
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run_dir / 'mlflow.db'}"
+    if uri.startswith(("http://", "https://")):
+        return Server("mlflow", uri, "/health", None)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return None
+    port = free_port(port)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1"]
+    return Server("mlflow", f"http://127.0.0.1:{port}", "/health", command)
+
+
+def tensorboard_server(run_dir: Path, port: int) -> Server | None:
+    logdir = run_dir / "tensorboard"
+    if not logdir.is_dir():
+        return None
+    port = free_port(port)
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
+               "--port", str(port), "--reload_interval", "5"]
+    return Server("tensorboard", f"http://127.0.0.1:{port}", "/data/runs", command)
+
+
+def free_port(wanted: int) -> int:
+    """``wanted`` if nothing listens on it on 127.0.0.1, else a free port the OS picks."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", wanted))
+            return wanted
+        except OSError:
+            pass
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    print(f"port {wanted} is busy; using {port}", file=sys.stderr)
+    return port
+
+
+def _start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def wait_ready(server: Server, timeout: float) -> bool:
+    """True once ``server`` answers 200 on its ready path (False if it exits or times out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process is not None and server.process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(server.url.rstrip("/") + server.ready_path, timeout=3) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            if server.process is None:
+                return False
+        time.sleep(0.3)
+    return False
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a UI and its children (they share its process group)."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(15)
+    except ProcessLookupError:
+        pass
