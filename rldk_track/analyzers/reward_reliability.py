@@ -9,9 +9,11 @@ Five statistics over the last ``window`` logged values (formulas in docs/analyze
 * ``saturation`` = fraction of groups whose completions all got the same reward (TRL's
   ``frac_reward_zero_std``), else the fraction of steps whose ``reward/std`` fell below
   ``saturation_std`` times its early level: no reward spread, no learning signal;
-* ``drift`` = (mean of the last window - mean of the window before) / pooled standard deviation;
-* ``anomaly_rate`` = fraction of values more than ``anomaly_z`` robust standard deviations from
-  the median of the ``window`` values before them.
+* ``drift`` = (mean of the last window - the highest window mean so far) / their pooled standard
+  deviation: how far the reward has fallen from its best level;
+* ``anomaly_rate`` = fraction of isolated outliers among the last ``window`` values: a value more
+  than ``anomaly_z`` robust standard deviations from the median of the values before it and from
+  the value after it (so a level shift counts as drift, not as anomalies).
 
 Saturation, downward drift, anomaly rate and consistency raise warnings when they cross their
 thresholds; stability is reported only (it means little for rewards centred on zero). At the end
@@ -88,8 +90,8 @@ class RewardReliability(Rule):
             "accuracy": aliases("reward/accuracy"),
         }
         self._keys: dict[str, str] = {}
-        self._rewards: deque[float] = deque(maxlen=2 * window)  # the window before and the last one
         self._recent: deque[float] = deque(maxlen=window)
+        self._best: tuple[float, float] | None = None  # mean and sd of the best reward window so far
         self._anomalies: deque[bool] = deque(maxlen=window)
         self._early_std: list[float] = []
         self._saturated: deque[float] = deque(maxlen=window)
@@ -117,47 +119,55 @@ class RewardReliability(Rule):
 
     def _reward_checks(self, reward: float) -> list[tuple[str, Check]]:
         key = self._keys["reward"]
-        previous = self._recent
-        if len(previous) >= self.min_history:
-            med = median(previous)
-            scale = max(robust_sd(previous, med), 1e-9, 1e-6 * abs(med))
-            self._anomalies.append(abs(reward - med) > self.anomaly_z * scale)
-        self._rewards.append(reward)
-        previous.append(reward)
+        self._recent.append(reward)
         checks: list[tuple[str, Check]] = []
+        if len(self._recent) >= self.min_history + 2:
+            self._judge_previous(reward)
         if len(self._anomalies) == self._anomalies.maxlen:
-            rate = sum(self._anomalies) / len(self._anomalies)
-            self._note_worst("anomaly_rate", rate, max)
-            if rate >= self.anomaly_rate:
-                message = (f"Reward anomalies: {rate:.0%} of the last {len(self._anomalies)} values of {key} are more "
-                           f"than {self.anomaly_z:g} robust standard deviations from their running median")
-                checks.append(("anomaly_rate", firing(key, rate, self.anomaly_rate, message, _ANOMALY_ACTION)))
-            elif rate <= self.anomaly_rate / 2:
-                checks.append(("anomaly_rate", healthy(key, rate, self.anomaly_rate / 2,
-                                                       f"Reward anomaly rate back to {rate:.0%}")))
-            else:
-                checks.append(("anomaly_rate", hold(key)))
-        if len(self._rewards) == self._rewards.maxlen:
-            d = self._drift()
-            self._note_worst("drift", d, min)
-            if d <= -self.drift:
-                message = (f"Reward drift: the mean {key} of the last {self.window} logged steps is {-d:.1f} pooled "
-                           f"standard deviations below the {self.window} before")
-                checks.append(("drift", firing(key, d, -self.drift, message, _DRIFT_ACTION)))
-            elif d > -self.drift / 2:
-                checks.append(("drift", healthy(key, d, -self.drift / 2, f"Reward no longer falling (drift {d:+.1f} sd)")))
-            else:
-                checks.append(("drift", hold(key)))
+            checks.append(("anomaly_rate", self._anomaly_check(key)))
+        if len(self._recent) == self._recent.maxlen:
+            checks.append(("drift", self._drift_check(key)))
         return checks
 
+    def _judge_previous(self, reward: float) -> None:
+        """Is the value before ``reward`` an isolated outlier: far from the median of the ones before
+        it *and* from ``reward``? (A level shift moves both, so it is drift, not anomalies.)"""
+        values = list(self._recent)
+        candidate, before = values[-2], values[:-2]
+        med = median(before)
+        limit = self.anomaly_z * max(robust_sd(before, med), 1e-9, 1e-6 * abs(med))
+        self._anomalies.append(abs(candidate - med) > limit and abs(candidate - reward) > limit)
+
+    def _anomaly_check(self, key: str) -> Check:
+        rate = sum(self._anomalies) / len(self._anomalies)
+        self._note_worst("anomaly_rate", rate, max)
+        if rate >= self.anomaly_rate:
+            message = (f"Reward anomalies: {rate:.0%} of the last {len(self._anomalies)} values of {key} are isolated "
+                       f"outliers, more than {self.anomaly_z:g} robust standard deviations from their running median")
+            return firing(key, rate, self.anomaly_rate, message, _ANOMALY_ACTION)
+        if rate <= self.anomaly_rate / 2:
+            return healthy(key, rate, self.anomaly_rate / 2, f"Reward anomaly rate back to {rate:.0%}")
+        return hold(key)
+
+    def _drift_check(self, key: str) -> Check:
+        d = self._drift()
+        self._note_worst("drift", d, min)
+        if d <= -self.drift:
+            message = (f"Reward drift: the mean {key} of the last {self.window} logged steps is {-d:.1f} pooled "
+                       f"standard deviations below its best window")
+            return firing(key, d, -self.drift, message, _DRIFT_ACTION)
+        if d > -self.drift / 2:
+            return healthy(key, d, -self.drift / 2, f"Reward back near its best (drift {d:+.1f} sd)")
+        return hold(key)
+
     def _drift(self) -> float:
-        values = list(self._rewards)
-        before, last = values[: self.window], values[self.window:]
-        mean_before, sd_before = mean_sd(before)
-        mean_last, sd_last = mean_sd(last)
-        pooled = math.sqrt((sd_before ** 2 + sd_last ** 2) / 2)
-        pooled = max(pooled, 1e-9, 1e-6 * max(abs(mean_before), abs(mean_last)))
-        return (mean_last - mean_before) / pooled
+        """(mean of the last window - the best window mean so far) / their pooled standard deviation."""
+        mean, sd = mean_sd(self._recent)
+        if self._best is None or mean > self._best[0]:
+            self._best = (mean, sd)
+        best_mean, best_sd = self._best
+        pooled = math.sqrt((sd * sd + best_sd * best_sd) / 2)
+        return (mean - best_mean) / max(pooled, 1e-9, 1e-6 * abs(best_mean))
 
     def _saturation_check(self, zero_std: tuple[str, float] | None, std: tuple[str, float] | None) -> Check:
         if zero_std is not None:
@@ -213,7 +223,7 @@ class RewardReliability(Rule):
             stats["consistency"] = sum(self._accuracy) / len(self._accuracy)
         if self._saturated:
             stats["saturation"] = sum(self._saturated) / len(self._saturated)
-        if len(self._rewards) == self._rewards.maxlen:
+        if self._best is not None:
             stats["drift"] = self._drift()
         if self._anomalies:
             stats["anomaly_rate"] = sum(self._anomalies) / len(self._anomalies)
