@@ -5,7 +5,8 @@ correlated (smooth curves, moving averages inside the trainer). Treating 2,000 f
 as 2,000 samples makes every difference "significant". So:
 
 * the **effective sample size** of a window is ``n_eff = n (1 - r) / (1 + r)``, with ``r`` the
-  lag-1 autocorrelation clipped to ``[0, 0.99]`` (the AR(1) approximation);
+  lag-1 autocorrelation of the window after removing its linear trend, clipped to ``[0, 0.99]``
+  (the AR(1) approximation; a curve still climbing at the end is a trend, not correlated noise);
 * the **bootstrap CI** of the final-window mean is a moving-block bootstrap whose block length is
   the autocorrelation time ``ceil(n / n_eff)`` (1, i.e. the plain bootstrap, for independent
   points), percentile interval;
@@ -19,6 +20,7 @@ as 2,000 samples makes every difference "significant". So:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -70,10 +72,21 @@ def lag1_autocorrelation(values: np.ndarray) -> float:
     return float(np.dot(x[:-1], x[1:]) / denominator)
 
 
+def detrend(values: np.ndarray) -> np.ndarray:
+    """``values`` minus their least-squares line (a window that still climbs is not noise)."""
+    y = np.asarray(values, dtype=float)
+    if y.size < 3:
+        return y - y.mean() if y.size else y
+    x = np.arange(y.size, dtype=float)
+    slope, intercept = np.polyfit(x, y, 1)
+    return y - (slope * x + intercept)
+
+
 def effective_sample_size(values: np.ndarray) -> float:
-    """``n (1 - r) / (1 + r)`` with ``r`` the lag-1 autocorrelation clipped to [0, 0.99]."""
+    """``n (1 - r) / (1 + r)`` with ``r`` the lag-1 autocorrelation of the detrended values,
+    clipped to [0, 0.99]."""
     n = len(values)
-    r = min(max(lag1_autocorrelation(values), 0.0), 0.99)
+    r = min(max(lag1_autocorrelation(detrend(values)), 0.0), 0.99)
     return n * (1.0 - r) / (1.0 + r)
 
 
@@ -167,7 +180,8 @@ def compare_samples(a: np.ndarray, b: np.ndarray, name: str = "run", alpha: floa
     neff_a, neff_b = effective_sample_size(a), effective_sample_size(b)
     welch_t = welch_p = u = mw_p = adjusted = nan
     if na >= 2 and nb >= 2:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # constant windows: NaN statistics, said below
             welch = stats.ttest_ind(a, b, equal_var=False)
             welch_t, welch_p = float(welch.statistic), float(welch.pvalue)
             mw = stats.mannwhitneyu(a, b, alternative="two-sided")
