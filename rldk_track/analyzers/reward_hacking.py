@@ -77,6 +77,7 @@ class RewardHacking(Rule):
     """
 
     name = "reward_hacking"
+    per_subject_alerts = True  # reward_hacking/kl_entropy, reward_hacking/length, reward_hacking/component
 
     def __init__(
         self,

@@ -16,8 +16,9 @@ Five statistics over the last ``window`` logged values (formulas in docs/analyze
   the value after it (so a level shift counts as drift, not as anomalies).
 
 Saturation, downward drift, anomaly rate and consistency raise warnings when they cross their
-thresholds; stability is reported only (it means little for rewards centred on zero). At the end
-of the run the statistics go into the run summary and an ``info`` alert.
+thresholds, each under its own alert name (``reward_reliability/saturation``, ...); stability is
+reported only (it means little for rewards centred on zero). At the end of the run the statistics
+go into the run summary and an ``info`` alert ``reward_reliability/report``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class RewardReliability(Rule):
     """Watches the reward signal's quality and reports it at the end of the run."""
 
     name = "reward_reliability"
+    per_subject_alerts = True  # reward_reliability/saturation, .../drift, .../anomaly_rate, .../consistency
 
     def __init__(
         self,
@@ -242,5 +244,5 @@ class RewardReliability(Rule):
         now = time.time()
         return [
             Summary(-1, now, summary),
-            Alert(-1, now, self._last_step, self.name, "info", message, metric=self._keys.get("reward")),
+            Alert(-1, now, self._last_step, self.alert_name("report"), "info", message, metric=self._keys.get("reward")),
         ]

@@ -86,6 +86,10 @@ class Rule(ABC):
     """Base of the metric-stream rules. Subclasses set ``name`` and implement :meth:`check`."""
 
     name: ClassVar[str]
+    #: True for rules that watch several independent conditions: each gets its own alert name,
+    #: ``<name>/<subject>`` (trackers keep one alert state per name, so the conditions of one rule
+    #: must not raise and clear each other's).
+    per_subject_alerts: ClassVar[bool] = False
 
     def __init__(self, clear_after: int) -> None:
         if clear_after < 1:
@@ -109,10 +113,10 @@ class Rule(ABC):
             severity = episode.severity
             state = episode.update(check)
             if state == "raised":
-                alerts.append(self._alert(step, wall_time, check, check.severity, "raised"))
+                alerts.append(self._alert(subject, step, wall_time, check, check.severity, "raised"))
                 self.raised_at.setdefault(subject, []).append(step)
             elif state == "cleared":
-                alerts.append(self._alert(step, wall_time, check, severity or "warning", "cleared"))
+                alerts.append(self._alert(subject, step, wall_time, check, severity or "warning", "cleared"))
         return alerts
 
     def open_episodes(self) -> dict[str, str]:
@@ -131,9 +135,13 @@ class Rule(ABC):
         """Dispatcher hook at the end of the run; rules with a report override it."""
         return []
 
-    def _alert(self, step: int, wall_time: float, check: Check, severity: str, state: str) -> Alert:
+    def alert_name(self, subject: str) -> str:
+        """The ``rule`` field of the alerts about ``subject``."""
+        return f"{self.name}/{subject}" if self.per_subject_alerts else self.name
+
+    def _alert(self, subject: str, step: int, wall_time: float, check: Check, severity: str, state: str) -> Alert:
         return Alert(
-            seq=-1, wall_time=wall_time, step=step, rule=self.name, severity=severity,
+            seq=-1, wall_time=wall_time, step=step, rule=self.alert_name(subject), severity=severity,
             message=check.message, metric=check.metric, value=check.value, threshold=check.threshold,
             action=check.action if state == "raised" else None, state=state,
         )

@@ -1,21 +1,26 @@
-"""Small statistics over short windows, in plain Python.
+"""Small statistics in plain Python.
 
 The rules run on the log thread for every metrics record, over windows of tens of values, so they
-use these instead of numpy: importing numpy would cost more than the arithmetic. Only the trend
-summary at the end of a run uses scipy.
+use these instead of numpy: importing numpy would cost more than the arithmetic. The end-of-run
+trend test works on at most a few hundred bucket means, where plain Python takes milliseconds and
+importing scipy.stats would take seconds at the moment the run is closing.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections import Counter
 from statistics import median
 from typing import Sequence
 
 #: Scales the median absolute deviation to a standard deviation for normally distributed data.
 MAD_TO_SD = 1.4826
 
-__all__ = ["MAD_TO_SD", "Downsampled", "Trend", "is_finite", "linear_trend", "mean_sd", "median", "robust_sd"]
+__all__ = [
+    "MAD_TO_SD", "Downsampled", "Trend", "is_finite", "linear_trend", "mann_kendall", "mean_sd", "median",
+    "robust_sd", "sen_slope",
+]
 
 
 def is_finite(value: float) -> bool:
@@ -73,6 +78,30 @@ def linear_trend(values: Sequence[float]) -> Trend:
     else:
         t = math.copysign(math.inf, slope) if slope else 0.0
     return Trend(slope, t, start, start + slope * (n - 1), residual_sd)
+
+
+def mann_kendall(values: Sequence[float]) -> tuple[float, float]:
+    """The Mann-Kendall trend test: Kendall's tau between position and value, and its two-sided
+    p-value from the normal approximation with the tie correction (n >= 3; O(n^2))."""
+    n = len(values)
+    s = 0
+    for i, v in enumerate(values):
+        s += sum([(w > v) - (w < v) for w in values[i + 1:]])
+    tie_term = sum(t * (t - 1) * (2 * t + 5) for t in Counter(values).values() if t > 1)
+    variance = (n * (n - 1) * (2 * n + 5) - tie_term) / 18
+    tau = s / (n * (n - 1) / 2)
+    if variance <= 0 or s == 0:
+        return tau, 1.0
+    z = (s - 1 if s > 0 else s + 1) / math.sqrt(variance)  # continuity correction
+    return tau, math.erfc(abs(z) / math.sqrt(2))
+
+
+def sen_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Sen's slope: the median of the slopes between every pair of points (robust to outliers)."""
+    slopes: list[float] = []
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        slopes += [(y2 - y) / (x2 - x) for x2, y2 in zip(xs[i + 1:], ys[i + 1:]) if x2 != x]
+    return median(slopes) if slopes else 0.0
 
 
 class Downsampled:

@@ -2,24 +2,21 @@
 
 Each watched series is kept in bounded memory (:class:`~rldk_track.analyzers.stats.Downsampled`:
 at most ``capacity`` bucket means). At the end of the run the Mann-Kendall test (Kendall's tau
-between step and value, scipy's ``kendalltau``) says whether the series trends, and Sen's slope
-(the median of pairwise slopes, scipy's ``theilslopes``) says by how much per step; both are
-rank-based, so a few outliers do not decide the verdict. Logged metrics are autocorrelated, so
-read the p-value as a ranking of how clear a trend is rather than an exact error rate.
+between step and value) says whether the series trends, and Sen's slope (the median of pairwise
+slopes) says by how much per step; both are rank-based, so a few outliers do not decide the
+verdict. Logged metrics are autocorrelated, so read the p-value as a ranking of how clear a trend
+is rather than an exact error rate.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Iterable, Mapping, Sequence
 
 from rldk_track.analyzers.names import aliases, reward_components
 from rldk_track.analyzers.rule import Check, Rule
-from rldk_track.analyzers.stats import Downsampled, is_finite
+from rldk_track.analyzers.stats import Downsampled, is_finite, mann_kendall, sen_slope
 from rldk_track.records import Alert, Record, Summary
-
-log = logging.getLogger("rldk_track")
 
 #: The canonical metrics watched by default (each under whichever of its names the run logs),
 #: plus every reward component.
@@ -48,7 +45,7 @@ class Trends(Rule):
         metrics: Sequence[str] | str | None = None,
         alpha: float = 0.01,
         min_points: int = 10,
-        capacity: int = 512,
+        capacity: int = 256,
     ) -> None:
         super().__init__(clear_after=1)
         if isinstance(metrics, str) and metrics != "all":
@@ -85,10 +82,8 @@ class Trends(Rule):
         """``{metric: {direction, slope, tau, p_value, points}}`` for each series long enough.
 
         A canonical metric is watched under the first of its names a record holds (canonical
-        before raw). Needs scipy (``pip install rldk-track[analysis]``).
+        before raw).
         """
-        from scipy import stats
-
         out: dict[str, dict[str, float | str | int]] = {}
         for key, series in self._series.items():
             steps, values = series.points()
@@ -97,8 +92,8 @@ class Trends(Rule):
             if max(values) == min(values):
                 out[key] = {"direction": "flat", "slope": 0.0, "tau": 0.0, "p_value": 1.0, "points": series.count}
                 continue
-            tau, p_value = stats.kendalltau(steps, values)
-            slope = stats.theilslopes(values, steps).slope
+            tau, p_value = mann_kendall(values)
+            slope = sen_slope(steps, values)
             direction = "flat" if not p_value < self.alpha else ("up" if tau > 0 else "down")
             out[key] = {"direction": direction, "slope": float(slope), "tau": float(tau),
                         "p_value": float(p_value), "points": series.count}
@@ -107,11 +102,7 @@ class Trends(Rule):
     def finish(self) -> list[Record]:
         if self._last_step is None:
             return []
-        try:
-            found = self.trends()
-        except ImportError:
-            log.warning("rldk_track: the trend summary needs scipy: pip install 'rldk-track[analysis]'")
-            return []
+        found = self.trends()
         if not found:
             return []
         summary: dict[str, float] = {}

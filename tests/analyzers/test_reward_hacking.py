@@ -32,7 +32,7 @@ def hacked(stream, *, kl=False, length=False, component=False):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_reward_rising_with_kl_up_and_entropy_down_fires(streams, seed):
     alerts = streams.raised(streams.feed(RewardHacking(), hacked(streams.healthy(seed, 300), kl=True)))
-    assert [a.metric for a in alerts] == ["reward/mean"]
+    assert [(a.rule, a.metric) for a in alerts] == [("reward_hacking/kl_entropy", "reward/mean")]
     assert ONSET <= alerts[0].step < ONSET + 50  # within one window of the onset
     assert "kl/mean" in alerts[0].message and "entropy/mean" in alerts[0].message
 
@@ -40,7 +40,7 @@ def test_reward_rising_with_kl_up_and_entropy_down_fires(streams, seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_response_length_running_away_with_the_reward_fires(streams, seed):
     alerts = streams.raised(streams.feed(RewardHacking(), hacked(streams.healthy(seed, 300), length=True)))
-    assert [a.metric for a in alerts] == ["length/response_mean"]
+    assert [(a.rule, a.metric) for a in alerts] == [("reward_hacking/length", "length/response_mean")]
     assert ONSET <= alerts[0].step < ONSET + 50
     assert alerts[0].value >= alerts[0].threshold == 1.5
 
@@ -48,7 +48,7 @@ def test_response_length_running_away_with_the_reward_fires(streams, seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_one_reward_component_running_away_while_the_others_stay_flat_fires(streams, seed):
     alerts = streams.raised(streams.feed(RewardHacking(), hacked(streams.healthy(seed, 300), component=True)))
-    assert [a.metric for a in alerts] == ["reward/format/mean"]
+    assert [(a.rule, a.metric) for a in alerts] == [("reward_hacking/component", "reward/format/mean")]
     assert ONSET <= alerts[0].step < ONSET + 50
     assert "reward/correct/mean stayed flat" in alerts[0].message
 

@@ -43,7 +43,7 @@ def test_reward_reliability_is_silent_on_healthy_preference_runs(streams, seed):
 def test_saturation_fires_when_most_groups_get_one_reward(streams, seed):
     stream = changed(streams.healthy(seed, 300), "reward/frac_zero_std", ONSET, lambda s, v: 0.95)
     (alert,) = streams.raised(streams.feed(RewardReliability(), stream))
-    assert (alert.rule, alert.metric) == ("reward_reliability", "reward/frac_zero_std")
+    assert (alert.rule, alert.metric) == ("reward_reliability/saturation", "reward/frac_zero_std")
     assert ONSET <= alert.step < ONSET + 50  # the window's mean passes 0.8
     assert alert.value >= alert.threshold == 0.8
 
@@ -65,8 +65,8 @@ def test_saturation_clears_when_the_reward_spread_returns(streams):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_falling_reward_raises_drift(streams, seed):
     stream = changed(streams.healthy(seed, 320), "reward/mean", ONSET, lambda s, v: v - 0.3)
-    (alert,) = streams.raised(streams.feed(RewardReliability(), stream))
-    assert (alert.metric, alert.threshold) == ("reward/mean", -3.0)
+    (alert,) = streams.raised(streams.feed(RewardReliability(), stream))  # a level shift: no anomalies
+    assert (alert.rule, alert.metric, alert.threshold) == ("reward_reliability/drift", "reward/mean", -3.0)
     assert ONSET <= alert.step < ONSET + 50
     assert "below its best window" in alert.message
 
@@ -87,16 +87,16 @@ def test_a_rising_reward_is_not_drift(streams):
 def test_frequent_outlying_rewards_raise_the_anomaly_rate(streams, seed):
     stream = changed(streams.healthy(seed, 300), "reward/mean", ONSET,
                      lambda s, v: v + (2.0 if s % 5 == 0 else 0.0))  # every 5th batch
-    alerts = streams.raised(streams.feed(RewardReliability(), stream))
-    anomaly = [a for a in alerts if "anomal" in a.message]
-    assert len(anomaly) == 1 and ONSET <= anomaly[0].step < ONSET + 50
-    assert anomaly[0].value >= 0.1
+    (alert,) = streams.raised(streams.feed(RewardReliability(), stream))  # isolated outliers: no drift
+    assert alert.rule == "reward_reliability/anomaly_rate"
+    assert ONSET <= alert.step < ONSET + 50
+    assert alert.value >= 0.1
 
 
 def test_preference_accuracy_below_chance_raises_consistency(streams):
     stream = preference_run(0, accuracy_level=lambda t: 0.3)  # chosen and rejected swapped
     (alert,) = streams.raised(streams.feed(RewardReliability(), stream))
-    assert (alert.metric, alert.step, alert.threshold) == ("reward/accuracy", 49, 0.5)  # as soon as the window is full
+    assert (alert.rule, alert.metric, alert.step) == ("reward_reliability/consistency", "reward/accuracy", 49)  # as soon as the window is full
 
 
 def test_finish_reports_the_statistics_as_summary_and_an_info_alert(streams):
@@ -110,8 +110,17 @@ def test_finish_reports_the_statistics_as_summary_and_an_info_alert(streams):
     assert 0 < values["reward_reliability/stability"] <= 1
     assert abs(values["reward_reliability/drift"]) < 3 and values["reward_reliability/anomaly_rate"] < 0.1
     assert "reward_reliability/consistency" not in values  # no preference accuracy in an RL run
-    assert (report.severity, report.step, report.state) == ("info", 299, "raised")
+    assert (report.rule, report.severity, report.step) == ("reward_reliability/report", "info", 299)
     assert f"Alerts raised: saturation at step {saturated.step}" in report.message
+
+
+def test_each_condition_raises_and_clears_under_its_own_name(streams):
+    stream = changed(streams.healthy(0, 400), "reward/frac_zero_std", ONSET, lambda s, v: 0.95)
+    stream = changed(stream, "reward/mean", 250, lambda s, v: v - 0.3, stop=320)
+    alerts = streams.feed(RewardReliability(), stream)
+    assert [(a.rule, a.state) for a in alerts] == [
+        ("reward_reliability/saturation", "raised"), ("reward_reliability/drift", "raised"),
+        ("reward_reliability/drift", "cleared")]  # saturation stays raised while drift comes and goes
 
 
 def test_finish_reports_nothing_for_a_run_without_rewards():
