@@ -56,14 +56,19 @@ def pick(values: Mapping[str, float], names: tuple[str, ...]) -> tuple[str, floa
     return None
 
 
+@lru_cache(maxsize=4096)
+def _component(key: str) -> str | None:
+    match = REWARD_COMPONENT.match(key)
+    return match["fn"] if match else None
+
+
 def reward_components(values: Mapping[str, float]) -> dict[str, tuple[str, float]]:
     """Finite per-function reward means in ``values``: ``{fn: (key, value)}``, canonical keys first."""
     found: dict[str, tuple[str, float]] = {}
     for key, value in values.items():
-        match = REWARD_COMPONENT.match(key)
-        if match is None or not is_finite(value):
+        fn = _component(key)
+        if fn is None or not is_finite(value):
             continue
-        fn = match["fn"]
         if fn not in found or key.startswith("reward/"):
             found[fn] = (key, value)
     return found

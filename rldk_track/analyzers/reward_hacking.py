@@ -16,12 +16,11 @@ values of each series are skipped, since early training legitimately shows the f
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Iterable, Mapping
 
 from rldk_track.analyzers.names import aliases, pick, reward_components
 from rldk_track.analyzers.rule import Check, Rule, firing, healthy
-from rldk_track.analyzers.stats import Trend, linear_trend
+from rldk_track.analyzers.stats import SlidingWindow, Trend
 
 _KL_ENTROPY_ACTION = (
     "Read completions from these steps: if they exploit the reward model, raise the KL coefficient, "
@@ -40,25 +39,25 @@ _COMPONENT_ACTION = (
 class _Series:
     """The last ``window`` values of one metric after its first ``warmup`` are skipped."""
 
-    __slots__ = ("key", "seen", "values")
+    __slots__ = ("key", "seen", "window")
 
     def __init__(self, window: int) -> None:
         self.key = ""
         self.seen = 0
-        self.values: deque[float] = deque(maxlen=window)
+        self.window = SlidingWindow(window)
 
     def add(self, key: str, value: float, warmup: int) -> None:
         self.key = key
         self.seen += 1
         if self.seen > warmup:
-            self.values.append(value)
+            self.window.append(value)
 
     @property
     def full(self) -> bool:
-        return len(self.values) == self.values.maxlen
+        return self.window.full
 
     def trend(self) -> Trend:
-        return linear_trend(self.values)
+        return self.window.trend()
 
 
 class RewardHacking(Rule):

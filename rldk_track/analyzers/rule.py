@@ -119,10 +119,6 @@ class Rule(ABC):
                 alerts.append(self._alert(subject, step, wall_time, check, severity or "warning", "cleared"))
         return alerts
 
-    def open_episodes(self) -> dict[str, str]:
-        """``{subject: severity}`` of the episodes raised and not cleared yet."""
-        return {s: e.severity for s, e in self._episodes.items() if e.severity is not None}
-
     def observe(self, records: Sequence[Record]) -> list[Record]:
         """Dispatcher hook: feed every ``Metrics`` record of a batch."""
         alerts: list[Record] = []

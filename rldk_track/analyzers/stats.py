@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from collections import Counter
+from collections import Counter, deque
 from statistics import median
 from typing import Sequence
 
@@ -18,8 +18,8 @@ from typing import Sequence
 MAD_TO_SD = 1.4826
 
 __all__ = [
-    "MAD_TO_SD", "Downsampled", "Trend", "is_finite", "linear_trend", "mann_kendall", "mean_sd", "median",
-    "robust_sd", "sen_slope",
+    "MAD_TO_SD", "Downsampled", "SlidingWindow", "Trend", "is_finite", "linear_trend", "mann_kendall", "mean_sd",
+    "median", "robust_sd", "sen_slope",
 ]
 
 
@@ -63,21 +63,81 @@ class Trend:
 def linear_trend(values: Sequence[float]) -> Trend:
     """Fit ``value = a + b * i`` over ``i = 0..n-1`` (n >= 3) and say how significant ``b`` is."""
     n = len(values)
-    y_mean = sum(values) / n
-    sxy = syy = 0.0
-    for i, y in enumerate(values):  # centred sums: no cancellation for large, nearly constant values
-        d = y - y_mean
-        sxy += i * d
-        syy += d * d
+    shift = sum(values) / n  # centred sums: no cancellation for large, nearly constant values
+    sz = siz = szz = 0.0
+    for i, y in enumerate(values):
+        z = y - shift
+        sz += z
+        siz += i * z
+        szz += z * z
+    return _trend_from_sums(n, shift, sz, siz, szz)
+
+
+def _trend_from_sums(n: int, shift: float, sz: float, siz: float, szz: float) -> Trend:
+    """The least-squares line through ``n`` values ``y_i`` given ``z_i = y_i - shift`` sums."""
+    x_mean = (n - 1) / 2
     sxx = n * (n * n - 1) / 12
+    sxy = siz - x_mean * sz
     slope = sxy / sxx
-    start = y_mean - slope * (n - 1) / 2
-    residual_sd = math.sqrt(max(syy - slope * sxy, 0.0) / (n - 2))
+    start = sz / n + shift - slope * x_mean
+    residual_sd = math.sqrt(max(szz - sz * sz / n - slope * sxy, 0.0) / (n - 2))
     if residual_sd > 0:
         t = slope / (residual_sd / math.sqrt(sxx))
     else:
         t = math.copysign(math.inf, slope) if slope else 0.0
     return Trend(slope, t, start, start + slope * (n - 1), residual_sd)
+
+
+class SlidingWindow:
+    """The last ``size`` values of a series with running sums, so its least-squares trend costs
+    O(1) per new value instead of a pass over the window. The sums are taken relative to a
+    recent value and rebuilt every ``size`` appends, so rounding neither cancels nor accumulates."""
+
+    __slots__ = ("values", "_shift", "_sz", "_siz", "_szz", "_appends")
+
+    def __init__(self, size: int) -> None:
+        if size < 3:
+            raise ValueError("a trend window needs at least 3 values")
+        self.values: deque[float] = deque(maxlen=size)
+        self._shift = self._sz = self._siz = self._szz = 0.0
+        self._appends = 0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def full(self) -> bool:
+        return len(self.values) == self.values.maxlen
+
+    def append(self, value: float) -> None:
+        values = self.values
+        if len(values) == values.maxlen:
+            z0 = values[0] - self._shift
+            self._sz -= z0
+            self._szz -= z0 * z0
+            self._siz -= self._sz  # every remaining value moves one position down
+        z = value - self._shift
+        self._siz += len(values) * z if len(values) < values.maxlen else (len(values) - 1) * z
+        self._sz += z
+        self._szz += z * z
+        values.append(value)
+        self._appends += 1
+        if self._appends >= values.maxlen:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._appends = 0
+        self._shift = shift = self.values[-1]
+        self._sz = self._siz = self._szz = 0.0
+        for i, y in enumerate(self.values):
+            z = y - shift
+            self._sz += z
+            self._siz += i * z
+            self._szz += z * z
+
+    def trend(self) -> Trend:
+        """The least-squares line through the window (at least 3 values)."""
+        return _trend_from_sums(len(self.values), self._shift, self._sz, self._siz, self._szz)
 
 
 def mann_kendall(values: Sequence[float]) -> tuple[float, float]:

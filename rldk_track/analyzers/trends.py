@@ -45,7 +45,7 @@ class Trends(Rule):
         metrics: Sequence[str] | str | None = None,
         alpha: float = 0.01,
         min_points: int = 10,
-        capacity: int = 256,
+        capacity: int = 128,
     ) -> None:
         super().__init__(clear_after=1)
         if isinstance(metrics, str) and metrics != "all":

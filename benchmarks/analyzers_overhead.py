@@ -1,0 +1,112 @@
+"""What the default analyzers cost, measured side by side in one process.
+
+1. Per rule: CPU microseconds per metrics record, feeding each rule directly (this is log-thread
+   work; ``time.thread_time`` so other processes on a shared machine do not inflate it).
+2. Through a real run: ``rldk_track.init(analyzers=None)`` vs ``analyzers="default"`` (JSONL event
+   log only), alternating, so both see the same machine load. Reported: time spent in ``run.log``
+   on the training thread (the analyzers must not add to it), and time until ``finish()`` returns
+   (the log thread's total work, analyzers included).
+
+The records look like TRL GRPO's ``on_log`` after the callback adds canonical names (~35 keys).
+
+    python benchmarks/analyzers_overhead.py [--steps 3000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import tempfile
+import time
+
+import rldk_track
+from rldk_track.analyzers import build_observers
+from rldk_track.keymaps import canonicalize
+
+
+def grpo_like_records(steps: int, seed: int = 0) -> list[dict[str, float]]:
+    """Healthy GRPO-shaped logs under TRL's names plus their canonical names."""
+    rng = random.Random(seed)
+    records = []
+    for t in range(steps):
+        progress = t / steps
+        reward = 0.2 + 0.5 / (1 + math.exp(-(progress - 0.4) / 0.12)) + rng.gauss(0, 0.04)
+        raw = {
+            "loss": rng.gauss(0, 0.02), "grad_norm": 0.8 * rng.lognormvariate(0, 0.35), "learning_rate": 1e-6,
+            "num_tokens": 4096.0 * (t + 1), "reward": reward, "reward_std": 0.3 + rng.gauss(0, 0.03),
+            "frac_reward_zero_std": 0.2 + rng.gauss(0, 0.05), "kl": 0.03 * (1 - math.exp(-(t + 1) / 60)) * rng.lognormvariate(0, 0.3),
+            "entropy": 1.2 * (1 - 0.25 * progress) * rng.lognormvariate(0, 0.04),
+            "clip_ratio/region_mean": abs(rng.gauss(0.03, 0.015)), "clip_ratio/low_mean": 0.01, "clip_ratio/high_mean": 0.01,
+            "clip_ratio/low_min": 0.0, "clip_ratio/high_max": 0.05,
+            "completions/mean_length": 120 + rng.gauss(0, 6), "completions/min_length": 40.0, "completions/max_length": 256.0,
+            "completions/clipped_ratio": 0.05, "completions/mean_terminated_length": 110.0,
+            "rewards/format/mean": min(1.0, 0.3 + 0.6 * progress + rng.gauss(0, 0.05)), "rewards/format/std": 0.3,
+            "rewards/correct/mean": 0.1 + 0.4 * progress + rng.gauss(0, 0.05), "rewards/correct/std": 0.4,
+            "epoch": progress,
+        }
+        records.append(canonicalize(raw, "trl"))
+    return records
+
+
+def per_rule(records: list[dict[str, float]]) -> dict[str, float]:
+    """CPU microseconds per record for each default rule, fed directly (``finish`` included)."""
+    out = {}
+    for rule in build_observers("default"):
+        start = time.thread_time()
+        for step, values in enumerate(records):
+            rule.update(step, values)
+        rule.finish()
+        out[rule.name] = (time.thread_time() - start) / len(records) * 1e6
+    return out
+
+
+def through_run(records: list[dict[str, float]], analyzers: str | None) -> tuple[float, float]:
+    """(seconds in run.log on this thread, seconds until finish() returned)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        run = rldk_track.init(dir=tmp, analyzers=analyzers)
+        logging_s = 0.0
+        for step, values in enumerate(records):
+            t0 = time.perf_counter()
+            run.log(values, step=step)
+            logging_s += time.perf_counter() - t0
+        run.finish()
+        return logging_s, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    records = grpo_like_records(args.steps)
+    print(f"{args.steps} records of {len(records[0])} keys; median of {args.repeats} repeats\n")
+
+    costs = [per_rule(records) for _ in range(args.repeats)]
+    print("per rule, fed directly (CPU time, log thread):")
+    total = 0.0
+    for name in costs[0]:
+        us = statistics.median(c[name] for c in costs)
+        total += us
+        print(f"  {name:22s} {us:8.1f} us/record")
+    print(f"  {'all default rules':22s} {total:8.1f} us/record\n")
+
+    timings: dict[str | None, list[tuple[float, float]]] = {None: [], "default": []}
+    for _ in range(args.repeats):
+        for analyzers in (None, "default"):  # alternate, so both see the same load
+            timings[analyzers].append(through_run(records, analyzers))
+    log_none = statistics.median(t[0] for t in timings[None]) / args.steps * 1e6
+    log_default = statistics.median(t[0] for t in timings["default"]) / args.steps * 1e6
+    total_none = statistics.median(t[1] for t in timings[None])
+    total_default = statistics.median(t[1] for t in timings["default"])
+    print("through a run (jsonl event log):")
+    print(f"  run.log on the training thread: {log_none:6.1f} us/step without analyzers, "
+          f"{log_default:6.1f} with default analyzers (ratio {log_default / log_none:.2f})")
+    print(f"  init .. finish() returned:      {total_none:6.3f} s without analyzers, "
+          f"{total_default:6.3f} s with default analyzers (ratio {total_default / total_none:.2f})")
+
+
+if __name__ == "__main__":
+    main()
