@@ -1,0 +1,41 @@
+"""The plain-Python statistics the rules use, against scipy as the reference."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from scipy import stats
+
+from rldk_track.analyzers.stats import SlidingWindow, linear_trend, robust_sd
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_linear_trend_matches_scipy_linregress(offset):
+    rng = random.Random(1)
+    values = [offset + 0.01 * i + rng.gauss(0, 0.1) for i in range(50)]
+    trend, reference = linear_trend(values), stats.linregress(range(50), values)
+    assert trend.slope == pytest.approx(reference.slope, rel=1e-6)
+    assert trend.start == pytest.approx(reference.intercept, rel=1e-12)
+    assert trend.t == pytest.approx(reference.slope / reference.stderr, rel=1e-6)
+
+
+def test_sliding_window_trend_equals_a_fresh_fit_over_a_long_stream():
+    rng = random.Random(2)
+    window, values = SlidingWindow(50), []
+    for i in range(3000):
+        value = (1e5 if i > 1500 else 0.0) + 0.002 * i + rng.gauss(0, 1)
+        window.append(value)
+        values.append(value)
+        if i % 7 == 0 and len(window) >= 3:
+            fresh, sliding = linear_trend(values[-50:]), window.trend()
+            assert sliding.slope == pytest.approx(fresh.slope, rel=1e-6, abs=1e-9)
+            assert sliding.residual_sd == pytest.approx(fresh.residual_sd, rel=1e-4)
+            assert sliding.end == pytest.approx(fresh.end, rel=1e-9)
+
+
+def test_robust_sd_estimates_the_standard_deviation_and_ignores_outliers():
+    rng = random.Random(3)
+    values = [rng.gauss(5, 2) for _ in range(2000)]
+    assert robust_sd(values) == pytest.approx(2, rel=0.05)
+    assert robust_sd(values + [1e9] * 50) == pytest.approx(2, rel=0.1)
