@@ -79,6 +79,7 @@ class RewardReliability(Rule):
             raise ValueError("reward_reliability: need 2 <= min_history <= window")
         self.window = window
         self.min_history = min_history
+        self.baseline_steps = baseline_steps
         self.saturation = saturation
         self.saturation_std = saturation_std
         self.drift = drift
@@ -177,7 +178,7 @@ class RewardReliability(Rule):
             self._saturated.append(fraction)
         else:
             key, spread = std
-            if len(self._early_std) < self.min_history:
+            if len(self._early_std) < self.baseline_steps:
                 self._early_std.append(spread)
                 return hold(key)
             early = median(self._early_std)

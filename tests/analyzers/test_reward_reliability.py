@@ -93,6 +93,22 @@ def test_frequent_outlying_rewards_raise_the_anomaly_rate(streams, seed):
     assert alert.value >= 0.1
 
 
+def test_the_anomaly_rate_clears_once_outliers_stop(streams):
+    stream = changed(streams.healthy(0, 400), "reward/mean", ONSET, lambda s, v: v + (2.0 if s % 5 == 0 else 0.0), stop=260)
+    alerts = streams.feed(RewardReliability(), stream)
+    assert [(a.rule, a.state) for a in alerts] == [("reward_reliability/anomaly_rate", "raised"),
+                                                  ("reward_reliability/anomaly_rate", "cleared")]
+    assert 260 <= alerts[1].step < 260 + 50
+
+
+def test_consistency_clears_when_accuracy_rises_above_chance(streams):
+    stream = preference_run(1, accuracy_level=lambda t: 0.3 if t < 100 else 0.8)
+    alerts = streams.feed(RewardReliability(), stream)
+    assert [(a.rule, a.state) for a in alerts] == [("reward_reliability/consistency", "raised"),
+                                                  ("reward_reliability/consistency", "cleared")]
+    assert 100 <= alerts[1].step < 100 + 50
+
+
 def test_preference_accuracy_below_chance_raises_consistency(streams):
     stream = preference_run(0, accuracy_level=lambda t: 0.3)  # chosen and rejected swapped
     (alert,) = streams.raised(streams.feed(RewardReliability(), stream))
