@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from rldk_track.backends.base import Backend, RejectedError, RunInfo
+from rldk_track.readers.wandb_offline import WandbOfflineRun
 from rldk_track.records import (
     Alert,
     Artifact,
@@ -278,6 +279,7 @@ class WandbBackend(Backend):
         wandb_dir = Path(self.options.get("dir") or os.environ.get("WANDB_DIR") or self.run.dir)
         wandb_dir.mkdir(parents=True, exist_ok=True)
         settings = {"console": "off", "init_timeout": float(self.options.get("init_timeout", 90.0)), **self.options.get("settings", {})}
+        unfinished = self._unfinished_segments(wandb_dir) if state and mode == "offline" else None
         run = wandb.init(
             project=self._project(),
             entity=self.options.get("entity") or None,
@@ -293,12 +295,15 @@ class WandbBackend(Backend):
             settings=wandb.Settings(**settings),
         )
         self._wb_run = run
+        _detach_from_wandb_globals(run)
         _exit_guard.track(self)
         run.define_metric(GLOBAL_STEP)
         run.define_metric("*", step_metric=GLOBAL_STEP)
         if side.tags:
             self._set_tags({})
         run.summary.update({f"{OWN_PREFIX}health": health(side.active_alerts())})
+        if unfinished is not None:
+            self._redeliver_lost(unfinished)
         self._where = f"wandb {mode or 'online'} run {run.project}/{self._id}" + (f" in {wandb_dir}" if mode == "offline" else "")
         return {"id": self._id, "project": run.project, "entity": getattr(run, "entity", "") or "", "mode": mode or "online"}
 
@@ -329,6 +334,53 @@ class WandbBackend(Backend):
 
     def describe(self) -> str:
         return self._where
+
+    # -- crash recovery --------------------------------------------------------------------
+    def _unfinished_segments(self, wandb_dir: Path) -> WandbOfflineRun | None:
+        """What earlier offline segments of this run hold, if the last one never finished."""
+        from rldk_track.readers.wandb_offline import read_offline_run
+
+        try:
+            stored = read_offline_run(wandb_dir / "wandb", self._id)
+        except FileNotFoundError:
+            return None
+        return stored if stored.exit_code is None else None
+
+    def _redeliver_lost(self, stored: WandbOfflineRun) -> None:
+        """Deliver again what W&B lost in a crash, and never what it kept.
+
+        W&B's service writes an offline run file in 32 KiB blocks; when the training process is
+        killed it drops the unwritten tail, although ``run.log`` had long returned. The last
+        history row W&B did write is matched (by ``global_step`` and ``_timestamp``, the record's
+        ``wall_time``) to its record in the event log; records after it, up to this backend's
+        cursor, are delivered again into the resumed run, and records up to it are skipped even
+        if the cursor had not recorded them yet.
+        """
+        from rldk_track.backends.jsonl import read_cursor, read_records
+        from rldk_track.layout import RunLayout
+
+        layout = RunLayout(Path(self.run.dir), self.run.run_id)
+        if not layout.event_log.exists():
+            return
+        cursor = int(read_cursor(layout.cursor(self.name)).get("seq", -1))
+        records = [r for _, r in read_records(layout.event_log) if r.kind in self.supports]
+        last = stored.history[-1] if stored.history else None
+        stored_seq = -1
+        if last is not None:
+            step, stamp = last.get(GLOBAL_STEP), last.get("_timestamp")
+            match = next((r.seq for r in records if r.kind in ("metrics", "checkpoint_health")
+                          and r.step == step and r.wall_time == stamp), None)
+            if match is None:
+                log.warning("rldk_track: %s: cannot tell what W&B kept before the crash; nothing is resent", self._where)
+                return
+            stored_seq = match
+        lost = [r for r in records if stored_seq < r.seq <= cursor and r.kind != RunEnd.kind]
+        if lost:
+            log.warning("rldk_track: %s: W&B lost %d records in the crash; delivering them again", self._where, len(lost))
+        for record in lost:
+            self._HANDLERS[record.kind](self, record)
+        self._done_seq = max(stored_seq, cursor)
+        self._save_side_state()
 
     # -- options ---------------------------------------------------------------------------
     def _mode(self, wandb: Any) -> str | None:
@@ -511,6 +563,23 @@ class WandbBackend(Backend):
         if key not in self._reported:
             self._reported.add(key)
             log.warning(message)
+
+
+def _detach_from_wandb_globals(run: Any) -> None:
+    """Keep the user's own ``wandb`` calls away from this run.
+
+    ``reinit="create_new"`` leaves ``wandb.run`` alone, but W&B also remembers the most recent
+    active run: a later plain ``wandb.init()`` (e.g. Hugging Face's ``report_to="wandb"``) would
+    return this run, in a notebook finish it, and ``Artifact.save()`` would log into it. Taking
+    it off W&B's active list (what ``run.finish`` does anyway) prevents that; this run is
+    finished by its own ``RunEnd`` or the exit guard.
+    """
+    try:
+        from wandb.sdk import wandb_setup
+
+        wandb_setup.singleton().remove_active_run(run)
+    except (ImportError, AttributeError) as exc:  # W&B moved it: recording is unaffected
+        log.debug("rldk_track: wandb: could not detach the run from W&B's active runs: %s", exc)
 
 
 def _jsonable(value: float) -> Any:

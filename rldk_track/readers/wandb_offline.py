@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -157,16 +158,20 @@ def find_run_files(root: str | Path, run_id: str | None = None) -> list[Path]:
     return sorted(files, key=_start_time)
 
 
-def _start_time(path: Path) -> tuple[float, float]:
-    """When the segment started (its first run record), then its file time."""
+def _start_time(path: Path) -> tuple[str, float, float]:
+    """When a segment started: the time in its directory name (``offline-run-YYYYMMDD_HHMMSS-id``,
+    to the second), then its run record's start time, then the file's time. A segment whose
+    process died before W&B wrote anything has only the first and the last."""
+    stamp = re.search(r"\d{8}_\d{6}", path.parent.name)
+    started = float("inf")
     try:
         for record in iter_records(path):
             if record.WhichOneof("record_type") == "run":
-                started = record.run.start_time
-                return started.seconds + started.nanos / 1e9, path.stat().st_mtime
+                started = record.run.start_time.seconds + record.run.start_time.nanos / 1e9
+                break
     except (OSError, ValueError):
         pass
-    return float("inf"), path.stat().st_mtime
+    return stamp.group(0) if stamp else "", started, path.stat().st_mtime
 
 
 def read_run_file(path: str | Path) -> WandbOfflineRun:
@@ -193,10 +198,12 @@ def read_offline_run(root: str | Path, run_id: str | None = None) -> WandbOfflin
 
 def _apply(run: WandbOfflineRun, path: Path) -> None:
     run.files.append(path)
-    run.exit_code = None  # a later segment that never finished leaves the run unfinished
+    started = False
     for record in iter_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
+            if not started:  # a later segment that never finished leaves the run unfinished
+                started, run.exit_code = True, None
             _apply_run(run, record.run)
         elif kind == "history":
             run.history.append({_key(item): _value(item.value_json) for item in record.history.item})
