@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dir", default=None, help="run directory (default: RLDK_TRACK_DIR or ./rldk_runs)")
     p.add_argument("--tracking-uri", help="MLflow store to serve (default: MLFLOW_TRACKING_URI, else <dir>/mlflow.db)")
-    p.add_argument("--mlflow-port", type=int, default=5000, help="port for MLflow (default 5000)")
-    p.add_argument("--tensorboard-port", type=int, default=6006, help="port for TensorBoard (default 6006)")
+    p.add_argument("--mlflow-port", type=int, default=5000, help="port for MLflow (default 5000; 0: any free port)")
+    p.add_argument("--tensorboard-port", type=int, default=6006, help="port for TensorBoard (default 6006; 0: any free port)")
     p.add_argument("--no-mlflow", action="store_true", help="do not start MLflow")
     p.add_argument("--no-tensorboard", action="store_true", help="do not start TensorBoard")
     p.add_argument("--check", action="store_true", help="start, wait until both answer, print the URLs, stop")
@@ -122,17 +122,19 @@ def tensorboard_server(run_dir: Path, port: int) -> Server | None:
 
 
 def free_port(wanted: int) -> int:
-    """``wanted`` if nothing listens on it on 127.0.0.1, else a free port the OS picks."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", wanted))
-            return wanted
-        except OSError:
-            pass
+    """``wanted`` if nothing listens on it on 127.0.0.1, else (or for 0) a free port the OS picks."""
+    if wanted:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", wanted))
+                return wanted
+            except OSError:
+                pass
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    print(f"port {wanted} is busy; using {port}", file=sys.stderr)
+    if wanted:
+        print(f"port {wanted} is busy; using {port}", file=sys.stderr)
     return port
 
 
