@@ -370,8 +370,9 @@ def _tensor_stats(
     y_buf: "np.ndarray | None",
     scratch: "np.ndarray",
 ) -> tuple[TensorStats, bool, float]:
-    """One pass over a tensor, chunk by chunk: moments (Chan's parallel update, so the variance
-    of weights near a large mean stays exact), extremes, non-finite counts and, with a
+    """One pass over a tensor, chunk by chunk: moments (per chunk from the sum and the sum of
+    squares, about the chunk mean when the mean dominates; chunks merged with Chan's parallel
+    update, so the variance of weights near a large mean stays exact), extremes, non-finite counts and, with a
     reference, the squared norms of ``w_ref`` and ``w - w_ref``. Returns the stats, whether the
     reference was finite, and ``||w - w_ref||^2``."""
     import numpy as np
@@ -387,10 +388,10 @@ def _tensor_stats(
         for start in range(0, info.numel, step):
             stop = min(start + step, info.numel)
             x = reader.read(info.name, start, stop, x_buf)
-            total = float(np.sum(x))
-            finite_chunk = math.isfinite(total)
             values = x
-            if not finite_chunk:
+            total = float(np.einsum("i->", x))  # the fastest float32 sum numpy has
+            squares = float(np.dot(x, x))
+            if not (math.isfinite(total) and math.isfinite(squares)):
                 nan = int(np.count_nonzero(np.isnan(x)))
                 inf = int(np.count_nonzero(np.isinf(x)))
                 stats.nan += nan
@@ -398,12 +399,15 @@ def _tensor_stats(
                 if nan or inf:
                     values = x[np.isfinite(x)]
                 total = float(np.sum(values, dtype=np.float64))
+                squares = float(np.dot(values.astype(np.float64), values))
             count = values.size
             if count:
                 chunk_mean = total / count
-                centered = scratch[:count]
-                np.subtract(values, chunk_mean, out=centered)
-                chunk_m2 = float(np.dot(centered, centered))
+                chunk_m2 = squares - total * chunk_mean
+                if chunk_m2 < 1e-3 * squares:  # the mean dominates (a layer norm): recompute about it
+                    centered = scratch[:count]
+                    np.subtract(values, chunk_mean, out=centered)
+                    chunk_m2 = float(np.dot(centered, centered))
                 delta = chunk_mean - mean
                 merged = n + count
                 mean += delta * count / merged
