@@ -67,7 +67,7 @@ LAUNCHER_STATUS_SUFFIX = ".launcher-status"
 
 FRAMEWORK = "openrlhf"
 SAMPLES_KEY = "generated_samples"
-_GB = 1024.0**3
+GB = 1e9  # as rldk_track.system reports memory
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,8 @@ class Settings:
     checkpoint_health: bool = True
     samples: bool = True
     samples_per_artifact: int = 100
+    system_metrics: bool = False
+    system_interval_s: float = 10.0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), default=str)
@@ -106,6 +108,7 @@ class _Session:
         self.run: Run | None = None
         self._lock = threading.Lock()
         self._monitor: Any = None
+        self._sampler: Any = None
         self._samples: list[dict[str, Any]] = []
         self._kl_coef: float | None = None
         self._last_log_time: float | None = None
@@ -128,10 +131,18 @@ class _Session:
         wandb_name = _get(args, "logger.wandb.run_name")
         if not kwargs.get("run_name") and isinstance(wandb_name, str) and wandb_name:
             kwargs["run_name"] = wandb_name
-        kwargs["analyzers"] = _available_analyzers(kwargs.get("analyzers", "default"))
+        kwargs.setdefault("analyzers", "default")
         tags = {"framework": FRAMEWORK, "openrlhf.trainer": _class_name(trainer), "openrlhf.version": _openrlhf_version()}
         tags.update(kwargs.pop("tags", None) or {})
-        run = rldk_track.init(self.settings.backend, config=config_of(args), tags=tags, **kwargs)
+        observers = list(kwargs.pop("observers", ()))
+        if self.settings.system_metrics and _samples_this_node(bool(kwargs.get("per_rank"))):
+            from rldk_track.system import SystemSampler
+
+            self._sampler = SystemSampler(interval_s=self.settings.system_interval_s)
+            observers.append(self._sampler)
+        run = rldk_track.init(self.settings.backend, config=config_of(args), tags=tags, observers=observers, **kwargs)
+        if self._sampler is not None:
+            self._sampler.start(run)
         if run.active:
             log.info("rldk_track: recording OpenRLHF %s as run %s (%s) in %s",
                      tags["openrlhf.trainer"], run.id, run.name, ", ".join(run.backends))
@@ -152,6 +163,8 @@ class _Session:
         self._flush_samples()
         if self._monitor is not None:
             self._monitor.close(timeout=timeout)
+        if self._sampler is not None:
+            self._sampler.stop(timeout=min(timeout, 5.0))
         status = status or _launcher_status(run)
         if status:
             run.finish(status, timeout=timeout)
@@ -193,10 +206,9 @@ class _Session:
                 self._add_samples(step, value)
             else:
                 values[str(key)] = value
-        kl_coef = self._kl_coef
-        if kl_coef is None and hasattr(trainer, "kl_ctl"):
-            self.note_kl_coef(trainer)
-            kl_coef = self._kl_coef
+        kl_coef, self._kl_coef = self._kl_coef, None  # noted as this step's train_step began
+        if kl_coef is None and isinstance(getattr(getattr(trainer, "kl_ctl", None), "value", None), numbers.Real):
+            kl_coef = float(trainer.kl_ctl.value)
         if kl_coef is not None:
             values.setdefault("kl_coef", kl_coef)
         if since_last is not None and "timing/step_total" not in values:
@@ -464,6 +476,7 @@ PATCHES: tuple[_Patch, ...] = (
     _Patch("openrlhf.trainer.ppo_utils.samples_generator", "SamplesGenerator", "generate_samples", _wrap_guard_only),
     *(_Patch(module, cls, "save_logs_and_checkpoints", _wrap_sft_save_logs) for module, cls in _SFT_FAMILY),
     *(_Patch(module, cls, "evaluate", _wrap_sft_evaluate) for module, cls in _SFT_FAMILY),
+    *(_Patch(module, cls, "fit", _wrap_guard_only) for module, cls in _SFT_FAMILY),
 )
 
 
@@ -505,6 +518,7 @@ def install(
     checkpoint_health: bool = True,
     samples: bool = True,
     samples_per_artifact: int = 100,
+    system_metrics: bool = False,
     **init_kwargs: Any,
 ) -> bool:
     """Record OpenRLHF training in this process into ``backend`` (see :func:`rldk_track.init`).
@@ -523,6 +537,7 @@ def install(
         checkpoint_health=checkpoint_health,
         samples=samples,
         samples_per_artifact=samples_per_artifact,
+        system_metrics=system_metrics,
     )
     return install_settings(settings)
 
@@ -530,7 +545,7 @@ def install(
 def install_settings(settings: Settings) -> bool:
     """:func:`install` with a prebuilt :class:`Settings`."""
     global _session
-    if importlib.util.find_spec("openrlhf") is None:
+    if not openrlhf_installed():
         log.warning("rldk_track: OpenRLHF is not installed, so there is nothing to record; "
                     "install it (see docs/openrlhf.md) or use rldk_track.init() in your own loop")
         return False
@@ -543,6 +558,14 @@ def install_settings(settings: Settings) -> bool:
     for name in sorted({p.module for p in PATCHES}):
         post_import.when_imported(name, _patch_module)
     return True
+
+
+def openrlhf_installed() -> bool:
+    """Whether ``import openrlhf`` can work here (without importing it)."""
+    try:
+        return importlib.util.find_spec("openrlhf") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def install_from_env() -> bool:
@@ -658,7 +681,10 @@ class DistributedTrainingMonitor(OpenRLHFCallback):
 
 
 class MultiGPUMonitor(DistributedTrainingMonitor):
-    """Same as :class:`DistributedTrainingMonitor`: each rank records its own device's peak memory."""
+    """:class:`DistributedTrainingMonitor` plus ``system_metrics=True``: GPU utilisation, memory,
+    power and temperature of every GPU of every node (one sampler per node)."""
+
+    _defaults = {"per_rank": True, "system_metrics": True}
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -716,24 +742,20 @@ def _process_memory() -> dict[str, float]:
     """This process's peak memory: resident set, and the GPU's allocator peak when CUDA is in use.
     Cheap (no device synchronisation), so it can run on the training thread each step."""
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    values = {"system/process/rss_peak_gb": rss_kb * 1024.0 / _GB}
+    values = {"system/proc_rss_peak_gb": rss_kb * 1024.0 / GB}
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        values["system/process/gpu_mem_peak_gb"] = torch.cuda.max_memory_allocated() / _GB
+        values["system/proc_gpu_alloc_peak_gb"] = torch.cuda.max_memory_allocated() / GB
     return values
 
 
-def _available_analyzers(wanted: Any) -> Any:
-    if not wanted:
-        return None
-    try:
-        from rldk_track.analyzers import build_observers  # noqa: F401
-    except ImportError:
-        if "analyzers" not in _reported:
-            _reported.add("analyzers")
-            log.warning("rldk_track: analyzers are not available in this installation; recording without them")
-        return None
-    return wanted
+def _samples_this_node(per_rank: bool) -> bool:
+    """One system sampler per node: global rank 0, and with ``per_rank`` each node's local rank 0."""
+    from rldk_track.distributed import rank_and_world_size
+
+    if rank_and_world_size()[0] == 0:
+        return True
+    return per_rank and os.environ.get("LOCAL_RANK", "0").strip() in ("", "0")
 
 
 def _class_name(obj: Any) -> str:

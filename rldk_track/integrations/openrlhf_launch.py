@@ -38,6 +38,7 @@ from rldk_track.integrations.openrlhf import (
     Settings,
     install_settings,
     launcher_status_path_for,
+    openrlhf_installed,
     ray_runtime_env,
     run_dir_of,
     settings_env,
@@ -83,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI")
     parser.add_argument("--per-rank", action="store_true",
                         help="every rank writes its own event log (see rldk-track merge)")
+    parser.add_argument("--system-metrics", action="store_true",
+                        help="sample GPU/CPU/memory on each node (with --per-rank: every node, else rank 0's)")
     parser.add_argument("--no-analyzers", action="store_true", help="do not run the health analyzers")
     parser.add_argument("--no-checkpoint-health", action="store_true", help="do not analyze saved checkpoints")
     parser.add_argument("--no-samples", action="store_true", help="do not keep PPO's generated samples")
@@ -120,7 +123,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         init["per_rank"] = True
     init["analyzers"] = None if args.no_analyzers else "default"
     return Settings(backend=backends, init=init, checkpoint_health=not args.no_checkpoint_health,
-                    samples=not args.no_samples)
+                    samples=not args.no_samples, system_metrics=args.system_metrics)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -177,9 +180,7 @@ def launch(
     wait: float | None = None,
 ) -> int:
     """Run ``command`` with OpenRLHF recorded per ``settings``; returns its exit code."""
-    import importlib.util
-
-    if importlib.util.find_spec("openrlhf") is None:
+    if not openrlhf_installed():
         print("rldk-track openrlhf: OpenRLHF is not installed in this environment (see docs/openrlhf.md)",
               file=sys.stderr)
         return 2
