@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Sequence
 
-COMMANDS = ["sync"]
+COMMANDS = ["sync", "openrlhf", "merge"]
 
 
 def build_parser() -> argparse.ArgumentParser:
