@@ -7,8 +7,9 @@ How records map onto W&B (``docs/backends/wandb.md`` has the full story):
   ``_step`` only counts rows, so steps that go backwards are kept, at their ``global_step``;
 * params -> ``run.config`` (nested as given, values may change); tags -> W&B run tags
   ``key=value``; summary -> ``run.summary``;
-* alerts -> summary ``rldk/alert/<rule>`` = severity (removed when the rule clears) and
-  ``rldk/health`` = ok|warning|critical, and at the end an ``alerts`` table artifact;
+* alerts -> summary ``rldk/alert/<rule>`` = severity (``cleared`` when the rule clears),
+  ``rldk/health`` = ok|warning|critical, metric ``alerts/count`` at the alert's step, and at the
+  end an ``alerts`` table artifact;
 * checkpoint health -> metric ``checkpoint/health_score`` at its step, summary
   ``rldk/checkpoint`` and a JSON report artifact;
 * artifacts -> ``wandb.Artifact`` (file or directory); run end -> ``run.finish(exit_code)``.
@@ -295,6 +296,7 @@ class WandbBackend(Backend):
             settings=wandb.Settings(**settings),
         )
         self._wb_run = run
+        self._where = f"wandb {mode or 'online'} run {run.project}/{self._id}" + (f" in {wandb_dir}" if mode == "offline" else "")
         _detach_from_wandb_globals(run)
         _exit_guard.track(self)
         run.define_metric(GLOBAL_STEP)
@@ -304,7 +306,6 @@ class WandbBackend(Backend):
         run.summary.update({f"{OWN_PREFIX}health": health(side.active_alerts())})
         if unfinished is not None:
             self._redeliver_lost(unfinished)
-        self._where = f"wandb {mode or 'online'} run {run.project}/{self._id}" + (f" in {wandb_dir}" if mode == "offline" else "")
         return {"id": self._id, "project": run.project, "entity": getattr(run, "entity", "") or "", "mode": mode or "online"}
 
     def write(self, records: Sequence[Record]) -> None:
@@ -368,7 +369,7 @@ class WandbBackend(Backend):
         stored_seq = -1
         if last is not None:
             step, stamp = last.get(GLOBAL_STEP), last.get("_timestamp")
-            match = next((r.seq for r in records if r.kind in ("metrics", "checkpoint_health")
+            match = next((r.seq for r in records if r.kind in ("metrics", "checkpoint_health", "alert")
                           and r.step == step and r.wall_time == stamp), None)
             if match is None:
                 log.warning("rldk_track: %s: cannot tell what W&B kept before the crash; nothing is resent", self._where)
@@ -461,14 +462,12 @@ class WandbBackend(Backend):
             "threshold": record.threshold, "action": record.action, "message": record.message,
         }
         side.dirty = True
-        key = metric_key(f"{OWN_PREFIX}alert/{record.rule}")
         summary = self._wb_run.summary
-        if record.state == "cleared":
-            if key in summary.keys():
-                del summary[key]
-        else:
-            summary[key] = record.severity
+        summary[metric_key(f"{OWN_PREFIX}alert/{record.rule}")] = "cleared" if record.state == "cleared" else record.severity
         summary[f"{OWN_PREFIX}health"] = health(side.active_alerts())
+        if record.state != "cleared":
+            raised = sum(1 for a in side.alerts.values() if a["state"] != "cleared" and a["seq"] <= record.seq)
+            self._log_row({"alerts/count": raised}, record.step, record.wall_time)
 
     def _write_checkpoint(self, record: CheckpointHealth) -> None:
         import wandb

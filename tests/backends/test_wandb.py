@@ -131,7 +131,8 @@ def test_steps_going_backwards_are_kept_on_the_global_step_axis(rich):
 def test_history_timestamps_are_the_records_wall_times(rich):
     run_dir, run, _, stored, _ = rich
     logged = [r.wall_time for r in event_log_records(run_dir, run.id, "metrics")]
-    assert [row["_timestamp"] for row in stored.history if "checkpoint/health_score" not in row] == logged
+    from_metrics = [row for row in stored.history if not {"checkpoint/health_score", "alerts/count"} & row.keys()]
+    assert [row["_timestamp"] for row in from_metrics] == logged
 
 
 def test_nan_and_infinities_are_stored_as_such(rich):
@@ -219,11 +220,16 @@ def test_summary_values_are_stored_and_nan_is_kept_as_text(rich):
 
 
 # -- alerts, checkpoint health, artifacts --------------------------------------------------
-def test_raised_alerts_are_in_the_summary_and_cleared_ones_are_removed(rich):
+def test_alerts_are_in_the_summary_and_health_counts_only_those_not_cleared(rich):
     _, _, _, stored, _ = rich
     assert stored.summary["rldk/alert/kl_spike"] == "warning"
-    assert "rldk/alert/nan_loss" not in stored.summary
+    assert stored.summary["rldk/alert/nan_loss"] == "cleared"
     assert stored.summary["rldk/health"] == "warning"
+
+
+def test_alerts_count_is_a_metric_at_each_raised_alerts_step(rich):
+    _, _, _, stored, _ = rich
+    assert _series(stored, "alerts/count") == [(3, 1), (4, 2)]
 
 
 def test_the_alert_log_is_a_table_artifact(rich):
@@ -316,14 +322,14 @@ def test_sync_replays_a_jsonl_only_run_into_wandb_and_a_second_sync_adds_nothing
     stored = wandb_stored(tmp_path, run.id)
     logged = event_log_records(tmp_path, run.id, "metrics")
     assert _series(stored, "loss") == [(r.step, r.values["loss"]) for r in logged]
-    assert [row["_timestamp"] for row in stored.history] == [r.wall_time for r in logged]
+    assert [row["_timestamp"] for row in stored.history if "loss" in row] == [r.wall_time for r in logged]
     assert stored.config == {"lr": 0.1} and stored.summary["rldk/alert/kl_spike"] == "warning"
     assert stored.exit_code == 0
 
     files_before = sorted((tmp_path / "wandb").rglob("*.wandb"))
     assert cli_main(["sync", str(tmp_path), "--to", "wandb"]) == 0
     assert sorted((tmp_path / "wandb").rglob("*.wandb")) == files_before
-    assert len(wandb_stored(tmp_path, run.id).history) == len(logged)
+    assert len(wandb_stored(tmp_path, run.id).history) == len(stored.history)
 
 
 CRASH_STEPS = 400
