@@ -272,3 +272,28 @@ def _artifact(rec: Any) -> WandbArtifact:
     except ValueError:
         metadata = {"raw": rec.metadata}
     return WandbArtifact(rec.name, rec.type, rec.digest, list(rec.aliases), metadata, entries, sizes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rldk_track.readers.wandb_offline DIR``: one line per W&B run under DIR."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="List the W&B runs stored under a directory (offline run files).")
+    parser.add_argument("dir", help="a WANDB_DIR, its wandb/ folder, or an rldk_track run directory")
+    args = parser.parse_args(argv)
+    files = find_run_files(args.dir)
+    if not files:
+        print(f"no W&B run files under {args.dir}")
+        return 1
+    print(f"{'run id':<24} {'project':<20} {'name':<28} {'segments':>8} {'rows':>7}  state")
+    for run_id in dict.fromkeys(p.stem[len("run-"):] for p in files):
+        run = read_offline_run(args.dir, run_id)
+        state = "running or crashed" if run.exit_code is None else f"exit {run.exit_code}"
+        synced = all(p.with_name(p.name + ".synced").exists() for p in run.files)
+        print(f"{run_id:<24} {run.project:<20} {run.name:<28} {len(run.files):>8} {len(run.history):>7}  "
+              f"{state}{', synced' if synced else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
