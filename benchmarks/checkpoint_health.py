@@ -10,6 +10,10 @@ then measures, each case in a fresh child process:
 - ``whole`` / ``whole+ref``: the usual script: ``safetensors.torch.load_file`` of every shard
   and the same statistics with torch on the loaded tensors (the alternative we replace).
 
+and ``training``: a small torch MLP training loop on the main thread, timed alone and while a
+``CheckpointMonitor`` analyses both checkpoints on its own thread (step-time ratio), plus what
+``submit()`` itself costs the training thread.
+
 GB/s counts the analysed checkpoint's bytes (not the reference's); peak RSS is the growth of the
 child's resident set over its size before the analysis (the peak is reset through
 ``/proc/self/clear_refs`` on Linux). Files are read from a warm page cache (just written).
@@ -118,6 +122,8 @@ def _status_bytes(key: str) -> int:
 
 
 def measure(case: str, path: str, reference: str | None, chunk: int) -> dict[str, float]:
+    if case == "training":
+        return training_interference(path, reference or path)
     if case.startswith("whole"):
         import torch  # noqa: F401  (imported before the baseline, like the analysis's own imports)
         from safetensors.torch import load_file
@@ -139,6 +145,50 @@ def measure(case: str, path: str, reference: str | None, chunk: int) -> dict[str
         summary = {"score": report.score, "drift": report.drift, "parameters": report.parameters}
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "peak_growth": _status_bytes("VmHWM:") - before, "baseline_rss": before, **summary}
+
+
+def training_interference(path: str, reference: str) -> dict[str, float]:
+    """Step time of a small CPU training loop alone, then while the monitor analyses."""
+    import tempfile
+
+    import torch
+
+    import rldk_track
+    from rldk_track.analyzers.checkpoint import CheckpointMonitor
+
+    model = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    batch = torch.randn(64, 512)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        model(batch).pow(2).mean().backward()
+        optimizer.step()
+
+    for _ in range(50):
+        step()
+    started = time.perf_counter()
+    for _ in range(300):
+        step()
+    alone = (time.perf_counter() - started) / 300
+    with tempfile.TemporaryDirectory() as runs:
+        run = rldk_track.init(dir=runs)
+        monitor = CheckpointMonitor(run)
+        submitted = time.perf_counter()
+        monitor.submit(reference, step=100)
+        monitor.submit(path, step=200)
+        submit_s = (time.perf_counter() - submitted) / 2
+        steps, started = 0, time.perf_counter()
+        deadline = time.monotonic() + 600
+        while len(monitor.reports) < 2 and time.monotonic() < deadline:
+            step()
+            steps += 1
+        during = (time.perf_counter() - started) / max(steps, 1)
+        analysis_s = time.perf_counter() - submitted
+        monitor.close()
+        run.finish()
+    return {"seconds": analysis_s, "step_alone_ms": alone * 1e3, "step_during_ms": during * 1e3,
+            "slowdown": during / alone, "submit_ms": submit_s * 1e3, "steps": steps, "peak_growth": 0, "baseline_rss": 0}
 
 
 def _whole(load_file, path: str, reference: str | None) -> dict[str, float]:
@@ -216,6 +266,10 @@ def main() -> None:
         for name, r in rows:
             drift = "" if r.get("drift") is None else f"{r['drift']:.5f}"
             print(f"{name:32} {r['seconds']:8.2f} {size / 1e9 / r['seconds']:7.2f} {r['peak_growth'] / 2**20:12.0f} MiB {drift:>9}")
+        training = run_child("training", current, previous, 0)
+        print(f"training loop on the main thread (torch MLP, {training['steps']} steps): {training['step_alone_ms']:.2f} ms/step "
+              f"alone, {training['step_during_ms']:.2f} ms/step while the monitor analysed both checkpoints "
+              f"({training['seconds']:.1f} s): {training['slowdown']:.2f}x; submit() took {training['submit_ms']:.2f} ms")
         results = dict(rows)
         if not args.skip_whole:
             for label, ours, theirs in (("no reference", "stream (default chunk)", "whole (load_file + torch)"),

@@ -604,11 +604,13 @@ class _Job:
 class CheckpointMonitor:
     """Analyzes each saved checkpoint on its own thread and logs the result to ``run``.
 
-    ``submit(path, step)`` returns at once (it only hard-links the weight files, so that a
-    ``save_total_limit`` rotation cannot delete them before they are read); one analysis runs at a
-    time and at most ``max_pending`` wait (past that the oldest waiting one is skipped, with a
-    warning). The previous healthy checkpoint is the drift reference. ``close(timeout)`` waits
-    for the pending analyses; integrations call it before finishing the run.
+    ``submit(path, step)`` returns at once: it only hard-links the weight files into ``pin_dir``
+    (default ``<run dir>/pins``), so that a trainer rotating its checkpoints (``save_total_limit``)
+    cannot delete them before they are read. Links need the same file system; elsewhere the files
+    are read in place (give a ``pin_dir`` on the checkpoints' file system to keep the protection).
+    One analysis runs at a time and at most ``max_pending`` wait (past that the oldest waiting one
+    is skipped, with a warning). The last checkpoint without NaN/Inf is the drift reference.
+    ``close(timeout)`` waits for the pending analyses; integrations call it before finishing the run.
     """
 
     def __init__(
@@ -619,8 +621,10 @@ class CheckpointMonitor:
         max_pending: int = 2,
         compare_with_previous: bool = True,
         chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+        pin_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.run = run
+        self.pin_dir = Path(pin_dir) if pin_dir is not None else Path(run.dir) / "pins"
         self.thresholds = thresholds
         self.max_pending = max(1, max_pending)
         self.compare_with_previous = compare_with_previous
@@ -639,7 +643,7 @@ class CheckpointMonitor:
         if self._closed or not self.run.active:
             return False
         try:
-            pin = _Pin.create(find_weight_files(path), step)
+            pin = _Pin.create(find_weight_files(path), step, self.pin_dir)
         except (CheckpointFormatError, OSError, ValueError) as exc:
             self._unreadable(step, exc)
             return False
@@ -711,28 +715,30 @@ class CheckpointMonitor:
 
 
 class _Pin:
-    """Hard links to a checkpoint's weight files in ``<parent>/.rldk-pins/``, so they outlive a
-    trainer deleting the checkpoint (``save_total_limit``). Where linking fails (another file
-    system, no permission) the original files are used as they are."""
+    """Hard links to a checkpoint's weight files in a folder of ``root``, so they outlive a trainer
+    deleting the checkpoint (``save_total_limit``). Where linking fails (another file system, no
+    permission) the original files are used as they are."""
+
+    _reported_in_place = False
 
     def __init__(self, weights: WeightFiles, folder: Path | None) -> None:
         self.weights = weights
         self._folder = folder
 
     @classmethod
-    def create(cls, weights: WeightFiles, step: int) -> "_Pin":
-        root = weights.origin.parent / ".rldk-pins"
+    def create(cls, weights: WeightFiles, step: int, root: Path) -> "_Pin":
         folder = root / f"{socket.gethostname()}-{os.getpid()}-{step}-{uuid.uuid4().hex[:6]}"
         try:
             _remove_stale_pins(root)
             folder.mkdir(parents=True)
-            linked = []
             for source in (*weights.files, *weights.extra):
-                target = folder / source.name
-                os.link(source, target)
-                linked.append(target)
+                os.link(source, folder / source.name)
         except OSError as exc:
-            log.debug("rldk_track: could not pin %s (%s); reading it in place", weights.origin, exc)
+            if not cls._reported_in_place:
+                cls._reported_in_place = True
+                log.info("rldk_track: cannot hard-link %s into %s (%s); checkpoints are read in place, so one "
+                         "deleted early by the trainer is not analysed (pass pin_dir= on their file system)",
+                         weights.origin, root, exc)
             shutil.rmtree(folder, ignore_errors=True)
             return cls(weights, None)
         files = tuple(folder / f.name for f in weights.files)
