@@ -274,7 +274,8 @@ class MlflowBackend(Backend):
     """Records a run into MLflow (a tracking server or an embedded sqlite store).
 
     Options: ``tracking_uri``, ``experiment`` (default: the project), ``artifact_location`` (for
-    a new experiment; the embedded store uses ``<dir>/mlartifacts``), ``http_timeout`` (seconds
+    a new experiment; default for a sqlite store: ``mlartifacts`` next to the database file, so
+    the embedded store uses ``<dir>/mlartifacts``), ``http_timeout`` (seconds
     per request, default ``MLFLOW_HTTP_REQUEST_TIMEOUT`` if set, else 15) and
     ``http_max_retries`` (default 1; the dispatcher retries with backoff after that).
     """
@@ -331,8 +332,9 @@ class MlflowBackend(Backend):
 
         _install_thread_http_limits()
         uri = self.tracking_uri(state)
-        if uri.startswith("sqlite:///"):
-            self.run.dir.mkdir(parents=True, exist_ok=True)
+        database = _sqlite_path(uri)
+        if database is not None:  # sqlite creates the file, not its folder
+            database.parent.mkdir(parents=True, exist_ok=True)
         with self._limits():  # any error here is transient: the dispatcher retries open
             client = MlflowClient(uri)
             run = None
@@ -372,8 +374,9 @@ class MlflowBackend(Backend):
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             location = self.options.get("artifact_location")
-            if location is None and uri.startswith("sqlite:///") and not self.options.get("tracking_uri"):
-                location = (self.run.dir / "mlartifacts").as_uri()
+            database = _sqlite_path(uri)
+            if location is None and database is not None:  # next to the db, not MLflow's ./mlruns
+                location = (database.parent / "mlartifacts").as_uri()
             try:
                 return client.create_experiment(name, artifact_location=location)
             except MlflowException as exc:  # another run created it first
@@ -691,6 +694,13 @@ class MlflowBackend(Backend):
         if (kind, key) not in self._reported:
             self._reported.add((kind, key))
             log.warning(message)
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for any other store)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).absolute()
 
 
 def _http_status(exc: BaseException) -> int | None:

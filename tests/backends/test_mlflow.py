@@ -80,12 +80,12 @@ def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=["server", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, embedded_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+def store(request: pytest.FixtureRequest, mlflow_server: Any, tmp_path: Path, embedded_dir: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Store:
     """The shared server, or no tracking URI at all: the embedded sqlite store in the run dir."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     if request.param == "server":
-        server = request.getfixturevalue("mlflow_server")
-        return Store(server.uri, server.client(), tmp_path)
+        return Store(mlflow_server.uri, mlflow_server.client(), tmp_path)
     return Store(None, MlflowClient(f"sqlite:///{embedded_dir / 'mlflow.db'}"), embedded_dir)
 
 
@@ -459,6 +459,24 @@ def test_a_record_with_more_than_1000_metrics_and_more_than_100_params_arrives_w
     mlflow_run = only_run(client, project)
     assert mlflow_run.data.metrics == {f"grad/norm/layer_{i}": float(i) for i in range(2500)}
     assert mlflow_run.data.params == {f"layer_{i}/lr_scale": str(i) for i in range(350)}
+
+
+def test_a_record_mlflow_refuses_is_kept_aside_and_the_rest_arrives(server: Any, tmp_path: Path) -> None:
+    from rldk_track.records import Metrics
+
+    project = new_project()
+    run = start(tmp_path, server.uri, project)
+    for step in range(10):
+        run.log({"reward": float(step)}, step=step)
+        if step == 4:  # MLflow refuses a negative timestamp
+            run.emit(Metrics(-1, -1.0, 4, {"before_1970": 1.0}))
+    finish(run)
+
+    client = server.client()
+    assert history(client, only_run(client, project).info.run_id, "reward") == [(s, float(s)) for s in range(10)]
+    rejected = (tmp_path / "events" / f"{run.id}.mlflow.rejected.jsonl").read_text().splitlines()
+    assert [json.loads(line)["record"]["metrics"] for line in rejected] == [{"before_1970": 1.0}]
+    assert "INVALID_PARAMETER_VALUE" in json.loads(rejected[0])["error"]
 
 
 # -- outages ------------------------------------------------------------------------------

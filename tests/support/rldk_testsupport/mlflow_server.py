@@ -4,26 +4,32 @@
 Fixtures:
 
 ``mlflow_server`` (session)
-    One shared server on 127.0.0.1 (free port, sqlite store in a tmp dir), started on first use
-    (~10-15 s) and stopped at the end of the session. Use ``.uri`` as the tracking URI and
-    ``.client()`` to read back. Do not stop or pause it: other tests share it. Keep runs apart
-    with a unique ``project`` (experiment) or run id.
+    One shared server on 127.0.0.1 (free port, sqlite store in a tmp dir). Use ``.uri`` as the
+    tracking URI and ``.client()`` to read back. Do not stop or pause it: other tests share it.
+    Keep runs apart with a unique ``project`` (experiment) or run id.
 
 ``mlflow_server_factory`` (function)
     ``server = mlflow_server_factory()`` gives the test a private running server that it may
     ``stop()``, ``start()`` again (same port and store), ``pause()`` (SIGSTOP: the kernel still
     accepts connections, nothing answers) and ``resume()`` (SIGCONT). After the test it is resumed
-    and kept for a later test's factory call (a start costs ~10-15 s), so its store may hold other
-    tests' runs: use a unique project. All of them are stopped at the end of the session.
+    and kept for a later test's factory call, so its store may hold other tests' runs: use a
+    unique project. All servers are stopped at the end of the session.
+
+A server takes 10-20 s to start (mostly imports). When the collected tests use these fixtures,
+the servers are launched in the background right after collection, so that time overlaps with
+the tests that run first.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -33,7 +39,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 RECIPE = Path(__file__).resolve().parents[3] / "backends" / "mlflow" / "serve_local.sh"
-START_TIMEOUT_S = 90.0
+START_TIMEOUT_S = 120.0
 
 # The client side of the tests talks to 127.0.0.1 only.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -56,13 +62,14 @@ class MlflowServer:
         self.log_path = self.dir / "server.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._paused = False
+        self._ready = False
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> "MlflowServer":
-        """Start (or restart) the server on the same port and store; return when it answers."""
+    def launch(self) -> "MlflowServer":
+        """Start the server process through the recipe without waiting for it to answer."""
         if self.running:
             return self
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +82,15 @@ class MlflowServer:
                 ["bash", str(RECIPE), str(self.dir), str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
-        self._wait_healthy(timeout)
+        self._ready = False
+        return self
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> "MlflowServer":
+        """Start (or restart) the server on the same port and store; return when it answers."""
+        self.launch()
+        if not self._ready:
+            self._wait_healthy(timeout)
+            self._ready = True
         return self
 
     def _wait_healthy(self, timeout: float) -> None:
@@ -113,8 +128,7 @@ class MlflowServer:
         proc = self._proc
         if proc is None:
             return
-        if self._paused:
-            self.resume()
+        self.resume()
         self._signal(signal.SIGTERM)
         try:
             proc.wait(timeout)
@@ -126,6 +140,7 @@ class MlflowServer:
         except ProcessLookupError:
             pass
         self._proc = None
+        self._ready = False
 
     def client(self) -> Any:
         """An ``MlflowClient`` for this server."""
@@ -143,42 +158,80 @@ class MlflowServer:
         return f"MlflowServer({self.uri}, dir={self.dir})"
 
 
+class _Servers:
+    """The session's servers: the shared one and the idle private ones."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="rldk-mlflow-servers-"))
+        self.shared: MlflowServer | None = None
+        self.idle: list[MlflowServer] = []
+        self._count = 0
+
+    def new(self) -> MlflowServer:
+        self._count += 1
+        return MlflowServer(self.root / f"server{self._count}")
+
+    def shared_server(self) -> MlflowServer:
+        if self.shared is None:
+            self.shared = self.new().launch()
+        return self.shared
+
+    def close(self) -> None:
+        for server in [self.shared, *self.idle]:
+            if server is not None:
+                server.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_SERVERS: _Servers | None = None
+
+
+def _servers() -> _Servers:
+    global _SERVERS
+    if _SERVERS is None:
+        _SERVERS = _Servers()
+    return _SERVERS
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Launch the servers the selected tests will ask for, so their start-up overlaps."""
+    if importlib.util.find_spec("mlflow") is None or not RECIPE.exists():
+        return
+    used = set().union(*(getattr(item, "fixturenames", ()) for item in items)) if items else set()
+    if "mlflow_server" in used:
+        _servers().shared_server()
+    if "mlflow_server_factory" in used and not _servers().idle:
+        _servers().idle.append(_servers().new().launch())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _SERVERS
+    if _SERVERS is not None:
+        _SERVERS.close()
+        _SERVERS = None
+
+
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+def mlflow_server() -> MlflowServer:
     """The session's shared MLflow server (see the module docstring)."""
     pytest.importorskip("mlflow")
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow_server"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def _mlflow_private_servers() -> Iterator[list[MlflowServer]]:
-    """Private servers no test is using right now (see ``mlflow_server_factory``)."""
-    idle: list[MlflowServer] = []
-    yield idle
-    for server in idle:
-        server.stop()
+    return _servers().shared_server().start()
 
 
 @pytest.fixture
-def mlflow_server_factory(
-    tmp_path_factory: pytest.TempPathFactory, _mlflow_private_servers: list[MlflowServer]
-) -> Iterator[Callable[[], MlflowServer]]:
+def mlflow_server_factory() -> Iterator[Callable[[], MlflowServer]]:
     """Private servers that the test may stop, restart, pause and resume."""
     pytest.importorskip("mlflow")
+    servers = _servers()
     handed_out: list[MlflowServer] = []
 
     def private_server() -> MlflowServer:
-        if _mlflow_private_servers:
-            server = _mlflow_private_servers.pop()
-        else:
-            server = MlflowServer(tmp_path_factory.mktemp("mlflow_private"))
+        server = servers.idle.pop() if servers.idle else servers.new()
         handed_out.append(server)
         return server.start()
 
     yield private_server
     for server in handed_out:
         server.resume()
-        _mlflow_private_servers.append(server)
+        servers.idle.append(server)
