@@ -110,6 +110,7 @@ class BackendWorker:
         self._closed = threading.Event()
         self._lost = 0
         self._rejected = 0
+        self._cursor_failed = False
         self._down_since: float | None = None
         self._cv = threading.Condition()
         self._wake = threading.Event()
@@ -194,13 +195,21 @@ class BackendWorker:
     # -- the worker thread ---------------------------------------------------------------
     def _run(self) -> None:
         self._open()
+        failures = 0
         while True:
-            batch = self._next_batch()
-            if batch is None:
-                break
-            if batch:
-                self._deliver(batch)
-            self._advance(batch)
+            try:
+                batch = self._next_batch()
+                if batch is None:
+                    break
+                if batch:
+                    self._deliver(batch)
+                self._advance(batch)
+            except Exception:  # a bug or a vanished run dir must not end delivery for good
+                failures += 1
+                if failures == 1:
+                    log.exception("rldk_track: %s worker hit an unexpected error; it keeps going", self.name)
+                self._wake.wait(min(RETRY_MAX_S, RETRY_INITIAL_S * 2**failures))
+                continue
             if any(r.kind == RunEnd.kind for r in batch):
                 break
         try:
@@ -210,7 +219,7 @@ class BackendWorker:
         self._closed.set()
 
     def _open(self) -> None:
-        self._retry(lambda: self._set_state(self.backend.open(self._state)), "start")
+        self._retry(lambda: self._set_state(self.backend.open(self._state)), "start", rejectable=False)
         self._persist()
 
     def _set_state(self, state: Mapping[str, Any]) -> None:
@@ -266,16 +275,17 @@ class BackendWorker:
             self._deliver(batch[:middle])
             self._deliver(batch[middle:])
 
-    def _retry(self, call: Callable[[], None], what: str) -> None:
-        """Run ``call`` until it succeeds or the tracker rejects the data, backing off between
-        tries; a tracker that is down is reported once, and again when it is back."""
+    def _retry(self, call: Callable[[], None], what: str, rejectable: bool = True) -> None:
+        """Run ``call`` until it succeeds or (if ``rejectable``) the tracker rejects the data,
+        backing off between tries; a tracker that is down is reported once, and again when it
+        is back."""
         delay = RETRY_INITIAL_S
         while True:
             try:
                 call()
-            except RejectedError:
-                raise
             except Exception as exc:
+                if rejectable and isinstance(exc, RejectedError):
+                    raise
                 if self._down_since is None:
                     self._down_since = time.monotonic()
                     log.warning(
@@ -313,8 +323,14 @@ class BackendWorker:
         self._persist()
 
     def _persist(self) -> None:
-        if self._cursor_path:
+        if not self._cursor_path:
+            return
+        try:
             write_cursor(self._cursor_path, self._delivered, self._state)
+        except OSError as exc:  # the delivery itself succeeded; a later sync may resend (idempotent)
+            if not self._cursor_failed:
+                self._cursor_failed = True
+                log.warning("rldk_track: could not record %s's delivery position: %s", self.name, exc)
 
 
 class Dispatcher:
