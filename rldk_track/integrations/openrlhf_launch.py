@@ -1,16 +1,16 @@
 """``rldk-track openrlhf [options] -- COMMAND ...``: run an OpenRLHF command, recorded.
 
-Users change one word of their command. Three ways a command is run:
+Users change one word of their command. Two ways a command is run:
 
 - **Ray (PPO)**, e.g. ``-- python -m openrlhf.cli.train_ppo_ray ...``: Ray is initialised here,
   in the driver, with :func:`~rldk_track.integrations.openrlhf.ray_runtime_env` (the worker setup
   hook and the settings), then the module runs in this process as ``__main__``; OpenRLHF sees Ray
   initialised and uses it. Every Ray worker of the job installs the patch, so the trainer actor
-  records. Picked when the module or script name contains ``ray`` (or with ``--ray``).
-- **Other Python** (``python -m ...`` / ``python script.py``): installed in this process, then run.
-- **Anything else** (``deepspeed``, ``torchrun``, ``accelerate launch``, a shell script): run as a
-  child with ``PYTHONPATH`` pointing at a generated ``sitecustomize`` that installs the patch in
-  every Python process it starts (the one it shadows still runs).
+  records. Picked for ``python [-m] X`` when X's name contains ``ray`` (or with ``--ray``).
+- **Anything else** (``deepspeed``, ``torchrun``, ``python -m openrlhf.cli.train_sft``, a shell
+  script): run as a child with ``PYTHONPATH`` pointing at a generated ``sitecustomize`` that
+  installs the patch in every Python process the command starts (each rank; the sitecustomize it
+  shadows, if any, still runs).
 
 One run id (``RLDK_RUN_ID``) and one run directory are shared by every process, so a training
 run is one tracker run however many ranks and actors it has.
@@ -36,7 +36,6 @@ from typing import Any, Mapping, Sequence
 
 from rldk_track.integrations.openrlhf import (
     Settings,
-    install_settings,
     launcher_status_path_for,
     openrlhf_installed,
     ray_runtime_env,
@@ -188,20 +187,21 @@ def launch(
     env = settings_env(settings, run_id=run_id)
     os.environ.update(env)  # this process and everything it starts share the run
     target = python_target(command)
-    if target is None:
-        return _run_child(command, env)
-    kind, name, argv = target
-    use_ray = ray if ray is not None else "ray" in Path(name).stem.rsplit(".", 1)[-1]
+    use_ray = ray if ray is not None else target is not None and "ray" in Path(target[1]).stem.rsplit(".", 1)[-1]
     if not use_ray:
-        install_settings(settings)
-        return _run_python(kind, name, argv)
+        return _run_child(command, env)
+    if target is None:
+        print("rldk-track openrlhf: --ray needs a Python command (python -m MODULE ... or python SCRIPT.py ...)",
+              file=sys.stderr)
+        return 2
+    kind, name, argv = target
     return _run_ray_driver(kind, name, argv, settings, run_id, address, runtime_env, wait)
 
 
-def _run_python(kind: str, name: str, argv: list[str], on_failure: Any = None) -> int:
-    """Run a module or script as ``__main__`` in this process; its exit code. With
-    ``on_failure``, a failure is reported to it (``"failed"``/``"killed"``) while the failing
-    frames, and the Ray actor handles they hold, are still alive, and the traceback is printed."""
+def _run_python(kind: str, name: str, argv: list[str], on_failure: Any) -> int:
+    """Run a module or script as ``__main__`` in this process; its exit code. A failure is
+    reported to ``on_failure`` (``"failed"``/``"killed"``) while the failing frames, and the Ray
+    actor handles they hold, are still alive; then the traceback is printed."""
     sys.argv = [name, *argv]
     try:
         if kind == "module":
@@ -211,12 +211,10 @@ def _run_python(kind: str, name: str, argv: list[str], on_failure: Any = None) -
             runpy.run_path(name, run_name="__main__")
     except SystemExit as exc:
         code = _exit_code(exc)
-        if code and on_failure is not None:
+        if code:
             on_failure("failed")
         return code
     except BaseException as exc:
-        if on_failure is None:
-            raise
         killed = isinstance(exc, KeyboardInterrupt)
         on_failure("killed" if killed else "failed")
         traceback.print_exc()

@@ -97,8 +97,14 @@ def import_openrlhf_trainers() -> dict[str, types.ModuleType]:
 
 
 @pytest.fixture(scope="session")
-def openrlhf_trainers() -> dict[str, types.ModuleType]:
-    """OpenRLHF's real trainer modules by name; skips when openrlhf is not installed."""
+def openrlhf_installed() -> None:
+    """Skips the test when openrlhf is not installed (without importing it)."""
     if importlib.util.find_spec("openrlhf") is None:
         pytest.skip("openrlhf is not installed (pip install --no-deps openrlhf==0.11.2; see docs/openrlhf.md)")
+
+
+@pytest.fixture(scope="session")
+def openrlhf_trainers(openrlhf_installed: None) -> dict[str, types.ModuleType]:
+    """OpenRLHF's real trainer modules by name, imported in this process; skips when openrlhf is
+    not installed."""
     return import_openrlhf_trainers()
