@@ -94,6 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--no-ray", dest="ray", action="store_false", help="never initialise Ray here")
     parser.add_argument("--address", help="Ray cluster to attach to (e.g. auto); default: start a local one")
     parser.add_argument("--runtime-env-json", help="Ray runtime_env (JSON) to merge the hook and settings into")
+    parser.add_argument("--print-runtime-env", action="store_true",
+                        help="print the Ray runtime_env JSON (for ray job submit --runtime-env-json) and exit")
     parser.add_argument("--wait", type=float, default=None,
                         help="seconds to wait after a Ray job for the trainer actor to finish its run "
                              "(default: RLDK_EXIT_TIMEOUT + 30)")
@@ -129,7 +131,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    if not command:
+    if not command and not args.print_runtime_env:
         print("rldk-track openrlhf: give the command after --, e.g.\n"
               "  rldk-track openrlhf --backend mlflow -- python -m openrlhf.cli.train_ppo_ray ...", file=sys.stderr)
         return 2
@@ -140,6 +142,11 @@ def run_from_args(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"rldk-track openrlhf: --runtime-env-json is not JSON: {exc}", file=sys.stderr)
             return 2
+    if args.print_runtime_env:
+        settings = settings_from_args(args)
+        run_id = settings.init.get("run_id") or uuid.uuid4().hex[:12]
+        print(json.dumps(ray_runtime_env(settings, run_id=run_id, base=runtime_env)))
+        return 0
     return launch(command, settings_from_args(args), ray=args.ray, address=args.address,
                   runtime_env=runtime_env, wait=args.wait)
 
