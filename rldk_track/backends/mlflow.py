@@ -484,8 +484,9 @@ class MlflowBackend(Backend):
         elif isinstance(record, CheckpointHealth):
             self._add_checkpoint(record, batch)
         elif isinstance(record, Artifact):
-            if record.path:
-                batch.files.append((record.path, record.name))
+            if not record.path:
+                raise ValueError(f"artifact {record.name!r} was not staged to a file")
+            batch.files.append((record.path, record.name))
         elif isinstance(record, RunEnd):
             batch.end = record
 

@@ -4,7 +4,6 @@ backends/mlflow/serve_local.sh) and the embedded sqlite store, read back with Ml
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import signal
@@ -159,6 +158,26 @@ def test_log_batch_requests_stay_within_every_limit() -> None:
         assert size <= backend.MAX_BATCH_REQUEST_BYTES
     assert [m for r in requests for m in r[0]] == metrics
     assert [t.key for r in requests for t in r[1]] == list(tags)
+
+
+def test_importing_the_backend_does_not_import_mlflow() -> None:
+    code = "import sys, rldk_track, rldk_track.backends.mlflow; sys.exit('mlflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_server_that_is_down_at_start_never_holds_up_init_log_or_finish(tmp_path: Path) -> None:
+    from rldk_testsupport.mlflow_server import free_port
+
+    t0 = time.perf_counter()
+    run = start(tmp_path, f"http://127.0.0.1:{free_port()}", new_project())
+    took_init = time.perf_counter() - t0
+    log_steps(run, range(50))
+    t0 = time.perf_counter()
+    report = run.finish(timeout=2)
+    took_finish = time.perf_counter() - t0
+
+    assert took_init < 0.5 and took_finish < 4
+    assert not report.complete and report.pending["mlflow"] > 0
 
 
 # -- round trips --------------------------------------------------------------------------
@@ -359,15 +378,16 @@ def test_a_param_logged_again_with_another_value_keeps_the_first_and_reports_onc
 def test_the_users_own_mlflow_settings_are_untouched(server: Any, tmp_path: Path) -> None:
     from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
 
-    before = mlflow.get_tracking_uri()
+    def settings() -> tuple[Any, ...]:
+        return (mlflow.get_tracking_uri(), mlflow.active_run(), MLFLOW_HTTP_REQUEST_TIMEOUT.get(),
+                MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT"))
+
+    before = settings()
     run = start(tmp_path, server.uri, new_project(), mlflow={"http_timeout": 3, "http_max_retries": 0})
     run.log({"reward": 1.0}, step=0)
     finish(run)
 
-    assert mlflow.get_tracking_uri() == before
-    assert mlflow.active_run() is None
-    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
-    assert (MLFLOW_HTTP_REQUEST_TIMEOUT.get(), MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()) == (120, 7)
+    assert settings() == before
 
 
 # -- bad input ----------------------------------------------------------------------------
