@@ -40,6 +40,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 from rldk_track.backends.base import Backend, RejectedError, RunInfo
 from rldk_track.records import (
@@ -310,11 +311,14 @@ class MlflowBackend(Backend):
     def tracking_uri(self, state: Mapping[str, Any] | None = None) -> str:
         """Option, else the URI a resumed run used, else ``MLFLOW_TRACKING_URI``, else the
         embedded sqlite store under the run directory."""
-        uri = self.options.get("tracking_uri") or (state or {}).get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+        resumed = (state or {}).get("tracking_uri")
+        if resumed and _masked(resumed) != resumed:
+            resumed = None  # its password was masked when it was saved: not usable
+        uri = self.options.get("tracking_uri") or resumed or os.environ.get("MLFLOW_TRACKING_URI")
         return str(uri) if uri else f"sqlite:///{self.run.dir / 'mlflow.db'}"
 
     def describe(self) -> str:
-        return f"mlflow at {self._uri or self.tracking_uri()}"
+        return f"mlflow at {_masked(self._uri or self.tracking_uri())}"
 
     @contextlib.contextmanager
     def _limits(self) -> Iterator[None]:
@@ -338,7 +342,7 @@ class MlflowBackend(Backend):
         with self._limits():  # any error here is transient: the dispatcher retries open
             client = MlflowClient(uri)
             run = None
-            if state and state.get("tracking_uri") == uri and state.get("mlflow_run_id"):
+            if state and state.get("tracking_uri") == _masked(uri) and state.get("mlflow_run_id"):
                 run = self._get_run(client, state["mlflow_run_id"])
             experiment_id = run.info.experiment_id if run else self._experiment_id(client, uri)
             run = run or self._find_run(client, experiment_id)
@@ -350,7 +354,8 @@ class MlflowBackend(Backend):
             else:
                 self._resume(client, run)
         self._uri, self._client, self._run_id = uri, client, run.info.run_id
-        return {"mlflow_run_id": run.info.run_id, "experiment_id": experiment_id, "tracking_uri": uri}
+        # the state is saved in the cursor file: never with a password from the URI
+        return {"mlflow_run_id": run.info.run_id, "experiment_id": experiment_id, "tracking_uri": _masked(uri)}
 
     def _get_run(self, client: Any, run_id: str) -> Any:
         from mlflow.exceptions import MlflowException
@@ -695,6 +700,15 @@ class MlflowBackend(Backend):
         if (kind, key) not in self._reported:
             self._reported.add((kind, key))
             log.warning(message)
+
+
+def _masked(uri: str) -> str:
+    """``uri`` with the password of ``scheme://user:password@host`` replaced by ``***``."""
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _sqlite_path(uri: str) -> Path | None:

@@ -390,6 +390,22 @@ def test_the_users_own_mlflow_settings_are_untouched(server: Any, tmp_path: Path
     assert settings() == before
 
 
+def test_a_password_in_the_tracking_uri_stays_out_of_the_cursor_file(server: Any, tmp_path: Path) -> None:
+    project = new_project()
+    uri = server.uri.replace("http://", "http://alice:hunter2@")
+    run = start(tmp_path, uri, project)
+    run.log({"reward": 1.0}, step=0)
+    finish(run)
+    resumed = start(tmp_path, uri, project, run_id=run.id)
+    resumed.log({"reward": 2.0}, step=1)
+    finish(resumed)
+
+    cursor = (tmp_path / "events" / f"{run.id}.mlflow.cursor.json").read_text()
+    assert "hunter2" not in cursor and "alice:***@" in cursor
+    client = server.client()
+    assert history(client, only_run(client, project).info.run_id, "reward") == [(0, 1.0), (1, 2.0)]
+
+
 # -- bad input ----------------------------------------------------------------------------
 def test_nan_and_infinities_are_stored_the_way_mlflow_stores_them(server: Any, tmp_path: Path) -> None:
     project = new_project()
@@ -510,6 +526,13 @@ def log_steps(run: rldk_track.Run, steps: range) -> list[float]:
     return took
 
 
+def assert_fast(took: list[float]) -> None:
+    """``run.log`` did not wait on the tracker (bounds loose enough for a loaded 2-core machine;
+    waiting on MLflow would take seconds)."""
+    took = sorted(took)
+    assert took[len(took) // 2] < 0.001 and took[int(len(took) * 0.95)] < 0.01, took[-10:]
+
+
 def assert_every_point_once(client: MlflowClient, project: str, steps: int) -> None:
     run_id = only_run(client, project).info.run_id
     assert history(client, run_id, "reward") == [(s, s * 0.5) for s in range(steps)]
@@ -532,7 +555,7 @@ def test_a_stopped_server_loses_nothing_and_logging_stays_fast(
     server.start()
     finish(run)
 
-    assert max(took) < 0.05 and sorted(took)[len(took) // 2] < 0.001
+    assert_fast(took)
     assert_every_point_once(server.client(), project, 320)
     assert only_run(server.client(), project).info.status == "FINISHED"
 
@@ -557,7 +580,7 @@ def test_a_hung_server_is_given_up_on_quickly_and_loses_nothing(
 
     # 2 s timeout x (1 + 1 retry) + backoff, not MLflow's 120 s x 7 retries
     assert gave_up_after < 10
-    assert max(took) < 0.05
+    assert_fast(took)
     # requests that timed out were still answered after SIGCONT: re-sent points are not doubled
     assert_every_point_once(server.client(), project, 320)
 
