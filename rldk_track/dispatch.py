@@ -265,8 +265,13 @@ class BackendWorker:
         return []
 
     def _deliver(self, batch: list[Record]) -> None:
+        def write() -> None:
+            state = self.backend.write(batch)
+            if state is not None:
+                self._state = dict(state)
+
         try:
-            self._retry(lambda: self.backend.write(batch), "deliver to")
+            self._retry(write, "deliver to")
         except RejectedError as exc:
             if len(batch) == 1:
                 self._reject(batch[0], exc)
@@ -418,6 +423,19 @@ class Dispatcher:
             self._write(records)
 
     def _write(self, records: list[Record]) -> None:
+        """Number, log and hand on ``records`` (then what observers add), never raising: a batch
+        that fails is retried record by record, and a record that still fails is reported."""
+        try:
+            self._write_batch(records)
+        except Exception:
+            log.exception("rldk_track: writing a batch of %d records failed; retrying one by one", len(records))
+            for record in records:
+                try:
+                    self._write_batch([record])
+                except Exception as exc:
+                    log.error("rldk_track: record not logged (%s: %s): %.300r", type(exc).__name__, exc, record)
+
+    def _write_batch(self, records: list[Record]) -> None:
         while records:
             numbered = [self._number(r) for r in records]
             numbered = [r for r in numbered if r is not None]

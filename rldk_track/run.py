@@ -408,24 +408,24 @@ def init(
         backend_classes = {}
     layout = RunLayout(run_dir, run_id, f".rank{rank}" if rank else "")
 
-    event_log: EventLogWriter | None = None
-    next_seq = 0
-    if os.environ.get("RLDK_DISABLE_JSONL", "").strip() not in ("1", "true", "yes"):
-        next_seq = _next_seq(layout.event_log)
-        event_log = EventLogWriter(layout.event_log, run_id)
-    elif not backend_classes:
-        raise ValueError("RLDK_DISABLE_JSONL=1 turns the event log off, and no other backend is configured")
-
-    workers = [
-        BackendWorker(cls(info, per_backend.get(n)), layout, has_event_log=event_log is not None)
-        for n, cls in backend_classes.items()
-    ]
-    for worker in workers:  # a resumed run: deliver what the trackers missed first
-        worker.catch_up_to(next_seq - 1)
+    # Everything that can fail on a bad argument comes before any file is opened.
+    backend_instances = {n: cls(info, per_backend.get(n)) for n, cls in backend_classes.items()}
     if analyzers:
         from rldk_track.analyzers import build_observers
 
         observers = [*build_observers(analyzers), *observers]
+    use_event_log = os.environ.get("RLDK_DISABLE_JSONL", "").strip().lower() not in ("1", "true", "yes")
+    if not use_event_log and not backend_instances:
+        raise ValueError("RLDK_DISABLE_JSONL=1 turns the event log off, and no other backend is configured")
+
+    event_log: EventLogWriter | None = None
+    next_seq = 0
+    if use_event_log:
+        next_seq = _next_seq(layout.event_log)
+        event_log = EventLogWriter(layout.event_log, run_id)
+    workers = [BackendWorker(b, layout, has_event_log=event_log is not None) for b in backend_instances.values()]
+    for worker in workers:  # a resumed run: deliver what the trackers missed first
+        worker.catch_up_to(next_seq - 1)
     dispatcher = Dispatcher(layout, event_log, workers, observers, next_seq)
     active = ([backend_registry.JSONL] if event_log else []) + list(backend_classes)
     run = Run(info, active, dispatcher)

@@ -191,8 +191,8 @@ def test_context_manager_records_the_status(tmp_path):
 
 def test_run_identity(tmp_path):
     run = rldk_track.init(dir=tmp_path, project="grpo", run_name="lr3e-6", run_id="abc123def456")
-    start = records_of(run)[0]
     run.finish()
+    start = records_of(run)[0]
     assert (run.id, run.name, run.project, run.dir) == ("abc123def456", "lr3e-6", "grpo", tmp_path)
     assert isinstance(start, RunStart) and (start.run_id, start.name, start.project) == ("abc123def456", "lr3e-6", "grpo")
 

@@ -64,8 +64,9 @@ class Backend(ABC):
         ``open`` returned). Return the state to persist so ``rldk-track sync`` can resume it."""
 
     @abstractmethod
-    def write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[Record]) -> Mapping[str, Any] | None:
         """Deliver records (a ``RunEnd`` among them ends the tracker's run with its status).
+        Return an updated resume state to persist with the cursor, or None to keep the last one.
 
         Must be safe to call again with the same records after a failure: trackers either
         de-duplicate (MLflow keys on timestamp+step+value) or the dispatcher's cursor prevents it.

@@ -29,7 +29,8 @@ class EventLogWriter:
         self.path = path
         self.run_id = run_id
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8")
+        # A lone surrogate in a name cannot be UTF-8; written as its JSON escape it reads back as is.
+        self._file = open(path, "a", encoding="utf-8", errors="backslashreplace")
 
     def append(self, records: Sequence[Record]) -> None:
         """Write and hand to the OS (readers in other threads/processes see them at once)."""

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from rldk_track.backends.base import Backend, RejectedError, RunInfo
-from rldk_track.readers.wandb_offline import WandbOfflineRun
+from rldk_track.readers.wandb_offline import WandbOfflineRun, read_offline_run
 from rldk_track.records import (
     Alert,
     Artifact,
@@ -339,8 +339,6 @@ class WandbBackend(Backend):
     # -- crash recovery --------------------------------------------------------------------
     def _unfinished_segments(self, wandb_dir: Path) -> WandbOfflineRun | None:
         """What earlier offline segments of this run hold, if the last one never finished."""
-        from rldk_track.readers.wandb_offline import read_offline_run
-
         try:
             stored = read_offline_run(wandb_dir / "wandb", self._id)
         except FileNotFoundError:
@@ -364,22 +362,25 @@ class WandbBackend(Backend):
         if not layout.event_log.exists():
             return
         cursor = int(read_cursor(layout.cursor(self.name)).get("seq", -1))
-        records = [r for _, r in read_records(layout.event_log) if r.kind in self.supports]
-        last = stored.history[-1] if stored.history else None
         stored_seq = -1
-        if last is not None:
-            step, stamp = last.get(GLOBAL_STEP), last.get("_timestamp")
-            match = next((r.seq for r in records if r.kind in ("metrics", "checkpoint_health", "alert")
-                          and r.step == step and r.wall_time == stamp), None)
+        if stored.history:
+            step, stamp = stored.history[-1].get(GLOBAL_STEP), stored.history[-1].get("_timestamp")
+            rows = ("metrics", "checkpoint_health", "alert")
+            match = next((r.seq for _, r in read_records(layout.event_log)
+                          if r.kind in rows and r.step == step and r.wall_time == stamp), None)
             if match is None:
                 log.warning("rldk_track: %s: cannot tell what W&B kept before the crash; nothing is resent", self._where)
                 return
             stored_seq = match
-        lost = [r for r in records if stored_seq < r.seq <= cursor and r.kind != RunEnd.kind]
+        lost = 0
+        for _, record in read_records(layout.event_log, after_seq=stored_seq):
+            if record.seq > cursor:
+                break
+            if record.kind in self.supports and record.kind != RunEnd.kind:
+                self._HANDLERS[record.kind](self, record)
+                lost += 1
         if lost:
-            log.warning("rldk_track: %s: W&B lost %d records in the crash; delivering them again", self._where, len(lost))
-        for record in lost:
-            self._HANDLERS[record.kind](self, record)
+            log.warning("rldk_track: %s: W&B lost %d records in the crash; they were delivered again", self._where, lost)
         self._done_seq = max(stored_seq, cursor)
         self._save_side_state()
 
@@ -420,8 +421,8 @@ class WandbBackend(Backend):
 
     # -- records ---------------------------------------------------------------------------
     def _write_metrics(self, record: Metrics) -> None:
-        key = self._metrics
-        row: dict[str, Any] = {key(name): value for name, value in record.values.items()}
+        names = self._metrics
+        row: dict[str, Any] = {names(name): value for name, value in record.values.items()}
         if row:
             self._log_row(row, record.step, record.wall_time)
 

@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Sequence
 
-COMMANDS = ["sync", "openrlhf", "merge"]
+COMMANDS = ["sync", "demo", "compare", "analyze", "doctor", "ui", "openrlhf", "merge"]
 
 
 def build_parser() -> argparse.ArgumentParser:

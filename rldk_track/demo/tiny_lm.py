@@ -57,6 +57,9 @@ def build_model(tokenizer: Any, n_layer: int = 2, n_embd: int = 64, n_head: int 
         n_embd=n_embd,
         n_layer=n_layer,
         n_head=n_head,
+        resid_pdrop=0.0,  # no dropout: the policy's and the reference's log-probs must agree at step 0
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

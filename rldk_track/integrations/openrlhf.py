@@ -709,10 +709,17 @@ def _as_step(value: Any) -> int | None:
 
 
 def _canonical(values: Mapping[str, Any]) -> dict[str, Any]:
-    scalars = {k: v for k, v in values.items() if isinstance(v, numbers.Real) or hasattr(v, "item")}
+    scalars = {k: v for k, v in values.items() if type(v) in _SCALAR_TYPES or _scalar_like(v)}
     out = dict(values)
     out.update(canonicalize(scalars, FRAMEWORK))
     return out
+
+
+_SCALAR_TYPES = frozenset({float, int, bool})
+
+
+def _scalar_like(value: Any) -> bool:
+    return isinstance(value, numbers.Real) or hasattr(value, "item")
 
 
 def _eval_key(key: str) -> str:

@@ -67,6 +67,8 @@ class RLDKCallback(TrainerCallback):
     takes).
 
     ``analyzers``: ``"default"``, a list of analyzer names/objects, or None.
+    ``checkpoint_health``: analyse each saved checkpoint (off the training thread).
+    ``system_metrics``: sample GPU/CPU/memory every 10 s (True), every N seconds (a number), or not.
     ``stop_on``: ``"critical"`` (or ``"warning"``) stops training at the next step after an alert
     of that severity or worse is raised, and records why (tag ``rldk.stopped_by`` and an alert).
     Other keyword arguments go to :func:`rldk_track.init` (``dir=``, ``config=``, ``tags=``,
@@ -80,7 +82,7 @@ class RLDKCallback(TrainerCallback):
         run_name: str | None = None,
         analyzers: str | Sequence[Any] | None = "default",
         checkpoint_health: bool = True,
-        system_metrics: bool = True,
+        system_metrics: bool | float = True,
         stop_on: str | None = None,
         **init_kwargs: Any,
     ) -> None:
@@ -179,7 +181,8 @@ class RLDKCallback(TrainerCallback):
     def _start(self, args: TrainingArguments, state: TrainerState, model: Any, processing_class: Any) -> None:
         self._stop_watch = _StopWatch(self.stop_on) if self.stop_on else None
         self._stop_recorded = False
-        observers = [*self._user_observers, *([self._stop_watch] if self._stop_watch else [])]
+        self._sampler = self._new_sampler()
+        observers = [*self._user_observers, *(o for o in (self._stop_watch, self._sampler) if o is not None)]
         kwargs = dict(self.init_kwargs)
         if self.project is not None:
             kwargs["project"] = self.project
@@ -196,16 +199,23 @@ class RLDKCallback(TrainerCallback):
             **kwargs,
         )
         if not self._run.active:  # a non-logging rank per the launcher's environment
+            self._sampler = None
             return
         if self.checkpoint_health:
             from rldk_track.analyzers.checkpoint import CheckpointMonitor
 
             self._checkpoints = CheckpointMonitor(self._run)
-        if self.system_metrics:
-            from rldk_track.system import SystemSampler
+        if self._sampler is not None:
+            self._sampler.start(self._run)
 
-            self._sampler = SystemSampler(self._run)
-            self._sampler.start()
+    def _new_sampler(self) -> Any:
+        if self.system_metrics is False or self.system_metrics is None:
+            return None
+        from rldk_track.system import SystemSampler
+
+        if self.system_metrics is True:
+            return SystemSampler()
+        return SystemSampler(interval_s=float(self.system_metrics))
 
     def _stop_if_alerted(self, state: TrainerState, control: TrainerControl) -> None:
         watch = self._stop_watch

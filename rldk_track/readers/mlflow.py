@@ -15,10 +15,12 @@ timestamps are milliseconds.
 Metric histories are fetched in bulk where MLflow allows it (``fetch``):
 
 ``"bulk"`` (default)
-    a SQL store (sqlite, PostgreSQL...): one ``get_metric_history_bulk`` query per metric for all
-    runs; a server: MLflow's ``metrics/get-history-bulk`` endpoint (plain JSON, the one MLflow's
-    UI uses) per run and metric, several requests in flight; a history longer than that
-    endpoint's 25,000-point cap is re-read with the paged ``get_metric_history``.
+    a SQL store (sqlite, PostgreSQL...): every point of up to 500 runs in one query, through
+    MLflow's own SQLAlchemy model of its ``metrics`` table, as plain rows (MLflow's API builds an
+    ORM object per point, ten times slower); a server: MLflow's ``metrics/get-history-bulk``
+    endpoint (plain JSON, the one MLflow's UI uses) per run and metric, several requests in
+    flight; a history at that endpoint's 25,000-point cap is re-read with the paged
+    ``get_metric_history``.
 ``"threads"``
     ``MlflowClient.get_metric_history`` per run and metric, several in flight.
 ``"client"``
@@ -234,7 +236,32 @@ def _float(value: Any) -> float:
 
 
 def _fetch_sql_bulk(store: Any, keys_by_run: dict[str, list[str]], bar: Any) -> dict[str, dict[str, History]]:
-    """One query per metric key for all the runs that have it (MLflow's SQL store)."""
+    """Every point of the runs in one query per 500 runs, through MLflow's own SQLAlchemy model of
+    its ``metrics`` table and its session (plain rows, no ORM object per point: about 10x faster
+    than ``get_metric_history`` or ``get_metric_history_bulk``, which build one per point). NaN is
+    stored as 0 with ``is_nan`` set, as MLflow's entities read it back."""
+    try:
+        from mlflow.store.tracking.dbmodels.models import SqlMetric
+        from sqlalchemy import select
+    except ImportError:  # a future MLflow without this model: the public API, a key at a time
+        return _fetch_sql_entities(store, keys_by_run, bar)
+    out: dict[str, dict[str, History]] = {run_id: {} for run_id in keys_by_run}
+    run_ids = list(keys_by_run)
+    columns = (SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.value, SqlMetric.timestamp, SqlMetric.is_nan)
+    nan = math.nan
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start:start + 500]
+        query = select(*columns).where(SqlMetric.run_uuid.in_(chunk)).order_by(
+            SqlMetric.run_uuid, SqlMetric.key, SqlMetric.timestamp, SqlMetric.step, SqlMetric.value)
+        with store.ManagedSessionMaker() as session:
+            for run_id, key, step, value, timestamp, is_nan in session.execute(query):
+                out[run_id].setdefault(key, []).append((step, nan if is_nan else value, timestamp))
+        _tick(bar, sum(len(keys_by_run[r]) for r in chunk))
+    return out
+
+
+def _fetch_sql_entities(store: Any, keys_by_run: dict[str, list[str]], bar: Any) -> dict[str, dict[str, History]]:
+    """One ``get_metric_history_bulk`` call per metric key for all the runs that have it."""
     runs_by_key: dict[str, list[str]] = {}
     for run_id, keys in keys_by_run.items():
         for key in keys:

@@ -147,8 +147,6 @@ def test_names_that_are_not_valid_utf8_become_distinct_valid_tags(tmp_path):
     assert all(tag.startswith("kl\ufffd~") for tag in stored)
 
 
-@pytest.mark.xfail(strict=True, reason="core: EventLogWriter.append cannot encode a lone surrogate and the log "
-                   "thread dies (rldk_track/backends/jsonl.py append, dispatch.Dispatcher._run)")
 def test_a_name_with_a_lone_surrogate_through_run_log_reaches_tensorboard(tmp_path):
     run = start(tmp_path)
     run.log({"kl\ud800": 1.0}, step=0)
