@@ -651,6 +651,33 @@ def test_sync_completes_a_killed_run_and_a_second_sync_adds_nothing(server: Any,
     assert len(client.get_metric_history(run_id, "kl")) == len(logged)
 
 
+def test_a_batch_written_again_after_a_failure_is_stored_once(server: Any, tmp_path: Path) -> None:
+    from rldk_track.backends.base import RunInfo
+    from rldk_track.records import Alert, Metrics, Params, RunEnd
+
+    project = new_project()
+    now = time.time()
+    records = [
+        Params(0, now, {"lr": 1e-5, "note": "x" * 7000}),
+        *(Metrics(1 + s, now + s, s, {"reward": s * 0.5, "bad@name": 1.0}) for s in range(30)),
+        Alert(31, now + 30, 29, "kl_spike", "warning", "kl above 0.3"),
+        RunEnd(32, now + 31, "success"),
+    ]
+    mlflow_backend = backend.MlflowBackend(RunInfo(uuid.uuid4().hex[:12], "twice", project, tmp_path, now),
+                                           {"tracking_uri": server.uri})
+    mlflow_backend.open(None)
+    mlflow_backend.write(records)
+    mlflow_backend.write(records)  # as the dispatcher does when a reply was lost
+    mlflow_backend.close()
+
+    client = server.client()
+    run_id = only_run(client, project).info.run_id
+    assert history(client, run_id, "reward") == [(s, s * 0.5) for s in range(30)]
+    assert len(client.get_metric_history(run_id, "bad_name")) == 30
+    assert history(client, run_id, "alerts/count") == [(29, 1.0)]
+    assert len(artifact_text(client, run_id, "rldk/alerts.jsonl", tmp_path).splitlines()) == 1
+
+
 def test_a_resumed_run_continues_the_same_mlflow_run_with_the_same_keys(server: Any, tmp_path: Path) -> None:
     project = new_project()
     first = start(tmp_path, server.uri, project, config={"lr": 1e-5})
