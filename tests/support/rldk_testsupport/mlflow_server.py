@@ -45,6 +45,15 @@ START_TIMEOUT_S = 120.0
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
+def _stop_with_this_process() -> None:
+    """In the server's process, before exec: get SIGTERM when the test process dies, even by
+    SIGKILL or a timeout, so no server outlives its test session (Linux only)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -81,6 +90,7 @@ class MlflowServer:
             self._proc = subprocess.Popen(
                 ["bash", str(RECIPE), str(self.dir), str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                preexec_fn=_stop_with_this_process if sys.platform == "linux" else None,
             )
         self._ready = False
         return self
@@ -196,7 +206,7 @@ def _servers() -> _Servers:
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Launch the servers the selected tests will ask for, so their start-up overlaps."""
-    if importlib.util.find_spec("mlflow") is None or not RECIPE.exists():
+    if config.option.collectonly or importlib.util.find_spec("mlflow") is None or not RECIPE.exists():
         return
     used = set().union(*(getattr(item, "fixturenames", ()) for item in items)) if items else set()
     if "mlflow_server" in used:
