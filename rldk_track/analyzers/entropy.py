@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from collections import deque
 from statistics import median
-from typing import Iterable, Mapping
 
-from rldk_track.analyzers.names import aliases, pick
-from rldk_track.analyzers.rule import Check, Rule, firing, healthy, hold
+from rldk_track.analyzers.rule import Check, MetricRule, firing, healthy, hold
 
 _ACTION = (
     "Raise the sampling temperature or add an entropy bonus, lower the learning rate, raise the KL "
@@ -21,7 +19,7 @@ _ACTION = (
 )
 
 
-class EntropyCollapse(Rule):
+class EntropyCollapse(MetricRule):
     """Entropy stays below ``fraction`` of its early level.
 
     ``early`` is the median of the first ``baseline_steps`` values. Fires when the median of the
@@ -42,10 +40,9 @@ class EntropyCollapse(Rule):
         patience: int = 5,
         clear_after: int = 3,
     ) -> None:
-        super().__init__(clear_after)
+        super().__init__(metric, clear_after)
         if not 0 < critical_fraction <= fraction < clear_fraction:
             raise ValueError("entropy_collapse: need 0 < critical_fraction <= fraction < clear_fraction")
-        self._names = aliases(metric)
         self._baseline: list[float] = []
         self._baseline_steps = baseline_steps
         self._early: float | None = None
@@ -54,19 +51,15 @@ class EntropyCollapse(Rule):
         self.critical_fraction = critical_fraction
         self.clear_fraction = clear_fraction
 
-    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
-        found = pick(values, self._names)
-        if found is None:
-            return ()
-        key, entropy = found
+    def judge(self, step: int, key: str, entropy: float) -> Check:
         if self._early is None:
             self._baseline.append(entropy)
             if len(self._baseline) == self._baseline_steps:
                 self._early = median(self._baseline)
-            return [("entropy", hold(key))]
+            return hold(key)
         self._recent.append(entropy)
         if self._early <= 1e-9 or len(self._recent) < self._recent.maxlen:
-            return [("entropy", hold(key))]
+            return hold(key)
         level = median(self._recent)
         early = self._early
         if level < self.fraction * early:
@@ -74,8 +67,8 @@ class EntropyCollapse(Rule):
             threshold = (self.critical_fraction if critical else self.fraction) * early
             message = (f"Entropy collapse: {key} has stayed at {level:.4g} for {len(self._recent)} logged steps, "
                        f"{level / early:.0%} of its early level {early:.4g}")
-            return [("entropy", firing(key, level, threshold, message, _ACTION, "critical" if critical else "warning"))]
+            return firing(key, level, threshold, message, _ACTION, "critical" if critical else "warning")
         if level >= self.clear_fraction * early:
-            return [("entropy", healthy(key, level, self.clear_fraction * early,
-                                        f"Entropy recovered: {key} = {level:.4g} ({level / early:.0%} of its early level)"))]
-        return [("entropy", hold(key))]
+            return healthy(key, level, self.clear_fraction * early,
+                           f"Entropy recovered: {key} = {level:.4g} ({level / early:.0%} of its early level)")
+        return hold(key)

@@ -13,7 +13,7 @@ from statistics import median
 from typing import Iterable, Mapping
 
 from rldk_track.analyzers.names import aliases, pick
-from rldk_track.analyzers.rule import Check, Rule, firing, healthy, hold
+from rldk_track.analyzers.rule import Check, MetricRule, Rule, firing, healthy, hold
 from rldk_track.analyzers.stats import robust_sd
 
 _SPIKE_ACTION = (
@@ -30,7 +30,7 @@ _STUCK_ACTION = (
 )
 
 
-class KLSpike(Rule):
+class KLSpike(MetricRule):
     """KL jumps far above its recent level.
 
     With ``med``/``sd`` the median and MAD-based standard deviation of the previous ``window``
@@ -56,10 +56,9 @@ class KLSpike(Rule):
         floor: float = 1e-3,
         clear_after: int = 2,
     ) -> None:
-        super().__init__(clear_after)
+        super().__init__(metric, clear_after)
         if not 2 <= min_history <= window:
             raise ValueError("kl_spike: need 2 <= min_history <= window")
-        self._names = aliases(metric)
         self._history: deque[float] = deque(maxlen=window)
         self.min_history = min_history
         self.z = z
@@ -68,15 +67,11 @@ class KLSpike(Rule):
         self.clear_ratio = clear_ratio
         self.floor = floor
 
-    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
-        found = pick(values, self._names)
-        if found is None:
-            return ()
-        key, kl = found
+    def judge(self, step: int, key: str, kl: float) -> Check:
         history = self._history
         if len(history) < self.min_history:
             history.append(kl)
-            return [("kl", hold(key))]
+            return hold(key)
         med = median(history)
         sd = max(robust_sd(history, med), 1e-12)
         base = max(med, self.floor)
@@ -87,14 +82,14 @@ class KLSpike(Rule):
             severity = "critical" if ratio >= self.critical_ratio else "warning"
             message = (f"KL spike: {key} = {kl:.4g} at step {step} is {ratio:.1f}x its running median "
                        f"{med:.4g} (robust z = {(kl - med) / sd:.1f})")
-            return [("kl", firing(key, kl, threshold, message, _SPIKE_ACTION, severity))]
+            return firing(key, kl, threshold, message, _SPIKE_ACTION, severity)
         if ratio <= self.clear_ratio:
-            return [("kl", healthy(key, kl, self.clear_ratio * base,
-                                   f"KL back near its running median: {key} = {kl:.4g} (median {med:.4g})"))]
-        return [("kl", hold(key))]
+            return healthy(key, kl, self.clear_ratio * base,
+                           f"KL back near its running median: {key} = {kl:.4g} (median {med:.4g})")
+        return hold(key)
 
 
-class KLDrift(Rule):
+class KLDrift(MetricRule):
     """KL stays above its target.
 
     Fires when the mean of the last ``window`` KL values exceeds ``target`` (critical above
@@ -113,36 +108,30 @@ class KLDrift(Rule):
         clear_factor: float = 0.8,
         clear_after: int = 1,
     ) -> None:
-        super().__init__(clear_after)
+        super().__init__(metric, clear_after)
         if target <= 0:
             raise ValueError("kl_drift: target must be positive")
-        self._names = aliases(metric)
         self._history: deque[float] = deque(maxlen=window)
         self.target = target
         self.critical_factor = critical_factor
         self.clear_factor = clear_factor
 
-    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
-        found = pick(values, self._names)
-        if found is None:
-            return ()
-        key, kl = found
+    def judge(self, step: int, key: str, kl: float) -> Check:
         history = self._history
         history.append(kl)
         if len(history) < history.maxlen:
-            return [("kl", hold(key))]
+            return hold(key)
         level = sum(history) / len(history)
         if level > self.target:
             critical = level > self.critical_factor * self.target
             threshold = self.critical_factor * self.target if critical else self.target
             message = (f"KL drift: the mean of {key} over the last {len(history)} logged steps is {level:.4g}, "
                        f"{level / self.target:.1f}x the target {self.target:g}")
-            return [("kl", firing(key, level, threshold, message, _DRIFT_ACTION,
-                                  "critical" if critical else "warning"))]
+            return firing(key, level, threshold, message, _DRIFT_ACTION, "critical" if critical else "warning")
         if level < self.clear_factor * self.target:
-            return [("kl", healthy(key, level, self.clear_factor * self.target,
-                                   f"KL back under its target: mean {key} = {level:.4g} (target {self.target:g})"))]
-        return [("kl", hold(key))]
+            return healthy(key, level, self.clear_factor * self.target,
+                           f"KL back under its target: mean {key} = {level:.4g} (target {self.target:g})")
+        return hold(key)
 
 
 class KLControllerStuck(Rule):

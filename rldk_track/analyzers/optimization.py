@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 from statistics import median
-from typing import Iterable, Mapping
 
-from rldk_track.analyzers.names import aliases, pick
-from rldk_track.analyzers.rule import Check, Rule, firing, healthy, hold
+from rldk_track.analyzers.rule import Check, MetricRule, firing, healthy, hold
 from rldk_track.analyzers.stats import mean_sd
 
 _CLIP_ACTION = (
@@ -24,7 +22,7 @@ _LOSS_ACTION = (
 )
 
 
-class ClipSaturation(Rule):
+class ClipSaturation(MetricRule):
     """The fraction of clipped probability ratios stays high.
 
     Fires when the mean ``clip/ratio`` over the last ``window`` logged steps exceeds
@@ -42,33 +40,28 @@ class ClipSaturation(Rule):
         clear: float = 0.2,
         clear_after: int = 1,
     ) -> None:
-        super().__init__(clear_after)
+        super().__init__(metric, clear_after)
         if not clear < threshold:
             raise ValueError("clip_saturation: need clear < threshold")
-        self._names = aliases(metric)
         self._history: deque[float] = deque(maxlen=window)
         self.threshold = threshold
         self.clear = clear
 
-    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
-        found = pick(values, self._names)
-        if found is None:
-            return ()
-        key, clip = found
+    def judge(self, step: int, key: str, clip: float) -> Check:
         self._history.append(clip)
         if len(self._history) < self._history.maxlen:
-            return [("clip", hold(key))]
+            return hold(key)
         level = sum(self._history) / len(self._history)
         if level > self.threshold:
             message = (f"Clip saturation: {key} averaged {level:.2f} over the last {len(self._history)} logged steps "
                        f"(threshold {self.threshold:g})")
-            return [("clip", firing(key, level, self.threshold, message, _CLIP_ACTION))]
+            return firing(key, level, self.threshold, message, _CLIP_ACTION)
         if level < self.clear:
-            return [("clip", healthy(key, level, self.clear, f"Clipping back to normal: mean {key} = {level:.2f}"))]
-        return [("clip", hold(key))]
+            return healthy(key, level, self.clear, f"Clipping back to normal: mean {key} = {level:.2f}")
+        return hold(key)
 
 
-class GradExplosion(Rule):
+class GradExplosion(MetricRule):
     """The gradient norm jumps far above its running median.
 
     Fires when ``grad/norm > factor * median`` of the previous ``window`` healthy values
@@ -90,24 +83,19 @@ class GradExplosion(Rule):
         clear_factor: float = 3.0,
         clear_after: int = 3,
     ) -> None:
-        super().__init__(clear_after)
+        super().__init__(metric, clear_after)
         if not 1 < clear_factor < factor <= critical_factor:
             raise ValueError("grad_explosion: need 1 < clear_factor < factor <= critical_factor")
-        self._names = aliases(metric)
         self._history: deque[float] = deque(maxlen=window)
         self.min_history = min_history
         self.factor = factor
         self.critical_factor = critical_factor
         self.clear_factor = clear_factor
 
-    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
-        found = pick(values, self._names)
-        if found is None:
-            return ()
-        key, norm = found
+    def judge(self, step: int, key: str, norm: float) -> Check:
         if len(self._history) < self.min_history:
             self._history.append(norm)
-            return [("grad", hold(key))]
+            return hold(key)
         med = max(median(self._history), 1e-12)
         ratio = norm / med
         if ratio > self.factor:
@@ -115,15 +103,15 @@ class GradExplosion(Rule):
             threshold = (self.critical_factor if critical else self.factor) * med
             message = (f"Gradient explosion: {key} = {norm:.4g} at step {step} is {ratio:.0f}x its running "
                        f"median {med:.4g}")
-            return [("grad", firing(key, norm, threshold, message, _GRAD_ACTION, "critical" if critical else "warning"))]
+            return firing(key, norm, threshold, message, _GRAD_ACTION, "critical" if critical else "warning")
         self._history.append(norm)
         if ratio < self.clear_factor:
-            return [("grad", healthy(key, norm, self.clear_factor * med,
-                                     f"Gradient norm back to normal: {key} = {norm:.4g} (median {med:.4g})"))]
-        return [("grad", hold(key))]
+            return healthy(key, norm, self.clear_factor * med,
+                           f"Gradient norm back to normal: {key} = {norm:.4g} (median {med:.4g})")
+        return hold(key)
 
 
-class LossDivergence(Rule):
+class LossDivergence(MetricRule):
     """The loss climbs well above the lowest level it reached.
 
     ``level`` is the median of the last ``window`` values and ``best`` the lowest level so far;
@@ -147,8 +135,7 @@ class LossDivergence(Rule):
         critical_mult: float = 4.0,
         clear_after: int = 3,
     ) -> None:
-        super().__init__(clear_after)
-        self._names = aliases(metric)
+        super().__init__(metric, clear_after)
         self._history: deque[float] = deque(maxlen=window)
         self._seen = 0
         self._best: float | None = None
@@ -158,21 +145,17 @@ class LossDivergence(Rule):
         self.noise_mult = noise_mult
         self.critical_mult = critical_mult
 
-    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
-        found = pick(values, self._names)
-        if found is None:
-            return ()
-        key, loss = found
+    def judge(self, step: int, key: str, loss: float) -> Check:
         self._history.append(loss)
         self._seen += 1
         if len(self._history) < self._history.maxlen:
-            return [("loss", hold(key))]
+            return hold(key)
         level = median(self._history)
         if self._best is None or level < self._best:
             self._best = level
             self._noise = mean_sd(self._history)[1]
         if self._seen < self.min_history:
-            return [("loss", hold(key))]
+            return hold(key)
         best = self._best
         margin = max(self.rise * abs(best), self.noise_mult * self._noise, 1e-12)
         if level - best > margin:
@@ -180,8 +163,8 @@ class LossDivergence(Rule):
             threshold = best + (self.critical_mult if critical else 1.0) * margin
             message = (f"Loss divergence: the median {key} of the last {len(self._history)} logged steps is "
                        f"{level:.4g}, up from its best {best:.4g} (allowed rise {margin:.3g})")
-            return [("loss", firing(key, level, threshold, message, _LOSS_ACTION, "critical" if critical else "warning"))]
+            return firing(key, level, threshold, message, _LOSS_ACTION, "critical" if critical else "warning")
         if level - best <= margin / 2:
-            return [("loss", healthy(key, level, best + margin / 2,
-                                     f"Loss back near its best: median {key} = {level:.4g} (best {best:.4g})"))]
-        return [("loss", hold(key))]
+            return healthy(key, level, best + margin / 2,
+                           f"Loss back near its best: median {key} = {level:.4g} (best {best:.4g})")
+        return hold(key)

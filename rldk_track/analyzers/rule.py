@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Iterable, Mapping, Sequence
 
+from rldk_track.analyzers.names import aliases, pick
 from rldk_track.records import Alert, Metrics, Record
 
 FIRING = "firing"
@@ -144,3 +145,22 @@ class Rule(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class MetricRule(Rule):
+    """A rule about one metric (read under its canonical name or any alias, see ``names``):
+    subclasses implement :meth:`judge`, called with each finite value of it."""
+
+    def __init__(self, metric: str, clear_after: int) -> None:
+        super().__init__(clear_after)
+        self._names = aliases(metric)
+
+    @abstractmethod
+    def judge(self, step: int, key: str, value: float) -> Check:
+        """The verdict on ``value``, logged as ``key`` at ``step``."""
+
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        found = pick(values, self._names)
+        if found is None:
+            return ()
+        return [(self.name, self.judge(step, *found))]
