@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -145,6 +146,18 @@ def _stage_list(stages: dict[str, Peak], value: Any) -> str:
     return f" (peak by stage: {parts})"
 
 
+def lower_thread_priority(nice: int = 19) -> None:
+    """Give the calling (background) thread the lowest CPU priority, so that under contention the
+    training threads run first; an idle core still runs it at full speed. Linux only, where the
+    nice value belongs to the thread; elsewhere (a thread id is not a process id) a no-op."""
+    if sys.platform != "linux":
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (OSError, AttributeError):
+        pass
+
+
 class SystemSampler:
     """Samples GPU (NVML) and host (psutil) resources on a daemon thread and logs them to a run.
 
@@ -253,6 +266,7 @@ class SystemSampler:
 
     # -- sampler thread ------------------------------------------------------------------
     def _loop(self) -> None:
+        lower_thread_priority()
         try:
             self._host = _Host.open()
             self._nvml = _Nvml.open(os.environ.get("CUDA_VISIBLE_DEVICES")) if self._use_gpu else None

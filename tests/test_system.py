@@ -14,7 +14,15 @@ import pytest
 import rldk_track
 from rldk_track.backends.jsonl import read_records
 from rldk_track.records import Alert, Metrics, Summary
-from rldk_track.system import GB, Device, Peak, SystemSampler, _visible_handles, memory_recommendation
+from rldk_track.system import (
+    GB,
+    Device,
+    Peak,
+    SystemSampler,
+    _visible_handles,
+    lower_thread_priority,
+    memory_recommendation,
+)
 
 HOST_METRICS = {"system/cpu_pct", "system/mem_used_gb", "system/mem_pct", "system/proc_rss_gb", "system/proc_cpu_pct"}
 
@@ -169,6 +177,23 @@ def test_stage_costs_the_training_thread_microseconds(tmp_path):
     sampler.stop()
     run.finish()
     assert per_stage < 1e-3  # generous: it only records a name and sets an Event
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+def test_background_threads_yield_the_cpu_to_training(tmp_path):
+    import os
+
+    seen = {}
+
+    def background() -> None:
+        lower_thread_priority()
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    thread.join()
+    assert seen["nice"] == 19
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 19  # the caller's thread is untouched
 
 
 def test_sampler_on_an_inactive_run_does_nothing(tmp_path):

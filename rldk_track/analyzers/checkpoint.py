@@ -48,6 +48,7 @@ from rldk_track.analyzers.checkpoint_files import (
     find_weight_files,
 )
 from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, Record, Tags
+from rldk_track.system import lower_thread_priority
 
 if TYPE_CHECKING:
     import numpy as np
@@ -390,7 +391,7 @@ def _tensor_stats(
             x = reader.read(info.name, start, stop, x_buf)
             values = x
             total = float(np.einsum("i->", x))  # the fastest float32 sum numpy has
-            squares = float(np.dot(x, x))
+            squares = _dot(np, x, x)
             if not (math.isfinite(total) and math.isfinite(squares)):
                 nan = int(np.count_nonzero(np.isnan(x)))
                 inf = int(np.count_nonzero(np.isinf(x)))
@@ -398,8 +399,9 @@ def _tensor_stats(
                 stats.inf += inf
                 if nan or inf:
                     values = x[np.isfinite(x)]
-                total = float(np.sum(values, dtype=np.float64))
-                squares = float(np.dot(values.astype(np.float64), values))
+                wide = values.astype(np.float64)
+                total = float(wide.sum())
+                squares = _dot(np, wide, wide)
             count = values.size
             if count:
                 chunk_mean = total / count
@@ -407,7 +409,7 @@ def _tensor_stats(
                 if chunk_m2 < 1e-3 * squares:  # the mean dominates (a layer norm): recompute about it
                     centered = scratch[:count]
                     np.subtract(values, chunk_mean, out=centered)
-                    chunk_m2 = float(np.dot(centered, centered))
+                    chunk_m2 = _dot(np, centered, centered)
                 delta = chunk_mean - mean
                 merged = n + count
                 mean += delta * count / merged
@@ -417,13 +419,13 @@ def _tensor_stats(
                 hi = max(hi, float(values.max()))
             if reference is not None and y_buf is not None:
                 y = reference.read(info.name, start, stop, y_buf)
-                chunk_yy = float(np.dot(y, y))
+                chunk_yy = _dot(np, y, y)
                 if not math.isfinite(chunk_yy):
                     ref_ok = False
                 elif ref_ok and stats.nonfinite == 0:
                     diff = scratch[: stop - start]
                     np.subtract(x, y, out=diff)
-                    dd += float(np.dot(diff, diff))
+                    dd += _dot(np, diff, diff)
                     yy += chunk_yy
     reader.done(info.name)
     if reference is not None:
@@ -440,6 +442,12 @@ def _tensor_stats(
         stats.drift = math.sqrt(dd) / stats.ref_norm if stats.ref_norm > 0 else (0.0 if dd == 0 else math.inf)
         stats.cosine = _clamp((xx + yy - dd) / (2 * math.sqrt(xx * yy))) if xx > 0 and yy > 0 else None
     return stats, ref_ok, dd
+
+
+def _dot(np: Any, a: "np.ndarray", b: "np.ndarray") -> float:
+    """``a . b`` with numpy's own loop: ``np.dot`` would wake the BLAS thread pool, whose spinning
+    threads take cores from the training loop (measured in ``benchmarks/checkpoint_health.py``)."""
+    return float(np.einsum("i,i->", a, b))
 
 
 def _flag(stats: TensorStats, info: TensorInfo, thresholds: HealthThresholds) -> None:
@@ -674,6 +682,7 @@ class CheckpointMonitor:
 
     # -- worker thread -------------------------------------------------------------------
     def _work(self) -> None:
+        lower_thread_priority()  # under CPU contention the training loop goes first
         while True:
             with self._cv:
                 while not self._queue and not self._closed:
