@@ -269,13 +269,13 @@ def runset_from_frame(frame: "pd.DataFrame") -> RunSet:
     if missing:
         raise ValueError(f"the frame needs columns run, step, metric, value (missing {', '.join(sorted(missing))})")
     frame = frame.assign(
-        run=frame["run"].astype(str).astype("category"),
-        metric=frame["metric"].astype(str).astype("category"),
+        run=_categorical(frame["run"]),
+        metric=_categorical(frame["metric"]),
         step=frame["step"].astype("int64"),
         value=frame["value"].astype(float),
         wall_time=frame["wall_time"].astype(float) if "wall_time" in frame else np.nan,
     )[["run", "step", "metric", "value", "wall_time"]]
-    names = list(dict.fromkeys(frame["run"].astype(str)))
+    names = [str(name) for name in frame["run"].unique()]
     from rldk_track.readers.runset import RUN_COLUMNS
 
     table = pd.DataFrame(
@@ -286,6 +286,15 @@ def runset_from_frame(frame: "pd.DataFrame") -> RunSet:
     from rldk_track.readers.rundata import ALERT_FIELDS
 
     return RunSet(frame, table, pd.DataFrame(columns=["run", *ALERT_FIELDS]))
+
+
+def _categorical(column: "pd.Series") -> "pd.Series":
+    """A column as a categorical of strings (kept as it is when it already is one)."""
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.rename_categories([str(c) for c in column.cat.categories])
+    return column.astype(str).astype("category")
 
 
 def _clean(value: Any) -> Any:

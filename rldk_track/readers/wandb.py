@@ -7,7 +7,8 @@ names the backend had to adapt are mapped back through its side-state file
 (``<dir>/wandb/rldk-<run_id>.json``) or, online, its ``wandb_key_map.json`` artifact; run tags
 ``key=value`` become tags; ``rldk/*`` summary keys hold health, alerts and the status. Alerts come
 from the side-state file or the ``alerts`` table artifact; failing both, from the summary's
-``rldk/alert/<rule>`` (severity only, no step). W&B's summary also repeats each metric's last
+``rldk/alert/<rule>`` (severity only, no step). The ``alerts/count`` series (derived from the
+alerts) is left out of the points. W&B's summary also repeats each metric's last
 value, so only keys that are not history metrics stay in the run's summary.
 
 A run not written by rldk_track (no ``global_step``) reads at W&B's ``_step``.
@@ -25,6 +26,8 @@ from rldk_track.readers.rundata import RunData, normalize_status
 
 GLOBAL_STEP = "global_step"
 OWN_PREFIX = "rldk/"
+#: Series the backend derives from other records (the alerts); not the run's own metrics.
+DERIVED_METRICS = frozenset({"alerts/count"})
 #: W&B exit codes as rldk_track statuses (the backend's EXIT_CODES, reversed).
 EXIT_STATUS = {0: "success", 255: "killed"}
 
@@ -118,7 +121,9 @@ def _run_data(
             number = _number(value)
             if number is not None:
                 raw_keys.add(key)
-                points[key_map.get(key, key)] = number
+                name = key_map.get(key, key)
+                if name not in DERIVED_METRICS:
+                    points[name] = number
         run.add_points(int(step), points, wall)
     run.start_time = first_time
     run.end_time = last_time if status in ("success", "failed", "killed") else None
@@ -130,7 +135,7 @@ def _run_data(
         run.add_alert(**alert)
     if not run.alerts:  # only the summary's active alerts are left: severity, no step
         for key, severity in summary.items():
-            if key.startswith(f"{OWN_PREFIX}alert/"):
+            if key.startswith(f"{OWN_PREFIX}alert/") and severity != "cleared":
                 run.add_alert(rule=key[len(f"{OWN_PREFIX}alert/"):], severity=severity, step=None,
                               message="from the W&B summary (step unknown)")
     return run

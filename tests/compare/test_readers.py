@@ -110,6 +110,7 @@ def test_mlflow_sqlite_store_reads_like_the_server(tmp_path, reference):
     jsonl = load_runs(tmp_path)
     for runs in (by_uri, by_file):
         assert points(runs)[["metric", "step"]].equals(points(jsonl)[["metric", "step"]])
+        np.testing.assert_array_equal(points(runs)["value"], points(jsonl)["value"])  # NaN included
         assert runs.runs.iloc[0]["params"] == jsonl.runs.iloc[0]["params"]
 
 
