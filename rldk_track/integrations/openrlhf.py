@@ -112,14 +112,14 @@ class _Session:
         self._samples: list[dict[str, Any]] = []
         self._kl_coef: float | None = None
         self._last_log_time: float | None = None
-        self._closed = False
+        self.closed = False
 
     # -- run lifecycle -----------------------------------------------------------------
     def ensure_run(self, trainer: Any, args: Any) -> "Run | None":
-        if self.run is not None or self._closed:
+        if self.run is not None or self.closed:
             return self.run
         with self._lock:
-            if self.run is None and not self._closed:
+            if self.run is None and not self.closed:
                 self.run = self._start_run(trainer, args)
                 atexit.register(self.close)  # runs before the Run's own exit hook (LIFO)
         return self.run
@@ -152,9 +152,9 @@ class _Session:
         """Log what is buffered, wait (bounded) for checkpoint health, and finish the run when
         ``status`` is given or the launcher left one; otherwise the Run's own exit hook finishes it."""
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return
-            self._closed = True
+            self.closed = True
         atexit.unregister(self.close)
         run = self.run
         if run is None or not run.active:
@@ -185,9 +185,9 @@ class _Session:
 
     # -- what the wrappers call --------------------------------------------------------
     def note_kl_coef(self, trainer: Any) -> None:
-        value = getattr(getattr(trainer, "kl_ctl", None), "value", None)
-        if isinstance(value, numbers.Real):
-            self._kl_coef = float(value)
+        """Remember the KL coefficient as a PPO step begins: the value that step uses (the
+        controller updates it at the end of the step, before OpenRLHF logs)."""
+        self._kl_coef = _kl_coef_of(trainer)
 
     def log_train(self, trainer: Any, args: Any, global_step: Any, logs_dict: Mapping[str, Any] | None) -> None:
         """Log one ``save_logs_and_checkpoints`` call (on OpenRLHF's ``logging_steps`` cadence)."""
@@ -206,9 +206,9 @@ class _Session:
                 self._add_samples(step, value)
             else:
                 values[str(key)] = value
-        kl_coef, self._kl_coef = self._kl_coef, None  # noted as this step's train_step began
-        if kl_coef is None and isinstance(getattr(getattr(trainer, "kl_ctl", None), "value", None), numbers.Real):
-            kl_coef = float(trainer.kl_ctl.value)
+        kl_coef, self._kl_coef = self._kl_coef, None
+        if kl_coef is None:
+            kl_coef = _kl_coef_of(trainer)
         if kl_coef is not None:
             values.setdefault("kl_coef", kl_coef)
         if since_last is not None and "timing/step_total" not in values:
@@ -319,35 +319,22 @@ def _binder(original: Callable[..., Any]) -> Callable[..., dict[str, Any] | None
     return bind
 
 
-def _wrap_ppo_save_logs(original: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_save_logs(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``save_logs_and_checkpoints``: log first (so the step is recorded even if saving fails),
+    then OpenRLHF's method, then queue the checkpoint it saved. PPO's signature is
+    ``(global_step, logs_dict, client_states)``; SFT/DPO/RM's adds ``args`` and ``step_bar``."""
     bind = _binder(original)
 
     @functools.wraps(original)
     def save_logs_and_checkpoints(self: Any, *args: Any, **kwargs: Any) -> Any:
         session = _active_session()
         call = bind(self, *args, **kwargs)
-        if session is not None and call is not None:
-            _quietly("logging", lambda: session.log_train(self, self.args, call["global_step"], call.get("logs_dict")))
+        if session is None or call is None:
+            return _guarded(session, original, self, *args, **kwargs)
+        run_args = call.get("args", getattr(self, "args", None))
+        _quietly("logging", lambda: session.log_train(self, run_args, call["global_step"], call.get("logs_dict")))
         result = _guarded(session, original, self, *args, **kwargs)
-        if session is not None and call is not None:
-            _quietly("checkpoint health", lambda: session.checkpoint_saved(self.args, call["global_step"]))
-        return result
-
-    return save_logs_and_checkpoints
-
-
-def _wrap_sft_save_logs(original: Callable[..., Any]) -> Callable[..., Any]:
-    bind = _binder(original)
-
-    @functools.wraps(original)
-    def save_logs_and_checkpoints(self: Any, *args: Any, **kwargs: Any) -> Any:
-        session = _active_session()
-        call = bind(self, *args, **kwargs)
-        if session is not None and call is not None:
-            _quietly("logging", lambda: session.log_train(self, call["args"], call["global_step"], call.get("logs_dict")))
-        result = _guarded(session, original, self, *args, **kwargs)
-        if session is not None and call is not None:
-            _quietly("checkpoint health", lambda: session.checkpoint_saved(call["args"], call["global_step"]))
+        _quietly("checkpoint health", lambda: session.checkpoint_saved(run_args, call["global_step"]))
         return result
 
     return save_logs_and_checkpoints
@@ -358,7 +345,7 @@ def _wrap_ppo_train_step(original: Callable[..., Any]) -> Callable[..., Any]:
     def train_step(self: Any, *args: Any, **kwargs: Any) -> Any:
         session = _active_session()
         if session is not None:
-            _quietly("KL coefficient", lambda: session.note_kl_coef(self))  # the value this step uses
+            _quietly("KL coefficient", lambda: session.note_kl_coef(self))
         return _guarded(session, original, self, *args, **kwargs)
 
     return train_step
@@ -470,11 +457,11 @@ _SFT_FAMILY = (
     ("openrlhf.trainer.rm_trainer", "RewardModelTrainer"),
 )
 PATCHES: tuple[_Patch, ...] = (
-    _Patch("openrlhf.trainer.ppo_trainer", "BasePPOTrainer", "save_logs_and_checkpoints", _wrap_ppo_save_logs),
+    _Patch("openrlhf.trainer.ppo_trainer", "BasePPOTrainer", "save_logs_and_checkpoints", _wrap_save_logs),
     _Patch("openrlhf.trainer.ppo_trainer", "BasePPOTrainer", "train_step", _wrap_ppo_train_step),
     _Patch("openrlhf.trainer.ppo_trainer", "BasePPOTrainer", "save_best_checkpoint", _wrap_ppo_save_best),
     _Patch("openrlhf.trainer.ppo_utils.samples_generator", "SamplesGenerator", "generate_samples", _wrap_guard_only),
-    *(_Patch(module, cls, "save_logs_and_checkpoints", _wrap_sft_save_logs) for module, cls in _SFT_FAMILY),
+    *(_Patch(module, cls, "save_logs_and_checkpoints", _wrap_save_logs) for module, cls in _SFT_FAMILY),
     *(_Patch(module, cls, "evaluate", _wrap_sft_evaluate) for module, cls in _SFT_FAMILY),
     *(_Patch(module, cls, "fit", _wrap_guard_only) for module, cls in _SFT_FAMILY),
 )
@@ -550,10 +537,11 @@ def install_settings(settings: Settings) -> bool:
                     "install it (see docs/openrlhf.md) or use rldk_track.init() in your own loop")
         return False
     with _state_lock:
-        if _session is not None and _session.run is not None and _session.settings != settings:
+        recording = _session is not None and _session.run is not None and not _session.closed
+        if recording and _session.settings != settings:
             log.warning("rldk_track: OpenRLHF recording already started (run %s); new settings apply "
                         "after uninstall()", _session.run.id)
-        elif _session is None or _session.run is None:
+        elif not recording:
             _session = _Session(settings)
     for name in sorted({p.module for p in PATCHES}):
         post_import.when_imported(name, _patch_module)
@@ -699,6 +687,11 @@ def _get(obj: Any, dotted: str, default: Any = None) -> Any:
         if value is not None:
             return value
     return default
+
+
+def _kl_coef_of(trainer: Any) -> float | None:
+    value = getattr(getattr(trainer, "kl_ctl", None), "value", None)
+    return float(value) if isinstance(value, numbers.Real) else None
 
 
 def _as_step(value: Any) -> int | None:
