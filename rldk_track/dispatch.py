@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import queue
 import shutil
 import threading
@@ -486,6 +487,7 @@ class Dispatcher:
                 if id(observer) not in self._observer_errors:
                     self._observer_errors.add(id(observer))
                     log.exception("rldk_track: observer %r failed: %s", observer, exc)
+        emitted.sort(key=lambda r: getattr(r, "step", math.inf))  # stable: per-step order across rules
         return emitted
 
     def _stop(self, stop: _Stop) -> None:

@@ -376,7 +376,7 @@ def init(
     tensorboard: Mapping[str, Any] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     per_rank: bool = False,
-    analyzers: str | Sequence[Any] | None = None,
+    analyzers: str | Mapping[str, Any] | Sequence[Any] | None = None,
     observers: Sequence[Observer] = (),
 ) -> Run:
     """Start a run that records into ``backend`` (one name or several).
