@@ -596,7 +596,7 @@ CHILD = textwrap.dedent(
     for step in range(100):
         run.log({"reward": step * 0.5, "kl": step / 1000}, step=step)
     assert run.flush(timeout=60)
-    for step in range(100, 4000):
+    for step in range(100, 1500):
         run.log({"reward": step * 0.5, "kl": step / 1000}, step=step)
     print("logged", flush=True)
     time.sleep(120)
@@ -625,13 +625,13 @@ def test_sync_completes_a_killed_run_and_a_second_sync_adds_nothing(server: Any,
         assert child.stdout is not None and child.stdout.readline().strip() == "logged"
         (event_log,) = (run_dir / "events").glob("*.jsonl")
         deadline = time.monotonic() + 30
-        while last_step(event_log) < 3999 and time.monotonic() < deadline:  # on disk, not yet in MLflow
+        while last_step(event_log) < 1499 and time.monotonic() < deadline:  # on disk, not yet in MLflow
             time.sleep(0.01)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
     logged = [obj for _, obj in read_lines(event_log) if obj.get("kind") == "metrics"]
-    assert logged[-1]["step"] == 3999
+    assert logged[-1]["step"] == 1499
     cursor = read_cursor(event_log.with_name(event_log.stem + ".mlflow.cursor.json"))
     assert cursor["seq"] < logged[-1]["seq"], "the child was killed before MLflow had everything"
 
