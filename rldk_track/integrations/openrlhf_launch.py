@@ -50,6 +50,7 @@ _PYTHON = re.compile(r"^python(\d+(\.\d+)*)?$")
 SITECUSTOMIZE = '''\
 """Written by `rldk-track openrlhf`: record OpenRLHF in every Python process of this command."""
 import importlib.machinery
+import importlib.util
 import os
 import sys
 

@@ -384,3 +384,20 @@ def test_launcher_tells_python_commands_from_others() -> None:
     assert python_target([sys.executable, "-u", "train.py", "x"]) == ("path", "train.py", ["x"])
     assert python_target(["deepspeed", "--module", "openrlhf.cli.train_sft"]) is None
     assert python_target(["torchrun", "--nproc_per_node", "2", "train.py"]) is None
+
+
+def test_launcher_patches_every_python_process_of_a_command_and_keeps_the_users_sitecustomize(tmp_path: Path) -> None:
+    user_site = tmp_path / "user_site"
+    user_site.mkdir()
+    (user_site / "sitecustomize.py").write_text("import os\nos.environ['USER_SITECUSTOMIZE'] = 'ran'\n")
+    child = ("import os, sys\n"
+             "hooked = any(type(f).__name__ == '_PostImportFinder' for f in sys.meta_path)\n"
+             "print(hooked, os.environ.get('USER_SITECUSTOMIZE'), os.environ['RLDK_RUN_ID'])\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "rldk_track.cli", "openrlhf", "--run-id", "shared-id", "--dir", str(tmp_path / "runs"),
+         "--", "bash", "-c", f'{sys.executable} -c "$0"', child],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(user_site)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "ran", "shared-id"]
