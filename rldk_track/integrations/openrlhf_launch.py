@@ -236,36 +236,36 @@ def _run_ray_driver(
 ) -> int:
     import ray
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, runtime_env=ray_runtime_env(settings, run_id=run_id, base=runtime_env))
-    else:
-        log.warning("rldk_track: Ray was already initialised; the trainer actor records only if its "
-                    "runtime_env has worker_process_setup_hook=%s", "rldk_track.integrations.openrlhf.setup_worker")
+    ray.init(address=address, runtime_env=ray_runtime_env(settings, run_id=run_id, base=runtime_env))
     status_file = launcher_status_path_for(run_dir_of(settings), run_id)
+    status_file.unlink(missing_ok=True)  # left by an earlier attempt of a resumed run
+    event_log = run_dir_of(settings) / "events" / f"{run_id}.jsonl"
+    start_offset = event_log.stat().st_size if event_log.exists() else 0
 
     def tell_the_actor(status: str) -> None:  # read by the trainer actor's exit hook
         status_file.parent.mkdir(parents=True, exist_ok=True)
         status_file.write_text(status)
 
     code = _run_python(kind, name, argv, on_failure=tell_the_actor)
+    if not ray.is_initialized():  # the program shut Ray down itself: its actors were killed, not ended
+        log.warning("rldk_track: Ray was shut down by the program; if the trainer actor's run has no end, "
+                    "`rldk-track sync %s` delivers whatever the trackers are missing", run_dir_of(settings))
+        return code
     gc.collect()  # release actor handles, so Ray ends the trainer actor gracefully
     timeout = wait if wait is not None else float(os.environ.get("RLDK_EXIT_TIMEOUT", 30.0)) + 30.0
-    event_log = run_dir_of(settings) / "events" / f"{run_id}.jsonl"
-    if not wait_for_run_end(event_log, timeout):
+    if not wait_for_run_end(event_log, timeout, offset=start_offset):
         log.warning("rldk_track: the trainer actor's run did not end within %.0f s (%s); `rldk-track sync "
                     "%s` delivers whatever the trackers are missing", timeout, event_log, run_dir_of(settings))
-    if started_here:
-        ray.shutdown()
+    ray.shutdown()
     return code
 
 
-def wait_for_run_end(event_log: Path, timeout: float, appear_within: float = 3.0) -> bool:
-    """Wait until ``event_log`` holds a ``run_end`` record (True), or ``timeout`` passes. A log that
-    does not exist after ``appear_within`` seconds is on another node or was never started: False."""
+def wait_for_run_end(event_log: Path, timeout: float, appear_within: float = 3.0, offset: int = 0) -> bool:
+    """Wait until ``event_log`` holds a ``run_end`` record after byte ``offset`` (True), or
+    ``timeout`` passes. A log that does not exist after ``appear_within`` seconds is on another
+    node or was never started: False."""
     deadline = time.monotonic() + timeout
     appear_deadline = time.monotonic() + appear_within
-    offset = 0
     while True:
         if event_log.exists():
             with open(event_log, "rb") as f:
