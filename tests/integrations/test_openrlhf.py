@@ -270,6 +270,23 @@ def test_sft_on_a_non_zero_rank_with_per_rank_writes_its_own_log(
     assert sorted(series(recs, "system/proc_rss_peak_gb")) == [1, 2]
 
 
+@pytest.mark.parametrize(("local_rank", "samples_system"), [("0", True), ("1", False)])
+def test_multi_gpu_monitor_samples_the_system_on_one_rank_per_node(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, local_rank: str, samples_system: bool
+) -> None:
+    monkeypatch.setenv("RANK", "1")  # global rank 1: node 0's rank 1, or node 1's first rank
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    integration.MultiGPUMonitor(dir=tmp_path / "runs", run_id="sft-system", analyzers=None)
+    args = om.openrlhf_args()
+    om.sft_trainer(tiny_model, args, train_steps=2, eval_batches=0).fit(args)
+    integration.uninstall()
+
+    recs = records(tmp_path / "runs", "sft-system", rank=1)
+    assert bool(series(recs, "system/cpu_pct")) is samples_system
+    assert sorted(series(recs, "gpt_loss")) == [1, 2]
+
+
 def test_a_failing_sft_fit_ends_the_run_failed(tmp_path: Path, tiny_model: Path) -> None:
     integration.install(dir=tmp_path / "runs", run_id="sft-fail", analyzers=None)
     args = om.openrlhf_args()
