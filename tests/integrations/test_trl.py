@@ -1,13 +1,16 @@
 """RLDKCallback on real TRL trainers (tiny local GPT-2, CPU, a few steps): what each trainer logs
 reaches the tracker under its TRL name and its canonical name at the trainer's global step, with
-the run's config and summary; training that stops early or dies ends the run with the right
-status; other ranks stay silent."""
+the run's config, summary, checkpoint health and system metrics; a pathological run's alert shows
+in MLflow; training that stops early or dies ends the run with the right status; other ranks stay
+silent; the demo runs end to end."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,7 +31,9 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
+from rldk_track import keymaps  # noqa: E402
 from rldk_track.backends.jsonl import read_records  # noqa: E402
+from rldk_track.demo import grpo as demo_grpo  # noqa: E402
 from rldk_track.integrations.trl import RLDKCallback  # noqa: E402
 from rldk_track.records import Alert, Metrics  # noqa: E402
 
@@ -142,54 +147,140 @@ def data(tiny_lm_prompts: list[str]) -> dict[str, list[str]]:
     }
 
 
+class MlflowRun:
+    """What the MLflow tracking server holds for one of our runs (found by its rldk.run_id tag)."""
+
+    def __init__(self, client: Any, project: str, run_id: str) -> None:
+        experiment = client.get_experiment_by_name(project)
+        (self.run,) = client.search_runs([experiment.experiment_id], f"tags.`rldk.run_id` = '{run_id}'")
+        self.client, self.id = client, self.run.info.run_id
+
+    def series(self, key: str) -> dict[int, float]:
+        return {m.step: m.value for m in self.client.get_metric_history(self.id, key)}
+
+    def artifact_names(self, folder: str) -> list[str]:
+        return [a.path for a in self.client.list_artifacts(self.id, folder)]
+
+    def text(self, name: str) -> str:
+        return Path(self.client.download_artifacts(self.id, name)).read_text(encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
-def grpo_run(tiny_lm_path: Path, data: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[RLDKCallback, trl.GRPOTrainer]:
-    """Four GRPO steps, a checkpoint every two."""
+def grpo_run(tiny_lm_path: Path, data: dict, mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory):
+    """Four GRPO steps into the MLflow server with the default analyzers, checkpoint health (a
+    checkpoint every two steps) and system metrics: ``(callback, trainer, mlflow run)``."""
     tmp = tmp_path_factory.mktemp("grpo")
-    callback = callback_for(tmp)
+    project = f"trl-grpo-{uuid.uuid4().hex[:8]}"
+    callback = RLDKCallback(backend="mlflow", project=project, dir=tmp / "runs", system_metrics=0.2,
+                            mlflow={"tracking_uri": mlflow_server.uri})
     trainer = grpo(tiny_lm_path, tmp / "out", data, [callback], max_steps=4, save_strategy="steps", save_steps=2)
     trainer.train()
-    return callback, trainer
+    return callback, trainer, MlflowRun(mlflow_server.client(), project, callback.run.id)
 
 
 # -- what a GRPO run leaves in the tracker -----------------------------------------------------
-def test_grpo_metrics_are_stored_under_trl_and_canonical_names_at_each_global_step(grpo_run):
-    callback, trainer = grpo_run
+def test_grpo_metrics_are_in_mlflow_under_trl_and_canonical_names_at_each_global_step(grpo_run):
+    _, trainer, mlflow_run = grpo_run
     history = {entry["step"]: entry for entry in trainer.state.log_history if "reward" in entry}
+    assert sorted(history) == [1, 2, 3, 4]
     for trl_name, canonical in [("reward", "reward/mean"), ("kl", "kl/mean"), ("entropy", "entropy/mean"),
                                 ("completions/mean_length", "length/response_mean"), ("grad_norm", "grad/norm"),
                                 ("learning_rate", "lr"), ("rewards/length_reward/mean", "reward/length_reward/mean")]:
-        stored = series(callback, trl_name)
+        stored = mlflow_run.series(trl_name)
         assert stored == {step: pytest.approx(entry[trl_name]) for step, entry in history.items()}, trl_name
-        assert series(callback, canonical) == stored, canonical
-    assert sorted(history) == [1, 2, 3, 4]
+        assert mlflow_run.series(canonical) == stored, canonical
 
 
-def test_grpo_config_holds_arguments_model_trainer_versions_and_seed(grpo_run, tiny_lm_path):
-    callback, _ = grpo_run
-    config = merged(callback, "params")
-    assert config["trainer"]["class"] == "GRPOTrainer"
-    assert config["trainer"]["args_class"] == "trl.trainer.grpo_config.GRPOConfig"
-    assert config["args"]["num_generations"] == 4 and config["args"]["beta"] == 0.04
-    assert config["model"]["config"]["n_layer"] == 2 and config["model"]["class"] == "GPT2LMHeadModel"
-    assert config["model"]["num_parameters"] > 0
-    assert config["versions"]["trl"] == trl.__version__
-    assert config["seeds"]["seed"] == 0
-    assert config["git"]["commit"]  # the tests run inside the project's repository
-    assert merged(callback, "tags") == {"rldk.framework": "trl", "rldk.trainer": "GRPOTrainer"}
+def test_grpo_config_is_in_mlflow_params_arguments_model_trainer_versions_seed_commit(grpo_run):
+    _, _, mlflow_run = grpo_run
+    params = mlflow_run.run.data.params
+    assert params["trainer/class"] == "GRPOTrainer"
+    assert params["trainer/args_class"] == "trl.trainer.grpo_config.GRPOConfig"
+    assert params["args/num_generations"] == "4" and params["args/beta"] == "0.04"
+    assert params["model/class"] == "GPT2LMHeadModel" and params["model/config/n_layer"] == "2"
+    assert int(params["model/num_parameters"]) > 0
+    assert params["versions/trl"] == trl.__version__
+    assert params["seeds/seed"] == "0"
+    assert len(params["git/commit"]) == 40  # the tests run inside the project's repository
+    tags = mlflow_run.run.data.tags
+    assert tags["rldk.framework"] == "trl" and tags["rldk.trainer"] == "GRPOTrainer"
 
 
 def test_end_of_training_line_is_the_summary_not_a_step_series(grpo_run):
-    callback, _ = grpo_run
-    summary = merged(callback, "summary")
-    assert {"train_runtime", "train_samples_per_second", "train_loss"} <= summary.keys()
+    callback, _, mlflow_run = grpo_run
+    assert {"train_runtime", "train_samples_per_second", "train_loss"} <= merged(callback, "summary").keys()
     assert not series(callback, "train_runtime") and not series(callback, "train_loss")
+    assert list(mlflow_run.series("train_loss")) == [4]  # one value, at the last step
 
 
-def test_run_ends_with_success_after_training(grpo_run):
-    callback, _ = grpo_run
+def test_each_checkpoint_gets_a_health_artifact_and_score(grpo_run):
+    callback, _, mlflow_run = grpo_run
+    assert mlflow_run.artifact_names("rldk/checkpoints") == ["rldk/checkpoints/step_2", "rldk/checkpoints/step_4"]
+    scores = mlflow_run.series("checkpoint/health_score")
+    assert sorted(scores) == [2, 4]
+    for step in (2, 4):
+        health = json.loads(mlflow_run.text(f"rldk/checkpoints/step_{step}/health.json"))
+        assert health["path"].endswith(f"checkpoint-{step}")
+        assert health["score"] == pytest.approx(scores[step]) and 0.0 <= health["score"] <= 1.0
+
+
+def test_system_metrics_are_sampled_during_training(grpo_run):
+    _, _, mlflow_run = grpo_run
+    assert mlflow_run.series("system/proc_rss_gb")
+    assert all(value > 0 for value in mlflow_run.series("system/proc_rss_gb").values())
+
+
+def test_run_ends_finished_in_mlflow_after_training(grpo_run):
+    callback, _, mlflow_run = grpo_run
     assert [r.status for r in of_kind(callback, "run_end")] == ["success"]
+    assert mlflow_run.client.get_run(mlflow_run.id).info.status == "FINISHED"
     assert not callback.run.active
+
+
+# -- a pathological run, end to end ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def runaway_run(tiny_lm_path: Path, mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory):
+    """The demo's reward-hacking run at a far too high learning rate (1e-2), with
+    ``stop_on="critical"``: KL runs away from the reference within about twenty steps."""
+    tmp = tmp_path_factory.mktemp("runaway")
+    project = f"trl-runaway-{uuid.uuid4().hex[:8]}"
+    callback = RLDKCallback(backend="mlflow", project=project, dir=tmp / "runs", stop_on="critical",
+                            system_metrics=False, mlflow={"tracking_uri": mlflow_server.uri})
+    spec = demo_grpo.REWARD_HACKING
+    args = demo_grpo.grpo_config(tmp / "out", spec, steps=30, learning_rate=1e-2, max_completion_length=16,
+                                 save_strategy="no")
+    trainer = demo_grpo.grpo_trainer(tiny_lm_path, spec, args, [callback])
+    trainer.train()
+    return callback, trainer, MlflowRun(mlflow_server.client(), project, callback.run.id)
+
+
+def first_step_where_mean_of_last_10_exceeds(kl: dict[int, float], level: float) -> int:
+    steps = sorted(kl)
+    return next(step for i, step in enumerate(steps[9:], 9) if sum(kl[s] for s in steps[i - 9:i + 1]) / 10 > level)
+
+
+def test_runaway_kl_raises_kl_drift_alerts_at_the_crossing_steps_visible_as_mlflow_tags_and_artifact(runaway_run):
+    _, _, mlflow_run = runaway_run
+    tags = mlflow_run.run.data.tags
+    assert tags["rldk.alert.kl_drift"] == "critical"
+    assert tags["rldk.health"] == "critical"
+    alerts = [json.loads(line) for line in mlflow_run.text("rldk/alerts.jsonl").splitlines()]
+    drift = [(a["severity"], a["step"]) for a in alerts if a["rule"] == "kl_drift" and a["state"] == "raised"]
+    kl = mlflow_run.series("kl/mean")  # the rule: mean of the last 10 KL values over 0.1, critical over 1.0
+    assert drift == [("warning", first_step_where_mean_of_last_10_exceeds(kl, 0.1)),
+                     ("critical", first_step_where_mean_of_last_10_exceeds(kl, 1.0))]
+
+
+def test_stop_on_critical_stops_the_runaway_run_right_after_the_alert_and_says_why(runaway_run):
+    callback, trainer, mlflow_run = runaway_run
+    critical = [a for a in of_kind(callback, "alert") if a.severity == "critical" and a.state == "raised"]
+    stopped_at = trainer.state.global_step
+    assert critical[0].step <= stopped_at <= critical[0].step + 2 < 30
+    assert f"{critical[0].rule} (critical) at step {critical[0].step}" in mlflow_run.run.data.tags["rldk.stopped_by"]
+    stop_alerts = [a for a in of_kind(callback, "alert") if a.rule == "training_stopped"]
+    assert [(a.step, a.severity) for a in stop_alerts] == [(stopped_at, "info")]
+    assert [r.status for r in of_kind(callback, "run_end")] == ["killed"]
+    assert mlflow_run.client.get_run(mlflow_run.id).info.status == "KILLED"
 
 
 # -- every TRL trainer -----------------------------------------------------------------------
@@ -250,18 +341,6 @@ class CriticalAtStep:
     def observe(self, batch):
         return [Alert(-1, 0.0, r.step, "test_rule", "critical", "reward went wrong", "reward", r.values["reward"], 0.0)
                 for r in batch if isinstance(r, Metrics) and r.step == self.step and "reward" in r.values]
-
-
-def test_stop_on_critical_stops_training_and_says_why(tiny_lm_path, data, tmp_path):
-    callback = callback_for(tmp_path, stop_on="critical", observers=[CriticalAtStep(2)])
-    trainer = grpo(tiny_lm_path, tmp_path / "out", data, [callback], max_steps=30)
-    trainer.train()
-    stopped_at = trainer.state.global_step
-    assert 2 <= stopped_at < 30
-    assert "test_rule (critical) at step 2" in merged(callback, "tags")["rldk.stopped_by"]
-    stop_alerts = [a for a in of_kind(callback, "alert") if a.rule == "training_stopped"]
-    assert [(a.step, a.severity) for a in stop_alerts] == [(stopped_at, "info")]
-    assert [r.status for r in of_kind(callback, "run_end")] == ["killed"]
 
 
 def test_without_stop_on_a_critical_alert_does_not_stop_training(tiny_lm_path, data, tmp_path):
@@ -341,3 +420,31 @@ def test_a_misspelled_backend_fails_when_the_callback_is_created():
 def test_stop_on_accepts_only_warning_or_critical():
     with pytest.raises(ValueError, match="stop_on"):
         RLDKCallback(stop_on="error")
+
+
+# -- the main job and the metrics table -----------------------------------------------------------
+def test_demo_quick_trains_both_runs_into_mlflow_and_tensorboard_and_prints_how_to_open_them(tmp_path, capsys, monkeypatch):
+    from rldk_track.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--quick", "--dir", "runs"]) == 0
+    out = capsys.readouterr().out
+    assert "grpo-healthy" in out and "grpo-reward-hacking" in out
+    assert "mlflow ui --backend-store-uri sqlite:///runs/mlflow.db" in out
+    assert "tensorboard --logdir runs/tensorboard" in out
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("rldk-demo").experiment_id])
+    assert sorted((r.info.run_name, r.info.status) for r in runs) == [("grpo-healthy", "FINISHED"),
+                                                                     ("grpo-reward-hacking", "FINISHED")]
+    assert all(r.data.metrics["reward/mean"] > 0 for r in runs)
+    assert sorted(p.name for p in (tmp_path / "runs" / "tensorboard").iterdir()) == ["grpo-healthy", "grpo-reward-hacking"]
+
+
+def test_metrics_doc_lists_every_key_of_the_trl_and_openrlhf_maps():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text(encoding="utf-8")
+    for table in (keymaps.TRL, keymaps.OPENRLHF):
+        for key, canonical in table.items():
+            assert f"`{key}`" in doc, f"docs/metrics.md does not list {key!r}"
+            assert f"`{canonical}`" in doc, f"docs/metrics.md does not list {canonical!r}"
