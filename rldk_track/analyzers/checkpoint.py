@@ -279,6 +279,11 @@ def analyze(
             if ref_reader is not None:
                 ref_reader.close()
         notes = list(current.notes) + (ref_reader.notes if ref_reader else [])
+    if not any(t.numel for t in tensors):
+        hint = (": its weight tensors are empty, as DeepSpeed ZeRO-3 saves them (the values live in the optimizer "
+                "partitions); save a 16-bit copy to analyze (stage3_gather_16bit_weights_on_model_save, or "
+                "OpenRLHF's --save_hf_ckpt)") if tensors else ""
+        raise CheckpointFormatError(f"{weights.origin} holds no floating-point weights{hint}")
     if ref_reader is not None:
         notes += compare.notes(ref_reader, current)
     return _report(weights, ref_weights, tensors, skipped, bytes_read, compare, notes, thresholds,
@@ -480,8 +485,6 @@ def _report(
     score, factors = health_score(len(tensors), len(nonfinite), drift, len(anomalous), thresholds)
     status = status_of(score, bool(nonfinite), thresholds)
     issues, recommendations = _advice(tensors, nonfinite, drift, thresholds, previous_step, status)
-    if not tensors:
-        notes.append("no floating-point tensors found")
     return CheckpointReport(
         path=str(weights.origin),
         format=weights.format,

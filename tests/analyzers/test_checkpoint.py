@@ -181,6 +181,15 @@ def test_deepspeed_model_states_are_found_in_a_global_step_folder(tmp_path):
     assert {t.name for t in report.tensors} == {k for k, v in state.items() if v.is_floating_point()}
 
 
+def test_zero3_placeholders_are_refused_with_a_hint(tmp_path):
+    """Under ZeRO-3, ``mp_rank_00_model_states.pt`` holds empty tensors in place of the weights."""
+    tag = tmp_path / "global_step5"
+    tag.mkdir()
+    torch.save({"module": {"model.embed.weight": torch.empty(0, dtype=torch.bfloat16)}}, tag / "mp_rank_00_model_states.pt")
+    with pytest.raises(CheckpointFormatError, match="ZeRO-3"):
+        analyze(tmp_path)
+
+
 def test_peft_adapter_folder_is_analyzed(tmp_path):
     folder = tmp_path / "checkpoint-3"
     folder.mkdir()
