@@ -31,14 +31,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _trainers(openrlhf_trainers: dict[str, Any]) -> Iterator[None]:
-    """OpenRLHF imported (or the module skipped); every test leaves OpenRLHF unpatched."""
+def _unpatched_afterwards() -> Iterator[None]:
+    """Every test leaves OpenRLHF unpatched and no run open."""
     yield
     integration.uninstall()
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, openrlhf_trainers: dict[str, Any]) -> Path:
+    """A tiny GPT-2 on disk, for OpenRLHF's Actor (OpenRLHF imported, or the test skipped)."""
     return om.save_tiny_causal_lm(tmp_path_factory.mktemp("tiny_gpt2"))
 
 
@@ -53,7 +54,7 @@ def series(recs: list[Any], key: str) -> dict[int, float]:
 
 
 @pytest.fixture
-def ppo_trainer(tmp_path: Path, ray_local: str) -> Any:
+def ppo_trainer(tmp_path: Path, ray_local: str, openrlhf_trainers: dict[str, Any]) -> Any:
     """Builds OpenRLHF's BasePPOTrainer. Ray is up, as for the real controller: OpenRLHF's methods
     ``ray.get`` what the actor group returns."""
 
@@ -403,7 +404,9 @@ def test_launcher_tells_python_commands_from_others() -> None:
     assert python_target(["torchrun", "--nproc_per_node", "2", "train.py"]) is None
 
 
-def test_launcher_patches_every_python_process_of_a_command_and_keeps_the_users_sitecustomize(tmp_path: Path) -> None:
+def test_launcher_patches_every_python_process_of_a_command_and_keeps_the_users_sitecustomize(
+    tmp_path: Path, openrlhf_installed: None
+) -> None:
     user_site = tmp_path / "user_site"
     user_site.mkdir()
     (user_site / "sitecustomize.py").write_text("import os\nos.environ['USER_SITECUSTOMIZE'] = 'ran'\n")

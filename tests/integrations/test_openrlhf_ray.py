@@ -30,7 +30,7 @@ JOB = Path(__file__).with_name("openrlhf_ray_job.py")
 
 
 @pytest.fixture(autouse=True)
-def _openrlhf(openrlhf_trainers: dict[str, Any]) -> Any:
+def _unpatched_afterwards(openrlhf_installed: None) -> Any:
     yield
     integration.uninstall()
 
