@@ -20,7 +20,8 @@ Starts, on this machine only (127.0.0.1):
   mlflow ui    on the embedded store <dir>/mlflow.db (or --tracking-uri when it is a sqlite or
                file store; a tracking server given by MLFLOW_TRACKING_URI is just printed)
   tensorboard  on <dir>/tensorboard
-prints their URLs and keeps them running until Ctrl-C. A busy port is replaced by a free one.
+prints their URLs and keeps them running until Ctrl-C (or SIGTERM). A busy port is replaced
+by a free one.
 From another machine, forward the ports: ssh -L 5000:127.0.0.1:5000 -L 6006:127.0.0.1:6006 HOST
 
 exit codes: 0 served (or --check passed); 1 a UI failed to start; 2 nothing to show.
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logs = Path(tempfile.mkdtemp(prefix="rldk-ui-"))
     failed = False
+    previous = {sig: signal.signal(sig, _stop_serving) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         for server in servers:
             if server.command:
@@ -97,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for server in servers:
             _stop(server.process)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_serving(signum: int, frame: object) -> None:
+    """SIGTERM/SIGHUP end serving like Ctrl-C does (the UIs are stopped on the way out)."""
+    raise KeyboardInterrupt
 
 
 def mlflow_server(run_dir: Path, tracking_uri: str | None, port: int) -> Server | None:

@@ -1,0 +1,141 @@
+"""The trackers' own web UIs, opened in headless Chromium, show what rldk_track recorded.
+
+Two demo-like runs (one healthy, one pushed into a KL spike and an entropy collapse, both with the
+default analyzers) go to the embedded MLflow store and TensorBoard; ``rldk-track ui`` serves them
+on 127.0.0.1; Chromium renders MLflow's runs table and the sick run's page (DOM dumps are checked,
+screenshots saved under ``docs/img/``); TensorBoard's HTTP API lists the runs and their canonical
+scalar tags. Select with ``-m browser``; needs Debian's ``chromium``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import rldk_track
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)", allow_module_level=True)
+
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--hide-scrollbars"]
+PROJECT = "rldk-demo"
+CANONICAL = {"reward/mean", "kl/mean", "entropy/mean", "loss/total"}
+
+
+def log_demo_runs(dir: Path) -> None:
+    for name, sick in (("grpo-healthy", False), ("grpo-lr-too-high", True)):
+        rng = random.Random(name)
+        run = rldk_track.init(backend=["mlflow", "tensorboard"], dir=dir, project=PROJECT, run_name=name,
+                              config={"learning_rate": 1e-3 if sick else 1e-6}, analyzers="default")
+        for step in range(150):
+            run.log({
+                "reward/mean": 0.4 + 0.002 * step + 0.05 * rng.random(),
+                "kl/mean": 0.02 + 0.002 * rng.random() + (0.8 if sick and step == 90 else 0.0),
+                "entropy/mean": 2.0 - (1.9 if sick and step > 110 else 0.0) + 0.01 * rng.random(),
+                "loss/total": 1.0 - 0.002 * step + 0.01 * rng.random(),
+            }, step=step)
+        assert run.finish(timeout=120).complete
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """``rldk-track ui`` on the demo store: ``{"dir", "mlflow", "tensorboard"}`` URLs."""
+    dir = tmp_path_factory.mktemp("demo")
+    log_demo_runs(dir)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rldk_track.cli", "ui", "--dir", str(dir), "--mlflow-port", "0", "--tensorboard-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=dir,
+    )
+    urls: dict[str, str] = {}
+    deadline = time.monotonic() + 240
+    while len(urls) < 2 and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        name, _, url = line.partition(" ")
+        urls[name] = url.strip()
+    try:
+        assert len(urls) == 2, f"ui did not print both URLs: {urls}\n{process.stderr.read() if process.poll() is not None else ''}"
+        yield {"dir": dir, **urls}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(60)
+    assert code == 0
+    for url in urls.values():  # the UIs went down with it
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=2)
+
+
+def chromium(url: str, tmp_path: Path, *extra: str, budget_ms: int = 10_000) -> str:
+    """Chromium's output for ``url`` (a fresh, empty profile each time)."""
+    profile = tmp_path / f"profile-{time.monotonic_ns()}"
+    profile.mkdir()
+    result = subprocess.run([CHROMIUM, *FLAGS, f"--virtual-time-budget={budget_ms}", f"--user-data-dir={profile}", *extra, url],
+                            capture_output=True, text=True, timeout=180)
+    return result.stdout
+
+
+def screenshot(url: str, tmp_path: Path, name: str, size: str = "1400,900") -> Path:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    target = IMAGES / name
+    chromium(url, tmp_path, f"--window-size={size}", f"--screenshot={target}")
+    assert target.read_bytes()[:4] == b"\x89PNG"
+    return target
+
+
+def mlflow_runs(served) -> tuple[str, dict[str, object]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(served["mlflow"])
+    experiment = client.get_experiment_by_name(PROJECT).experiment_id
+    return experiment, {run.info.run_name: run for run in client.search_runs([experiment])}
+
+
+def test_mlflow_runs_table_lists_both_runs(served, tmp_path):
+    experiment, _ = mlflow_runs(served)
+    url = f"{served['mlflow']}/#/experiments/{experiment}/runs"
+    dom = chromium(url, tmp_path, "--dump-dom")
+    assert "grpo-healthy" in dom and "grpo-lr-too-high" in dom
+    screenshot(url, tmp_path, "mlflow_runs.png")
+
+
+def test_mlflow_run_page_shows_the_alert_tags(served, tmp_path):
+    experiment, runs = mlflow_runs(served)
+    sick = runs["grpo-lr-too-high"]
+    assert sick.data.tags["rldk.alert.entropy_collapse"] == "critical"  # the REST API agrees with the page
+    assert sick.data.tags["rldk.health"] == "critical"
+    url = f"{served['mlflow']}/#/experiments/{experiment}/runs/{sick.info.run_id}"
+    dom = chromium(url, tmp_path, "--dump-dom")
+    for tag in ("rldk.alert.kl_spike", "rldk.alert.entropy_collapse", "rldk.health"):
+        assert tag in dom
+    screenshot(url, tmp_path, "mlflow_run_alerts.png", size="1400,1000")
+
+
+def test_tensorboard_lists_the_runs_and_canonical_tags(served, tmp_path):
+    base = served["tensorboard"]
+    runs = json.loads(urllib.request.urlopen(f"{base}/data/runs", timeout=30).read())
+    assert sorted(runs) == ["grpo-healthy", "grpo-lr-too-high"]
+    scalars = json.loads(urllib.request.urlopen(f"{base}/data/plugin/scalars/tags", timeout=30).read())
+    for run in runs:
+        assert CANONICAL <= set(scalars[run])
+    texts = json.loads(urllib.request.urlopen(f"{base}/data/plugin/text/tags", timeout=30).read())
+    assert {"alerts/kl_spike", "alerts/entropy_collapse"} <= set(texts["grpo-lr-too-high"])
+    # the Scalars tab (SVG charts); the Time Series tab draws on a canvas that headless Chromium
+    # may leave blank
+    screenshot(f"{base}/#scalars", tmp_path, "tensorboard_scalars.png", size="1400,1000")
