@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,8 +16,10 @@ BAD_INPUT = 2
 
 def load(sources: Sequence[str], tracking_uri: str | None, progress: bool) -> "RunSet":
     """The runs of ``sources``; progress bars on a terminal unless ``progress`` is False."""
-    # MLflow draws its own bar for every artifact download (the reader fetches a few small files).
+    # MLflow draws its own bar for every artifact download (the reader fetches a few small files),
+    # and TensorBoard's loader reports each event file it opens at INFO.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)
     from rldk_track.readers import load_runs
 
     return load_runs(list(sources), tracking_uri=tracking_uri, progress=None if progress else False)

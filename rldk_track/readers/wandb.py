@@ -83,7 +83,7 @@ def read_wandb_online(entity: str, project: str, run: str | None = None, progres
     out = []
     for remote in progress_bar(found, len(found), "wandb runs", progress):
         key_map, alerts = _online_artifacts(remote)
-        summary = dict(getattr(remote.summary, "_json_dict", {}) or {})
+        summary = dict(remote.summary_metrics or {})
         status = _status(summary, None) if summary.get(f"{OWN_PREFIX}status") else normalize_status(remote.state)
         out.append(_run_data(
             name=remote.name or remote.id, source=f"wandb://{path}/{remote.id}", run_id=remote.id,
