@@ -123,6 +123,16 @@ def test_analyze_write_tags_an_mlflow_run_and_keeps_its_status(tmp_path, capsys)
     assert main(["analyze", "mlflow://cli/sick", "--tracking-uri", uri, "--analyzers", "kl_spike", "--no-progress"]) == 0
 
 
+def test_analyze_write_adds_alerts_to_a_tensorboard_run(tmp_path, capsys):
+    log_run(tmp_path, "sick", ["tensorboard"], pathology=True)
+    board = tmp_path / "tensorboard"
+    assert main(["analyze", str(board), "--write", "--analyzers", "nonfinite", "--no-progress"]) == 1
+    runs = load_runs(board)
+    assert [(a.rule, a.step, a.state) for a in runs.alerts.itertuples()] == [("nonfinite", 90, "raised"), ("nonfinite", 91, "cleared")]
+    assert runs.runs.iloc[0]["status"] == "success" and len(runs.frame) == 3 * 120
+    assert main(["analyze", str(board), "--write", "--analyzers", "nonfinite", "--no-progress"]) == 0
+
+
 def test_analyze_cannot_write_to_a_wandb_run_and_says_why(tmp_path, capsys):
     log_run(tmp_path, "sick", ["wandb"], pathology=True, steps=95)
     assert main(["analyze", str(tmp_path / "wandb"), "--write", "--analyzers", "nonfinite", "--no-progress"]) == 1
