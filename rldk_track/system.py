@@ -277,7 +277,7 @@ class SystemSampler:
             log.warning("rldk_track: system metrics are off: install psutil (rldk-track[analysis]) or nvidia-ml-py")
             return
         next_log = time.monotonic()
-        while not self._stop.is_set():
+        while True:  # at least one sample, even when stop() came before this thread ran
             try:
                 self._poll()
                 if time.monotonic() >= next_log:
@@ -286,6 +286,8 @@ class SystemSampler:
                 self._drain_intervals()
             except Exception as exc:  # a flaky driver call must not kill sampling for good
                 log.debug("rldk_track: system sample failed: %s", exc)
+            if self._stop.is_set():
+                break
             self._wake.wait(self.poll_s)
             self._wake.clear()
 

@@ -59,6 +59,14 @@ def test_sampler_logs_cpu_and_memory_metrics_at_the_runs_current_step(tmp_path):
     assert 0 <= samples[-1].values["system/cpu_pct"] <= 100
 
 
+def test_a_run_shorter_than_the_first_sample_still_gets_one(tmp_path):
+    run = rldk_track.init(dir=tmp_path)
+    run.log({"loss": 1.0}, step=3)
+    SystemSampler(run, interval_s=60).start().stop()
+    run.finish()
+    assert [r.step for r in system_metrics(run)] == [3]
+
+
 def test_sampling_never_moves_the_runs_step(tmp_path):
     run = rldk_track.init(dir=tmp_path)
     sampler = SystemSampler(run, interval_s=0.01, poll_s=0.01).start()
