@@ -353,7 +353,7 @@ _CRASHING_CHILD = textwrap.dedent(
 def crashed(tmp_path_factory, wandb_home):
     """A run directory whose process was SIGKILLed after W&B had accepted every metric."""
     run_dir = tmp_path_factory.mktemp("wandb-crashed")
-    child = subprocess.run([sys.executable, "-c", _CRASHING_CHILD, str(run_dir)], env=_child_env(), timeout=120)
+    child = subprocess.run([sys.executable, "-c", _CRASHING_CHILD, str(run_dir)], env=_child_env(), cwd=run_dir, timeout=120)
     assert child.returncode == -signal.SIGKILL
     return run_dir
 
@@ -417,7 +417,7 @@ _EXITING_CHILD = textwrap.dedent(
 @pytest.mark.parametrize("when", ["early", "late"])
 def test_a_script_that_ends_without_finish_delivers_everything_before_wandb_shuts_down(tmp_path, when):
     child = subprocess.run([sys.executable, "-c", _EXITING_CHILD, str(tmp_path), when], capture_output=True, text=True,
-                           env={**_child_env(), "RLDK_EXIT_TIMEOUT": "20"}, timeout=120)
+                           env={**_child_env(), "RLDK_EXIT_TIMEOUT": "20"}, cwd=tmp_path, timeout=120)
     assert child.returncode == 0, child.stderr
     assert "not yet delivered" not in child.stderr  # no waiting out the exit timeout
     stored = wandb_stored(tmp_path, "exits")
@@ -442,16 +442,16 @@ def test_the_sync_recipe_completes_a_jsonl_only_run_as_wandb_and_hands_it_to_wan
     run.log({"x": 1.0}, step=1)
     assert run.finish()
     out = subprocess.run([str(RECIPES / "sync.sh"), str(tmp_path), "--dry-run"], env={**_child_env(), "PYTHON": sys.executable},
-                         capture_output=True, text=True, timeout=120)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert f"run-{run.id}.wandb" in out.stdout + out.stderr  # wandb sync --dry-run: "Would sync"
     assert _series(wandb_stored(tmp_path, run.id), "x") == [(1, 1.0)]
 
 
-def test_the_status_recipe_lists_each_run_with_its_segments_rows_and_exit_code(rich):
+def test_the_status_recipe_lists_each_run_with_its_segments_rows_and_exit_code(rich, tmp_path):
     run_dir, run, _, stored, _ = rich
     out = subprocess.run([str(RECIPES / "status.sh"), str(run_dir)], env={**_child_env(), "PYTHON": sys.executable},
-                         capture_output=True, text=True, timeout=120)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     line = next(l for l in out.stdout.splitlines() if l.startswith(run.id))
     assert line.split()[-4:] == ["1", str(len(stored.history)), "exit", "0"]
@@ -510,9 +510,9 @@ def test_project_comes_from_the_option_then_wandb_project_then_the_run(monkeypat
     assert WandbBackend(info)._project() == "run-project"
 
 
-def test_an_unknown_option_fails_fast_with_the_valid_ones():
+def test_an_unknown_option_fails_fast_with_the_valid_ones(tmp_path):
     with pytest.raises(ValueError, match="init_timeout"):
-        rldk_track.init(backend="wandb", wandb={"projct": "x"})
+        rldk_track.init(backend="wandb", dir=tmp_path, wandb={"projct": "x"})
 
 
 # -- the run-file reader -------------------------------------------------------------------
