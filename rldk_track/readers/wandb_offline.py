@@ -62,7 +62,11 @@ class WandbArtifact:
 class WandbOfflineRun:
     """What one W&B run stored: history rows (each with W&B's ``_step``, ``_timestamp`` and
     ``_runtime`` and, from rldk_track, ``global_step``), the final config and summary, tags,
-    the declared metrics, logged artifacts and the exit code (None: the run never finished)."""
+    the declared metrics, logged artifacts and the exit code (None: the run never finished).
+
+    Besides one row per metrics record, rldk_track's backend writes a row per raised alert
+    (``alerts/count``, derived from the alerts) and per checkpoint (``checkpoint/health_score``).
+    """
 
     run_id: str = ""
     name: str = ""
