@@ -181,8 +181,7 @@ class SystemSampler:
         self.poll_s = min(poll_s, interval_s)
         self._use_gpu = gpu
         self._history: deque[tuple[float, tuple[float, ...], float]] = deque(maxlen=max(16, int(history_s / self.poll_s)))
-        self._intervals: deque[tuple[str, float, float]] = deque()
-        self._open_stages: dict[int, tuple[str, float]] = {}
+        self._intervals: deque[tuple[str, float, float]] = deque(maxlen=10_000)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -231,6 +230,11 @@ class SystemSampler:
                 self._nvml.close()
             return advice.text, records
 
+    @property
+    def sampling(self) -> bool:
+        """True between ``start()`` (on an active run) and ``stop()``."""
+        return self._thread is not None and not self._stop.is_set()
+
     def __enter__(self) -> "SystemSampler":
         return self.start()
 
@@ -241,18 +245,20 @@ class SystemSampler:
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Credit the memory used inside this block to stage ``name``."""
-        key = object()
+        if not self.sampling:
+            yield
+            return
         start = time.time()
-        self._open_stages[id(key)] = (name, start)
-        self._wake.set()  # one sample as the stage starts, however short it is
+        self._wake.set()  # a sample as the stage starts, so even a short stage gets one
         try:
             yield
         finally:
-            self._open_stages.pop(id(key), None)
             self._intervals.append((name, start, time.time()))
 
     # -- observer protocol (run.timer stages) ---------------------------------------------
     def observe(self, records: Iterable[Record]) -> list[Record]:
+        if not self.sampling:
+            return []
         for record in records:
             if isinstance(record, Metrics):
                 for key, value in record.values.items():
@@ -297,8 +303,6 @@ class SystemSampler:
         now = time.time()
         self._history.append((now, gpu, rss))
         self.overall.add(gpu, rss)
-        for name, start in list(self._open_stages.values()):
-            self.stages.setdefault(name, Peak()).add(gpu, rss)
 
     def _drain_intervals(self) -> None:
         while self._intervals:

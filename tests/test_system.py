@@ -208,6 +208,9 @@ def test_sampler_on_an_inactive_run_does_nothing(tmp_path):
     run = rldk_track.init(dir=tmp_path)
     run.finish()
     sampler = SystemSampler(run).start()
+    with sampler.stage("rollout"):  # e.g. on a non-logging rank: nothing is kept
+        pass
+    assert not sampler.sampling and not sampler.stages
     assert sampler.stop() == "No memory samples were taken."
 
 
