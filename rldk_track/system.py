@@ -220,7 +220,8 @@ class SystemSampler:
             self._wake.set()
             if self._thread is not None:
                 self._thread.join(timeout)
-            self._drain_intervals()
+            if self._thread is None or not self._thread.is_alive():  # else it still owns the history
+                self._drain_intervals()
             devices = self._nvml.devices if self._nvml else []
             ram_total = self._host.ram_total if self._host else 0.0
             advice = memory_recommendation(devices, self.overall, self.stages, ram_total)
