@@ -13,7 +13,7 @@ import pytest
 
 import rldk_track
 from rldk_track.backends.jsonl import read_records
-from rldk_track.records import Alert, Metrics, Summary
+from rldk_track.records import Metrics, Summary
 from rldk_track.system import (
     GB,
     Device,
