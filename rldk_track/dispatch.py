@@ -93,6 +93,7 @@ class BackendWorker:
         has_event_log: bool,
         max_pending: int | None = None,
         catch_up: bool = False,
+        from_start: bool = False,
     ) -> None:
         self.backend = backend
         self.name = backend.name
@@ -100,7 +101,8 @@ class BackendWorker:
         self._cursor_path = layout.cursor(self.name) if has_event_log else None
         self._has_event_log = has_event_log
         self._max_pending = max_pending or MAX_PENDING
-        cursor = read_cursor(self._cursor_path) if self._cursor_path else {"seq": -1, "state": None}
+        fresh = {"seq": -1, "state": None}
+        cursor = read_cursor(self._cursor_path) if self._cursor_path and not from_start else fresh
         self._state: Mapping[str, Any] | None = cursor.get("state")
         self._delivered = int(cursor.get("seq", -1))
         self._written = self._delivered

@@ -37,6 +37,10 @@ def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY_WHOLE.match(key) or _SECRET_KEY.search(key))
 
 
+# ``scheme://user:password@host``: the password part of a URL (tracking URIs, database URLs).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]+:)(?P<password>[^/\s@]+)(?P<tail>@)")
+
+
 def redact(value: Any, key: str = "") -> Any:
     """A copy of ``value`` (a JSON-able tree) with secret-looking entries replaced by REDACTED."""
     if key and is_secret_key(key) and value not in (None, "", False):
@@ -45,6 +49,9 @@ def redact(value: Any, key: str = "") -> Any:
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
-    if isinstance(value, str) and _SECRET_VALUE.match(value.strip()):
-        return REDACTED
+    if isinstance(value, str):
+        if _SECRET_VALUE.match(value.strip()):
+            return REDACTED
+        if "://" in value:
+            return _URL_PASSWORD.sub(rf"\g<head>{REDACTED}\g<tail>", value)
     return value

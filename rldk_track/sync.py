@@ -63,7 +63,11 @@ def _process_alive(start: RunStart) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # an exited child its parent has not reaped yet (a zombie) still answers kill(pid, 0)
+        stat = Path(f"/proc/{start.pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
+    except (OSError, ValueError, IndexError):
+        return True
 
 
 def sync(
@@ -72,12 +76,14 @@ def sync(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     timeout: float = 600.0,
     force: bool = False,
+    from_start: bool = False,
 ) -> list[SyncResult]:
     """Deliver every event log under ``source`` (a run dir or one ``.jsonl``) to its trackers.
 
     ``to`` names the backends (default: the ones each run was started with); ``options`` adds
     or overrides per-backend options (e.g. another ``tracking_uri``). A run whose process is
-    still alive is skipped unless ``force``.
+    still alive is skipped unless ``force``. ``from_start`` ignores the recorded delivery
+    positions and replays whole logs (e.g. into another MLflow server via ``options``).
     """
     results: list[SyncResult] = []
     for path in event_logs(Path(source)):
@@ -104,7 +110,7 @@ def sync(
         for name in names:
             cls = backend_registry.resolve(name)
             merged = {**start.backends.get(name, {}), **((options or {}).get(name, {}))}
-            worker = BackendWorker(cls(info, merged), layout, has_event_log=True, catch_up=True)
+            worker = BackendWorker(cls(info, merged), layout, has_event_log=True, catch_up=True, from_start=from_start)
             worker.catch_up_to(summary.last_seq)
             to_send = worker.behind()
             if not to_send:

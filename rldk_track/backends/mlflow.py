@@ -549,7 +549,7 @@ class MlflowBackend(Backend):
 
     def _add_alert(self, record: Alert, batch: _Batch) -> None:
         """Tag ``rldk.alert.<rule>`` = severity (``cleared`` when it clears), ``rldk.health`` =
-        the worst severity still raised, metric ``alerts/count`` = alerts raised so far."""
+        the worst severity still raised, metric ``alerts/count`` = warning/critical alerts raised so far."""
         from mlflow.entities import Metric
 
         self._alerts[record.seq] = to_json(record, self.run.run_id)
@@ -561,8 +561,11 @@ class MlflowBackend(Backend):
         batch.tags["rldk.health"] = max(
             (s for s in self._alert_tags.values() if s in HEALTH_ORDER), key=HEALTH_ORDER.index, default="ok"
         )
-        if raised:
-            count = sum(1 for seq, a in self._alerts.items() if seq <= record.seq and a.get("state", "raised") != "cleared")
+        if raised and record.severity != "info":  # info alerts (end-of-run reports) are not problems
+            count = sum(
+                1 for seq, a in self._alerts.items()
+                if seq <= record.seq and a.get("state", "raised") != "cleared" and a.get("severity") != "info"
+            )
             batch.metrics.append(Metric("alerts/count", float(count), int(record.wall_time * 1000), int(record.step)))
 
     def _add_checkpoint(self, record: CheckpointHealth, batch: _Batch) -> None:

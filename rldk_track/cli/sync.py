@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (overrides the one the run used)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait per run (default 600)")
     p.add_argument("--force", action="store_true", help="also sync runs whose process is still running")
+    p.add_argument("--from-start", action="store_true",
+                   help="replay whole logs, ignoring what was delivered before (e.g. into another server)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=run)
 
@@ -27,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from rldk_track.sync import sync
 
     options = {"mlflow": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else None
-    results = sync(args.source, to=args.to, options=options, timeout=args.timeout, force=args.force)
+    results = sync(args.source, to=args.to, options=options, timeout=args.timeout, force=args.force,
+                   from_start=args.from_start)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], indent=2))
     else:
