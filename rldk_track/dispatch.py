@@ -11,6 +11,10 @@ crashed run. ``flush`` and ``close`` take timeouts and report what is still pend
 
 from __future__ import annotations
 
+# Importing concurrent.futures.thread registers a threading exit hook, which Python refuses once
+# the main thread has finished; tracker libraries import it lazily from our worker threads, so a
+# short script that ends before they start would break them. Importing it here prevents that.
+import concurrent.futures.thread  # noqa: F401
 import dataclasses
 import logging
 import math
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from rldk_track import lifecycle
 from rldk_track.backends.base import Backend, RejectedError
 from rldk_track.backends.jsonl import EventLogWriter, dumps, read_cursor, read_records, write_cursor
 from rldk_track.layout import RunLayout
@@ -223,6 +228,7 @@ class BackendWorker:
 
     def _open(self) -> None:
         self._retry(lambda: self._set_state(self.backend.open(self._state)), "start", rejectable=False)
+        lifecycle.finish_runs_first()  # the tracker library may have just registered its own exit hook
         self._persist()
 
     def _set_state(self, state: Mapping[str, Any]) -> None:
@@ -327,8 +333,9 @@ class BackendWorker:
                 self._delivered = max(self._delivered, batch[-1].seq)
             if not self._pending and not self._from_log:
                 self._delivered = max(self._delivered, self._written)
+        self._persist()  # before waking flush(): a flushed position is a persisted one
+        with self._cv:
             self._cv.notify_all()
-        self._persist()
 
     def _persist(self) -> None:
         if not self._cursor_path:

@@ -8,21 +8,18 @@ so ``run.log`` costs microseconds whatever the trackers are doing. Bad input nev
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
-import math
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
-import weakref
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from rldk_track import backends as backend_registry
+from rldk_track import lifecycle
 from rldk_track.backends.base import RunInfo
 from rldk_track.backends.jsonl import EventLogWriter, read_lines
 from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher, Observer
@@ -48,7 +45,6 @@ log = logging.getLogger("rldk_track")
 BackendSpec = str | Sequence[str] | None
 
 DEFAULT_DIR = "./rldk_runs"
-EXIT_TIMEOUT_S = 30.0
 
 
 class Run:
@@ -78,8 +74,7 @@ class Run:
         self._report: DeliveryReport | None = None
         self._lock = threading.Lock()
         if dispatcher is not None:
-            _live_runs.add(self)
-            atexit.register(self._finish_at_exit)
+            lifecycle.track(self)
 
     @property
     def active(self) -> bool:
@@ -258,8 +253,7 @@ class Run:
                 return self._report or DeliveryReport(True, {}, None)
             self._finished = True
             self._report = self._dispatcher.close(status, timeout)
-        atexit.unregister(self._finish_at_exit)
-        _live_runs.discard(self)
+        lifecycle.untrack(self)
         if not self._report.complete:
             log.warning("rldk_track: run %s finished (%s) with records pending: %s", self.id, status, self._report.describe())
         return self._report
@@ -276,9 +270,10 @@ class Run:
             status = "failed"
         self.finish(status)
 
-    def _finish_at_exit(self) -> None:
-        status = "failed" if _uncaught_exception.is_set() else "success"
-        self.finish(status, timeout=float(os.environ.get("RLDK_EXIT_TIMEOUT", EXIT_TIMEOUT_S)))
+    def _go_quiet(self) -> None:
+        """In a forked child: this copy of the run has no log thread, so it records nothing."""
+        self._dispatcher = None
+        self._finished = True
 
     def _after_finish(self, what: str) -> None:
         if self._dispatcher is not None:
@@ -315,32 +310,6 @@ def _artifact_name(name: str) -> str:
     if not parts:
         raise ValueError(f"artifact name {name!r} is empty")
     return "/".join(parts)
-
-
-# -- process-wide hooks --------------------------------------------------------------------
-_live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
-_uncaught_exception = threading.Event()
-_previous_excepthook = sys.excepthook
-
-
-def _note_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-    _uncaught_exception.set()
-    _previous_excepthook(exc_type, exc, tb)
-
-
-sys.excepthook = _note_uncaught
-
-
-def _disable_in_forked_child() -> None:
-    """A forked child (a DataLoader worker) has no log thread: its copies of runs go quiet."""
-    for run in list(_live_runs):
-        run._dispatcher = None
-        run._finished = True
-        atexit.unregister(run._finish_at_exit)
-    _live_runs.clear()
-
-
-os.register_at_fork(after_in_child=_disable_in_forked_child)
 
 
 # -- init ------------------------------------------------------------------------------------

@@ -202,6 +202,40 @@ def test_sync_ends_a_run_whose_process_died_as_killed(tmp_path, fake_backend):
     run._dispatcher = None  # this process stands for the dead one: it must not finish the run
 
 
+def test_sync_from_start_replays_a_whole_log_to_a_new_destination(tmp_path, fake_backend):
+    run = rldk_track.init(backend="fake", dir=tmp_path, run_id="fromstart01")
+    for step in range(5):
+        run.log({"x": step}, step=step)
+    run.finish()
+    assert sync(tmp_path)[0].delivered == 0
+    fake_backend["fromstart01"] = fresh = type(fake_backend["fromstart01"])()
+    results = sync(tmp_path, from_start=True)
+    assert results[0].complete and logged_steps(fresh) == list(range(5)) and fresh.status == "success"
+
+
+def test_sync_treats_an_unreaped_child_as_dead(tmp_path, fake_backend):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and open(f"/proc/{child.pid}/stat").read().split(") ")[1][0] != "Z":
+        time.sleep(0.05)
+    run = rldk_track.init(backend="fake", dir=tmp_path, run_id="zombie00001")
+    fake_backend["zombie00001"].gate.clear()
+    run.log({"x": 1}, step=0)
+    run.flush(0.3)
+    events = tmp_path / "events" / "zombie00001.jsonl"
+    lines = events.read_text().splitlines()
+    start = json.loads(lines[0])
+    start["pid"] = child.pid
+    events.write_text("\n".join([json.dumps(start), *lines[1:]]) + "\n")
+    run._dispatcher = None
+    fake_backend["zombie00001"] = fresh = type(fake_backend["zombie00001"])()
+    assert sync(tmp_path)[0].complete and fresh.status == "killed"
+    child.wait()
+
+
 def test_resuming_a_run_id_continues_the_log_and_the_tracker_run(tmp_path, fake_backend):
     first = rldk_track.init(backend="fake", dir=tmp_path, run_id="resume00001")
     first.log({"x": 1}, step=1)

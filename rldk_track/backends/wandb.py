@@ -30,15 +30,12 @@ live side by side in one process.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import logging
 import math
 import os
 import re
-import threading
-import weakref
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
@@ -250,11 +247,6 @@ class WandbBackend(Backend):
             raise ValueError(
                 f"unknown wandb option(s) {', '.join(sorted(unknown))}; choose from {', '.join(sorted(self.OPTIONS))}"
             )
-        # W&B starts thread pools; the first import of concurrent.futures.thread registers a
-        # threading exit hook, which Python refuses once the main thread has finished. Import it
-        # now (stdlib, cheap) so a script that ends before W&B has started can still deliver.
-        import concurrent.futures.thread  # noqa: F401
-
         self._wb_run: Any = None
         self._id = wandb_id(run.run_id)
         self._done_seq = -1
@@ -298,7 +290,6 @@ class WandbBackend(Backend):
         self._wb_run = run
         self._where = f"wandb {mode or 'online'} run {run.project}/{self._id}" + (f" in {wandb_dir}" if mode == "offline" else "")
         _detach_from_wandb_globals(run)
-        _exit_guard.track(self)
         run.define_metric(GLOBAL_STEP)
         run.define_metric("*", step_metric=GLOBAL_STEP)
         if side.tags:
@@ -331,7 +322,6 @@ class WandbBackend(Backend):
         if run is not None:
             log.warning("rldk_track: %s closed before the run ended; W&B marks it failed", self._where)
             run.finish(exit_code=EXIT_CODES["failed"])
-        _exit_guard.untrack(self)
 
     def describe(self) -> str:
         return self._where
@@ -518,7 +508,6 @@ class WandbBackend(Backend):
         run.summary[f"{OWN_PREFIX}status"] = record.status
         run.finish(exit_code=EXIT_CODES.get(record.status, EXIT_CODES["failed"]))
         self._wb_run = None
-        _exit_guard.untrack(self)
 
     _HANDLERS: ClassVar[dict[str, Callable[["WandbBackend", Any], None]]] = {
         "metrics": _write_metrics,
@@ -586,42 +575,3 @@ def _jsonable(value: float) -> Any:
     return value if math.isfinite(value) else str(value)
 
 
-class _ExitGuard:
-    """Ends open W&B runs before W&B tears its service down at interpreter exit.
-
-    W&B registers its teardown with ``atexit`` when its service starts -- inside the first
-    ``wandb.init``, which runs after ``rldk_track.init`` registered the run's own exit hook.
-    ``atexit`` runs hooks last-in first-out, so W&B would shut down before rldk's hook delivers
-    the last records and the run's end. This guard registers right after W&B's and finishes every
-    live rldk run that records to W&B first (bounded by ``RLDK_EXIT_TIMEOUT``).
-    """
-
-    def __init__(self) -> None:
-        self._backends: "weakref.WeakSet[WandbBackend]" = weakref.WeakSet()
-        self._lock = threading.Lock()
-        self._registered = False
-
-    def track(self, backend: WandbBackend) -> None:
-        with self._lock:
-            self._backends.add(backend)
-            if not self._registered:
-                self._registered = True
-                atexit.register(self._at_exit)
-
-    def untrack(self, backend: WandbBackend) -> None:
-        with self._lock:
-            self._backends.discard(backend)
-
-    def _at_exit(self) -> None:
-        with self._lock:
-            ids = {b.run.run_id for b in self._backends}
-        if not ids:
-            return
-        from rldk_track import run as run_module
-
-        for live in list(run_module._live_runs):
-            if live.id in ids:
-                live._finish_at_exit()
-
-
-_exit_guard = _ExitGuard()

@@ -1,0 +1,22 @@
+"""Credentials never reach a tracker, while ordinary tokenizer settings survive."""
+
+from rldk_track.redact import REDACTED, redact
+
+
+def test_secret_keys_are_redacted_but_tokenizer_tokens_are_not():
+    config = {"hub_token": "abc12345", "WANDB_API_KEY": "k" * 40, "db": {"password": "pw"}, "pad_token": "<pad>",
+              "eos_token": "</s>", "max_new_tokens": 128, "tokenizer": "gpt2", "token": None}
+    assert redact(config) == {"hub_token": REDACTED, "WANDB_API_KEY": REDACTED, "db": {"password": REDACTED},
+                              "pad_token": "<pad>", "eos_token": "</s>", "max_new_tokens": 128, "tokenizer": "gpt2",
+                              "token": None}
+
+
+def test_secret_looking_values_are_redacted_whatever_their_key():
+    values = ["hf_" + "a" * 30, "sk-proj-" + "b" * 30, "ghp_" + "c" * 36, "AKIA" + "D" * 16]
+    assert redact({"notes": values}) == {"notes": [REDACTED] * 4}
+
+
+def test_passwords_inside_urls_are_masked_and_the_rest_kept():
+    assert redact({"uri": "https://alice:s3cr3t@mlflow.example:5000/x"}) == {"uri": f"https://alice:{REDACTED}@mlflow.example:5000/x"}
+    assert redact("postgresql://mlflow:pw@db:5432/mlflow") == f"postgresql://mlflow:{REDACTED}@db:5432/mlflow"
+    assert redact("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
