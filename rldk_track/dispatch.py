@@ -373,6 +373,10 @@ class Dispatcher:
             worker.start()
         self._thread.start()
 
+    def add_observer(self, observer: Observer) -> None:
+        """Observe later batches too (copy-on-write: the log thread may be iterating)."""
+        self.observers = [*self.observers, observer]
+
     # -- training thread -----------------------------------------------------------------
     def submit(self, record: Record) -> None:
         """Enqueue a record (``seq`` is assigned on the log thread). Never blocks."""

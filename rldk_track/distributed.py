@@ -14,8 +14,18 @@ def rank_and_world_size() -> tuple[int, int]:
         dist = sys.modules["torch"].distributed
         if dist.is_available() and dist.is_initialized():
             return dist.get_rank(), dist.get_world_size()
-    for rank_var, size_var in (("RANK", "WORLD_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("LOCAL_RANK", "LOCAL_WORLD_SIZE")):
-        if os.environ.get(rank_var, "").strip().isdigit():
-            size = os.environ.get(size_var, "1").strip()
-            return int(os.environ[rank_var]), int(size) if size.isdigit() else 1
+    for rank_var, size_var in (("RANK", "WORLD_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE")):
+        rank = _env_int(rank_var)
+        if rank is not None:
+            return rank, _env_int(size_var) or 1
+    local_rank = _env_int("LOCAL_RANK")
+    if local_rank is not None:  # only a local rank: on node > 0 it is not the global rank 0
+        local_size = _env_int("LOCAL_WORLD_SIZE") or 1
+        node = _env_int("NODE_RANK") or _env_int("GROUP_RANK") or 0
+        return node * local_size + local_rank, max(_env_int("WORLD_SIZE") or 1, (node + 1) * local_size)
     return 0, 1
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() else None

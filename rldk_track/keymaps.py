@@ -7,6 +7,7 @@ mapping; ``docs/metrics.md`` documents them.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Mapping
 
@@ -151,6 +152,7 @@ _PATTERNS: dict[str, list[tuple[re.Pattern[str], str]]] = {
 KEYMAPS: dict[str, Mapping[str, str]] = {"trl": TRL, "openrlhf": OPENRLHF}
 
 
+@functools.lru_cache(maxsize=8192)
 def canonical_name(key: str, framework: str) -> str | None:
     """The canonical name of ``key`` in ``framework``'s vocabulary, or None if it has none.
     ``eval_<key>`` (transformers' evaluation prefix) maps to ``eval/<canonical or key>``."""

@@ -6,6 +6,7 @@
 <dir>/events/<run_id>.<backend>.cursor.json how far each tracker has received the log
 <dir>/events/<run_id>.<backend>.rejected.jsonl  records a tracker refused, kept for inspection
 <dir>/artifacts/<run_id>/<name>             artifacts staged before they reach the trackers
+<dir>/pins/...                              checkpoint files hard-linked for health analysis
 ```
 """
 

@@ -7,10 +7,12 @@ values become JSON-able trees. Nothing here does I/O or imports heavy libraries.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import enum
 import math
 import numbers
+import types
 from pathlib import PurePath
 from typing import Any, Mapping
 
@@ -84,6 +86,8 @@ def to_jsonable(value: Any, _depth: int = 0) -> Any:
         return to_jsonable(value.value, _depth + 1)
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, (argparse.Namespace, types.SimpleNamespace)):
+        value = vars(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     to_dict = getattr(value, "to_dict", None)

@@ -41,9 +41,15 @@ def is_secret_key(key: str) -> bool:
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]+:)(?P<password>[^/\s@]+)(?P<tail>@)")
 
 
+# A bare ``key`` (``--logger.wandb.key``) is a credential when its value looks like one.
+_KEY_LIKE_VALUE = re.compile(r"^[A-Za-z0-9_\-]{20,}$")
+
+
 def redact(value: Any, key: str = "") -> Any:
     """A copy of ``value`` (a JSON-able tree) with secret-looking entries replaced by REDACTED."""
     if key and is_secret_key(key) and value not in (None, "", False):
+        return REDACTED
+    if key.lower().endswith("key") and isinstance(value, str) and _KEY_LIKE_VALUE.match(value):
         return REDACTED
     if isinstance(value, Mapping):
         return {k: redact(v, str(k)) for k, v in value.items()}

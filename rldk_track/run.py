@@ -50,9 +50,10 @@ DEFAULT_DIR = "./rldk_runs"
 class Run:
     """One training run, recorded in every configured tracker.
 
-    Create it with :func:`rldk_track.init`. Thread-safe: a sampler thread may log while the
-    training thread does. A Run on a non-zero rank (without ``per_rank``) is inactive: every
-    method returns at once.
+    Create it with :func:`rldk_track.init`. Thread-safe: another thread may log while the
+    training thread does; a background sampler that must not move the step axis logs with
+    ``emit(Metrics(...))`` at ``run.step``. A Run on a non-zero rank (without ``per_rank``) is
+    inactive: every method returns at once.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class Run:
         self._finished = dispatcher is None
         self._report: DeliveryReport | None = None
         self._lock = threading.Lock()
+        self._step_lock = threading.Lock()
         if dispatcher is not None:
             lifecycle.track(self)
 
@@ -132,6 +134,10 @@ class Run:
         self._submit(Metrics(-1, wall_time, step, values, rng, data_slice, model_info, tuple(notes)))
 
     def _resolve_step(self, step: Any) -> int:
+        with self._step_lock:
+            return self._next_step(step)
+
+    def _next_step(self, step: Any) -> int:
         if step is None:
             self._step += 1
             return self._step
@@ -209,6 +215,11 @@ class Run:
             Alert(-1, time.time(), self._step if step is None else int(step), str(rule), severity, str(message),
                   metric, _optional_float(value), _optional_float(threshold), action)
         )
+
+    def add_observer(self, observer: Observer) -> None:
+        """Show every later record to ``observer`` on the log thread (see ``rldk_track.dispatch``)."""
+        if self._dispatcher is not None:
+            self._dispatcher.add_observer(observer)
 
     def emit(self, record: Record) -> None:
         """Log a prebuilt record (integrations and analyzers use this); ``seq`` is assigned later."""

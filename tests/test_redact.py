@@ -20,3 +20,8 @@ def test_passwords_inside_urls_are_masked_and_the_rest_kept():
     assert redact({"uri": "https://alice:s3cr3t@mlflow.example:5000/x"}) == {"uri": f"https://alice:{REDACTED}@mlflow.example:5000/x"}
     assert redact("postgresql://mlflow:pw@db:5432/mlflow") == f"postgresql://mlflow:{REDACTED}@db:5432/mlflow"
     assert redact("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_a_bare_key_holding_a_credential_is_redacted():
+    config = {"logger": {"wandb": {"key": "0123456789abcdef0123456789abcdef01234567", "project": "ppo"}}, "key": "reward/mean"}
+    assert redact(config) == {"logger": {"wandb": {"key": REDACTED, "project": "ppo"}}, "key": "reward/mean"}
