@@ -456,8 +456,11 @@ class WandbBackend(Backend):
         summary = self._wb_run.summary
         summary[metric_key(f"{OWN_PREFIX}alert/{record.rule}")] = "cleared" if record.state == "cleared" else record.severity
         summary[f"{OWN_PREFIX}health"] = health(side.active_alerts())
-        if record.state != "cleared":
-            raised = sum(1 for a in side.alerts.values() if a["state"] != "cleared" and a["seq"] <= record.seq)
+        if record.state != "cleared" and record.severity != "info":  # info alerts are reports, not problems
+            raised = sum(
+                1 for a in side.alerts.values()
+                if a["state"] != "cleared" and a["severity"] != "info" and a["seq"] <= record.seq
+            )
             self._log_row({"alerts/count": raised}, record.step, record.wall_time)
 
     def _write_checkpoint(self, record: CheckpointHealth) -> None:
