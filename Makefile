@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -U pip
 	# torch first and pinned: the CPU build that lies on disk here (a plain `torch` pulls CUDA).
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	# DS_BUILD_OPS=0: DeepSpeed (an OpenRLHF dependency) builds no CUDA ops on a CPU machine.
+	DS_BUILD_OPS=0 $(BIN)/pip install -q -e ".[dev]"
+	# OpenRLHF's own requirements pull flash-attn and vllm, which need CUDA: install it alone.
+	$(BIN)/pip install -q --no-deps openrlhf==0.11.2
 	touch $(STAMP)
 
 install: $(STAMP)
