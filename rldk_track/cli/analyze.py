@@ -10,7 +10,8 @@ EPILOG = """\
 The run's metrics are replayed step by step through the same analyzers a live run uses
 (init(analyzers="default")). Alerts the run already has are not reported again.
 
---write adds the new alerts to the run where it was read from:
+--write adds the new alerts (and the analyzers' summaries with them) to the run where it
+was read from; a run with no new alerts is left as it is:
   event log     appended (with the run's end status), then synced to the run's trackers
   MLflow        rldk.alert.<rule> tags, rldk.health, alerts/count and rldk/alerts.jsonl
   TensorBoard   alerts/<rule> text summaries and rldk/alerts.jsonl in the run directory
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         alerts = [r for r in records if isinstance(r, Alert)]
         notable = notable or any(a.severity in ("warning", "critical") and a.state == "raised" for a in alerts)
         _print(name, alerts, args.json)
-        if args.write and records:
+        if args.write and alerts:  # the analyzers' summaries go along; alone they are no news
             row = {"name": name, **runset.runs.loc[name].to_dict()}
             try:
                 result = write_back(row, records, sync=not args.no_sync)

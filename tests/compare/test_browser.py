@@ -10,7 +10,6 @@ scalar tags. Select with ``-m browser``; needs Debian's ``chromium``.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
