@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rldk_track.compare.comparison import Comparison
+    from rldk_track.readers.runset import RunSet
 
 EPILOG = """\
 sources:
@@ -23,8 +28,8 @@ verdicts: a difference is claimed only when both final windows have at least 5 e
 (autocorrelation-adjusted) points and Welch's t-test (on those) and Mann-Whitney U agree at
 --alpha; otherwise "no clear difference" or "too few independent points to tell".
 
-exit codes: 0 compared; 1 compared, but a metric is missing from some run;
-            2 bad input (unknown source, run, metric or option).
+exit codes: 0 compared; 1 compared, but a metric is missing from some run (or --attach
+            failed); 2 bad input (unknown source, run, metric or option).
 """
 
 
@@ -59,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("table", "markdown", "json", "html"), default="table",
                    help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the output here instead of stdout")
+    p.add_argument("--attach", metavar="RUN",
+                   help="also attach the HTML report to RUN (one of the compared runs) as rldk/compare.html, "
+                   "in the tracker it was read from (an event log: appended and synced to its trackers)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for mlflow:// sources (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -75,6 +83,27 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"--threshold {item!r}: {value!r} is not a number") from None
     return out
+
+
+def _attach(result: "Comparison", runset: "RunSet", name: str) -> bool:
+    """Attach the HTML report to run ``name`` where it lives; False (and why) if it cannot."""
+    import time
+
+    from rldk_track.compare.writeback import WriteBackError, write_back
+    from rldk_track.records import Artifact
+
+    if name not in runset.runs.index:
+        print(f"rldk-track: --attach {name!r} is not among the runs: {', '.join(runset.runs.index)}", file=sys.stderr)
+        return False
+    report = Artifact(-1, time.time(), "rldk/compare.html", data=result.to_html().encode("utf-8"))
+    try:
+        done = write_back({"name": name, **runset.runs.loc[name].to_dict()}, [report])
+    except (WriteBackError, OSError) as exc:
+        print(f"rldk-track: report not attached: {exc}", file=sys.stderr)
+        return False
+    synced = f"; synced: {', '.join(done.synced)}" if done.synced else ""
+    print(f"report attached to {name} in {done.where} as rldk/compare.html{synced}", file=sys.stderr)
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         "html": result.to_html,
     }[args.format]()
     write_output(text, args.output)
+    if args.attach and not _attach(result, runset, args.attach):
+        return 1
     missing = result.missing()
     if missing:
         print(f"note: {len(missing)} run/metric pairs have no points: "

@@ -73,6 +73,16 @@ def test_compare_exits_1_when_a_run_lacks_a_metric(two_runs, capsys):
     assert "reward/mean in partial" in capsys.readouterr().err
 
 
+def test_compare_attaches_its_report_to_a_run_and_its_trackers(tmp_path, capsys):
+    log_run(tmp_path, "baseline", ["jsonl", "tensorboard"])
+    log_run(tmp_path, "tuned", ["jsonl", "tensorboard"], reward_offset=0.2)
+    assert main(["compare", str(tmp_path), "-m", "reward/mean", "--attach", "tuned", "--no-progress"]) == 0
+    assert "report attached to tuned" in capsys.readouterr().err
+    copy = tmp_path / "tensorboard" / "tuned" / "artifacts" / "rldk" / "compare.html"
+    assert "tuned higher" in copy.read_text(encoding="utf-8")
+    assert load_runs(tmp_path).runs.loc["tuned", "status"] == "success"
+
+
 def test_analyze_prints_alerts_and_exits_1(tmp_path, capsys):
     log_run(tmp_path, "sick", ["jsonl"], pathology=True)
     assert main(["analyze", str(tmp_path), "--no-progress"]) == 1
