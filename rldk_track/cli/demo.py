@@ -51,15 +51,21 @@ def run(args: argparse.Namespace) -> int:
     results = run_demo(args.dir, steps=steps, backends=backends, pretrain_steps=0 if args.quick else PRETRAIN_STEPS)
     print()
     for result in results:
-        raised = result.raised
+        concerns = [a for a in result.raised if a.severity != "info"]
+        reports = sorted({a.rule for a in result.raised if a.severity == "info"})
         print(f"{result.spec.name}  (run {result.run_id}, {result.steps} steps in {result.seconds:.1f} s, {result.status})")
-        if not raised:
-            print("    no alerts")
-        for alert in raised:
+        if not concerns:
+            print("    no warnings")
+        for alert in concerns:
             print(f"    step {alert.step:>4}  {alert.severity:<8}  {alert.rule:<22} {alert.message}")
+        if reports:
+            print(f"    end-of-run reports in the trackers: {', '.join(reports)}")
+        if result.checkpoints:
+            scores = ", ".join(f"step {h.step} {h.score:.2f}" for h in result.checkpoints)
+            print(f"    checkpoint health: {scores}")
         for health in result.checkpoints:
-            print(f"    checkpoint step {health.step:>4}: health {health.score:.2f}"
-                  + (f"  ({'; '.join(health.issues)})" if health.issues else ""))
+            for issue in health.issues:
+                print(f"    checkpoint step {health.step}: {issue}")
         missing = result.missing_rules
         if missing and not args.quick:
             print(f"    (expected {', '.join(missing)} as well; the run may need more --steps)")
@@ -86,12 +92,11 @@ def _shown(path: Path) -> str:
 
 def _quiet_libraries() -> None:
     """Keep the demo's output to what it shows: no progress bars or library warnings."""
-    import logging
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
     import datasets
     import transformers
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import platform
-import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -248,7 +247,6 @@ class _StopWatch:
 
     def __init__(self, severity: str) -> None:
         self._level = SEVERITIES.index(severity)
-        self._lock = threading.Lock()
         self.alert: Alert | None = None
 
     def observe(self, records: Iterable[Record]) -> list[Record]:
@@ -260,8 +258,7 @@ class _StopWatch:
                     and record.rule != "training_stopped"
                     and SEVERITIES.index(record.severity) >= self._level
                 ):
-                    with self._lock:
-                        self.alert = record
+                    self.alert = record
                     break
         return []
 
@@ -306,8 +303,9 @@ def model_description(model: Any) -> dict[str, Any]:
     if callable(parameters):
         total = trainable = 0
         for p in parameters():
-            total += p.numel()
-            trainable += p.numel() if p.requires_grad else 0
+            count = getattr(p, "ds_numel", None) or p.numel()  # DeepSpeed ZeRO-3 partitions parameters
+            total += count
+            trainable += count if p.requires_grad else 0
         out["num_parameters"] = total
         out["num_trainable_parameters"] = trainable
     config = getattr(model, "config", None)

@@ -1,0 +1,243 @@
+"""What tracking costs a real TRL GRPO run: rldk_track's callback next to transformers' own trackers.
+
+The demo's healthy GRPO run (tiny GPT-2 built in code, 16 completions of up to 48 tokens a step,
+a log line every step) is trained in ONE process by three contenders, interleaved run by run
+(the order rotates each repetition) so machine noise hits them alike:
+
+- ``none``: no tracking (``report_to=[]``);
+- ``transformers``: ``report_to=["mlflow", "tensorboard"]``, transformers' own MLflowCallback
+  (asynchronous logging) and TensorBoardCallback;
+- ``rldk``: ``RLDKCallback(backend=["mlflow", "tensorboard"])`` with the default analyzers and
+  system metrics (every 10 s), plus checkpoint health when ``--save-steps`` is given.
+
+Both contenders' trackers write to the same local MLflow server (started through
+``backends/mlflow/serve_local.sh``) and their TensorBoard files to the same temporary folder.
+
+Reported per contender, over every step after the first ``--warmup`` of each run:
+
+- step time: wall time between consecutive ``on_step_begin`` events (the step's compute plus
+  everything the callbacks do at its end; the last step is left out), median and mean, and the
+  ratio to ``none``;
+- tracking time on the training thread: time spent inside the tracking callbacks' event methods
+  (MLflowCallback + TensorBoardCallback, or RLDKCallback), per step, p50 / p99;
+- setup and teardown: time inside ``on_train_begin`` and ``on_train_end`` (run creation, params;
+  waiting for delivery at the end).
+
+Compute is the same for every contender (same seed, same model, same data), so the step-time
+difference is what tracking adds.
+
+    python benchmarks/trl_overhead.py [--device cpu|cuda] [--steps 30] [--repeats 5] [--warmup 3]
+                                      [--save-steps 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTENDERS = ("none", "transformers", "rldk")
+PROJECT = "trl-overhead"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A local MLflow server through the project's recipe (sqlite store under ``workdir``)."""
+    port = free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "backends/mlflow/serve_local.sh"), str(workdir / "server"), str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=2).read()
+            return proc, uri
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("the MLflow server did not start within 180 s")
+
+
+class Timings:
+    """Per-run measurements: step boundaries and time inside the tracking callbacks."""
+
+    def __init__(self) -> None:
+        self.step_starts: list[float] = []
+        self.tracking_by_step: dict[int, float] = {}
+        self.setup = 0.0
+        self.teardown = 0.0
+
+
+def step_clock(timings: Timings) -> Any:
+    """A callback that stamps every ``on_step_begin``: step k lasts from its stamp to step k+1's
+    (the last step, which also holds the end-of-training work, is not measured)."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            timings.step_starts.append(time.perf_counter())
+
+    return StepClock()
+
+
+def time_callback(callback: Any, timings: Timings, state: Callable[[], Any]) -> None:
+    """Wrap each ``on_*`` event method of ``callback`` to add its duration to ``timings``."""
+    for name in [n for n in dir(callback) if n.startswith("on_")]:
+        method = getattr(callback, name)
+
+        def timed(*args: Any, _method: Callable[..., Any] = method, _name: str = name, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                if _name in ("on_train_begin", "on_init_end"):
+                    timings.setup += elapsed
+                elif _name == "on_train_end":
+                    timings.teardown += elapsed
+                else:
+                    step = state().global_step
+                    timings.tracking_by_step[step] = timings.tracking_by_step.get(step, 0.0) + elapsed
+
+        setattr(callback, name, timed)
+
+
+def train_once(contender: str, model_path: Path, work: Path, options: argparse.Namespace, index: int) -> Timings:
+    from transformers.integrations import MLflowCallback, TensorBoardCallback
+
+    from rldk_track.demo.grpo import HEALTHY, grpo_config, grpo_trainer
+    from rldk_track.integrations.trl import RLDKCallback
+
+    timings = Timings()
+    out = work / f"{contender}-{index}"
+    saving = dict(save_strategy="steps", save_steps=options.save_steps) if options.save_steps else dict(save_strategy="no")
+    report_to = ["mlflow", "tensorboard"] if contender == "transformers" else []
+    args = grpo_config(out, HEALTHY, options.steps, seed=0, device=options.device, report_to=report_to,
+                       run_name=f"{contender}-{index}", **saving)
+    callbacks: list[Any] = [step_clock(timings)]
+    rldk = None
+    if contender == "rldk":
+        rldk = RLDKCallback(backend=["mlflow", "tensorboard"], project=PROJECT, dir=work / "rldk",
+                            checkpoint_health=bool(options.save_steps))
+        callbacks.append(rldk)
+    trainer = grpo_trainer(model_path, HEALTHY, args, callbacks)
+    tracked = [cb for cb in trainer.callback_handler.callbacks
+               if isinstance(cb, (MLflowCallback, TensorBoardCallback, RLDKCallback))]
+    expected = {"none": 0, "transformers": 2, "rldk": 1}[contender]
+    assert len(tracked) == expected, f"{contender}: found tracking callbacks {tracked}"
+    for callback in tracked:
+        time_callback(callback, timings, lambda: trainer.state)
+    trainer.train()
+    if rldk is not None and rldk.run is not None and not rldk.run.flush().complete:
+        print(f"  warning: {contender}-{index} finished with records pending", file=sys.stderr)
+    return timings
+
+
+def step_durations(timings: Timings, options: argparse.Namespace) -> list[float]:
+    """Durations of the measured steps (after the warm-up, without the last step)."""
+    return [b - a for a, b in zip(timings.step_starts, timings.step_starts[1:])][options.warmup:]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--steps", type=int, default=30, help="GRPO steps per run")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per contender (interleaved)")
+    parser.add_argument("--warmup", type=int, default=3, help="steps of each run left out of the statistics")
+    parser.add_argument("--save-steps", type=int, default=0, help="save a checkpoint every N steps (0: never)")
+    parser.add_argument("--pretrain-steps", type=int, default=40, help="corpus pretraining of the tiny model")
+    options = parser.parse_args()
+    if options.steps <= options.warmup + 1:
+        parser.error("--steps must exceed --warmup + 1")
+
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+    import datasets
+    import torch
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    if options.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible")
+
+    from rldk_track.demo.tiny_lm import save_tiny_lm
+
+    work = Path(tempfile.mkdtemp(prefix="rldk-trl-bench-"))
+    server, uri = start_mlflow_server(work)
+    os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME=PROJECT, MLFLOW_FLATTEN_PARAMS="1")
+    try:
+        model_path = save_tiny_lm(work / "tiny-gpt2", pretrain_steps=options.pretrain_steps)
+        device = torch.cuda.get_device_name(0) if options.device == "cuda" else platform.processor() or platform.machine()
+        print(f"GRPO on the demo's tiny GPT-2, device {options.device} ({device}), torch threads "
+              f"{torch.get_num_threads()}, {options.steps} steps x {options.repeats} runs per contender, "
+              f"first {options.warmup} steps of each run left out, checkpoints "
+              f"{'every %d steps' % options.save_steps if options.save_steps else 'off'}; MLflow server {uri}")
+        train_once("none", model_path, work, options, -1)  # warm caches and lazy imports, not measured
+        results: dict[str, list[Timings]] = {c: [] for c in CONTENDERS}
+        for repeat in range(options.repeats):
+            order = CONTENDERS[repeat % 3:] + CONTENDERS[: repeat % 3]
+            medians = []
+            for contender in order:
+                timings = train_once(contender, model_path, work, options, repeat)
+                results[contender].append(timings)
+                medians.append(f"{contender} {statistics.median(step_durations(timings, options)) * 1e3:.0f} ms")
+            print(f"  repetition {repeat + 1}/{options.repeats}, median step: {', '.join(medians)}", flush=True)
+        report(results, options)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def report(results: dict[str, list[Timings]], options: argparse.Namespace) -> None:
+    rows = {}
+    for contender, runs in results.items():
+        steps: list[float] = []
+        tracking: list[float] = []
+        for t in runs:
+            steps += step_durations(t, options)
+            # events at global_step s: the end of step s and the start of step s + 1
+            tracking += [t.tracking_by_step.get(s, 0.0) for s in range(options.warmup + 1, options.steps)]
+        rows[contender] = {
+            "median": statistics.median(steps), "mean": statistics.fmean(steps),
+            "track_p50": percentile(tracking, 0.5), "track_p99": percentile(tracking, 0.99),
+            "setup": statistics.median(t.setup for t in runs), "teardown": statistics.median(t.teardown for t in runs),
+        }
+    base = rows["none"]
+    print()
+    print(f"{'contender':<14} {'step p50 ms':>11} {'step mean ms':>12} {'ratio p50':>9} {'ratio mean':>10} "
+          f"{'tracking/step p50 us':>20} {'p99 us':>9} {'setup s':>8} {'teardown s':>10}")
+    for contender, row in rows.items():
+        print(f"{contender:<14} {row['median'] * 1e3:>11.1f} {row['mean'] * 1e3:>12.1f} "
+              f"{row['median'] / base['median']:>9.3f} {row['mean'] / base['mean']:>10.3f} "
+              f"{row['track_p50'] * 1e6:>20.0f} {row['track_p99'] * 1e6:>9.0f} {row['setup']:>8.2f} {row['teardown']:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
