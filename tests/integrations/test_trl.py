@@ -439,7 +439,12 @@ def test_demo_quick_trains_both_runs_into_mlflow_and_tensorboard_and_prints_how_
     assert sorted((r.info.run_name, r.info.status) for r in runs) == [("grpo-healthy", "FINISHED"),
                                                                      ("grpo-reward-hacking", "FINISHED")]
     assert all(r.data.metrics["reward/mean"] > 0 for r in runs)
-    assert sorted(p.name for p in (tmp_path / "runs" / "tensorboard").iterdir()) == ["grpo-healthy", "grpo-reward-hacking"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for name in ("grpo-healthy", "grpo-reward-hacking"):
+        events = EventAccumulator(str(tmp_path / "runs" / "tensorboard" / name))
+        events.Reload()
+        assert [e.step for e in events.Scalars("reward/mean")] == list(range(1, 7))
 
 
 def test_metrics_doc_lists_every_key_of_the_trl_and_openrlhf_maps():
