@@ -3,7 +3,6 @@ local trackers, and report what each run's analyzers found."""
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -15,8 +14,6 @@ from rldk_track.backends.jsonl import read_records
 from rldk_track.demo.grpo import ANALYZERS, RUNS, DemoRun, grpo_config, grpo_trainer
 from rldk_track.demo.tiny_lm import save_tiny_lm
 from rldk_track.records import Alert, CheckpointHealth, Record, RunEnd
-
-log = logging.getLogger("rldk_track")
 
 PROJECT = "rldk-demo"
 #: The trackers the demo records into when they are installed (the event log is always on).

@@ -287,7 +287,10 @@ def run_config(args: TrainingArguments, state: TrainerState, model: Any, process
                   "train_batch_size": state.train_batch_size},
     }
     if model is not None:
-        config["model"] = model_description(model)
+        try:
+            config["model"] = model_description(model)
+        except Exception as exc:  # an unusual model must not stop training from starting
+            log.warning("rldk_track: the model's description is not recorded: %s: %s", type(exc).__name__, exc)
     if processing_class is not None:
         config["processing_class"] = type(processing_class).__name__
     sha = git_commit(Path.cwd())
