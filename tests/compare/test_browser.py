@@ -4,12 +4,14 @@ Two demo-like runs (one healthy, one pushed into a KL spike and an entropy colla
 default analyzers) go to the embedded MLflow store and TensorBoard; ``rldk-track ui`` serves them
 on 127.0.0.1; Chromium renders MLflow's runs table and the sick run's page (DOM dumps are checked,
 screenshots saved under ``docs/img/``); TensorBoard's HTTP API lists the runs and their canonical
-scalar tags. Select with ``-m browser``; needs Debian's ``chromium``.
+scalar tags. Select with ``-m browser``; needs Debian's ``chromium``. ``RLDK_UPDATE_SCREENSHOTS=1``
+refreshes the committed screenshots.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import signal
@@ -91,8 +93,12 @@ def chromium(url: str, tmp_path: Path, *extra: str, budget_ms: int = 10_000) -> 
 
 
 def screenshot(url: str, tmp_path: Path, name: str, size: str = "1400,900") -> Path:
-    IMAGES.mkdir(parents=True, exist_ok=True)
+    """A PNG of ``url``: into ``docs/img/`` when it is not there yet or ``RLDK_UPDATE_SCREENSHOTS=1``
+    (so a test run leaves the committed images alone), else into ``tmp_path``."""
     target = IMAGES / name
+    if target.exists() and os.environ.get("RLDK_UPDATE_SCREENSHOTS") != "1":
+        target = tmp_path / name
+    target.parent.mkdir(parents=True, exist_ok=True)
     chromium(url, tmp_path, f"--window-size={size}", f"--screenshot={target}")
     assert target.read_bytes()[:4] == b"\x89PNG"
     return target
