@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from importlib.metadata import entry_points
 
 from rldk_track.backends.base import Backend, BackendUnavailable, RejectedError, RunInfo
 
@@ -28,6 +27,8 @@ def register(name: str, backend: type[Backend] | str) -> None:
 
 
 def _targets() -> dict[str, type[Backend] | str]:
+    from importlib.metadata import entry_points  # ~25 ms: only when a backend is resolved
+
     targets: dict[str, type[Backend] | str] = dict(_BUILTIN)
     for ep in entry_points(group="rldk_track.backends"):
         targets.setdefault(ep.name, ep.value)
