@@ -5,7 +5,7 @@ with a ``run_start`` record that names its rank and host. :func:`read_ranks` rea
 long frame (``run_id, rank, host, step, metric, value``); :func:`rank_spread` gives, per step and
 metric, the min/mean/max over ranks and which rank was lowest and highest; :func:`rank_summary`
 condenses that per metric: typical spread, worst step, and the rank that is most often the
-highest — the straggler for ``perf/step_s``, the memory hog for ``system/proc_rss_peak_gb``.
+highest — the straggler for ``perf/step_s``, the memory hog for ``system/peak_proc_rss_gb``.
 ``rldk-track merge DIR`` prints the summary.
 """
 

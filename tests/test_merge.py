@@ -28,7 +28,7 @@ def three_rank_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv("RANK", str(rank))
         with rldk_track.init(dir=tmp_path, run_id="job", per_rank=True) as run:
             for step, seconds in enumerate(STEP_S[rank], start=1):
-                run.log({"perf/step_s": seconds, "system/proc_rss_peak_gb": MEM_GB[rank] + step,
+                run.log({"perf/step_s": seconds, "system/peak_proc_rss_gb": MEM_GB[rank] + step,
                          "loss": 2.0 / step}, step=step)
     monkeypatch.setenv("RANK", "0")
     with rldk_track.init(dir=tmp_path, run_id="single") as run:  # another run, one rank only
@@ -60,9 +60,9 @@ def test_summary_names_the_straggler_and_the_memory_heavy_rank(three_rank_run: P
     assert summary.loc["perf/step_s", "highest_rank"] == 2
     assert summary.loc["perf/step_s", "highest_share"] == 1.0  # of the 3 uneven steps
     assert summary.loc["perf/step_s", "worst_step"] == 3
-    assert summary.loc["system/proc_rss_peak_gb", "highest_rank"] == 1
+    assert summary.loc["system/peak_proc_rss_gb", "highest_rank"] == 1
     assert summary.loc["loss", "highest_rank"] == -1  # identical on every rank
-    assert list(summary.index[:2]) == ["perf/step_s", "system/proc_rss_peak_gb"]  # most uneven first
+    assert list(summary.index[:2]) == ["perf/step_s", "system/peak_proc_rss_gb"]  # most uneven first
 
 
 def test_metrics_filter_keeps_only_those_metrics(three_rank_run: Path) -> None:

@@ -742,10 +742,10 @@ def _process_memory() -> dict[str, float]:
     """This process's peak memory: resident set, and the GPU's allocator peak when CUDA is in use.
     Cheap (no device synchronisation), so it can run on the training thread each step."""
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    values = {"system/proc_rss_peak_gb": rss_kb * 1024.0 / GB}
+    values = {"system/peak_proc_rss_gb": rss_kb * 1024.0 / GB}
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        values["system/proc_gpu_alloc_peak_gb"] = torch.cuda.max_memory_allocated() / GB
+        values["system/peak_cuda_alloc_gb"] = torch.cuda.max_memory_allocated() / GB
     return values
 
 

@@ -268,7 +268,7 @@ def test_sft_on_a_non_zero_rank_with_per_rank_writes_its_own_log(
     [start] = [r for r in recs if isinstance(r, RunStart)]
     assert (start.rank, start.world_size) == (1, 2) and start.host
     assert sorted(series(recs, "gpt_loss")) == [1, 2]
-    assert sorted(series(recs, "system/proc_rss_peak_gb")) == [1, 2]
+    assert sorted(series(recs, "system/peak_proc_rss_gb")) == [1, 2]
 
 
 @pytest.mark.parametrize(("local_rank", "samples_system"), [("0", True), ("1", False)])

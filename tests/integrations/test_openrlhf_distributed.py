@@ -64,13 +64,13 @@ def test_merge_gives_per_rank_spread_and_finds_the_memory_heavy_rank(two_rank_ru
     loss = spread[spread["metric"] == "gpt_loss"]
     assert list(loss["step"]) == [1, 2, 3, 4] and (loss["ranks"] == 2).all()
     assert (loss["spread"].abs() < 1e-6).all()  # all-reduced by OpenRLHF before logging: equal on every rank
-    rss = spread[spread["metric"] == "system/proc_rss_peak_gb"]
+    rss = spread[spread["metric"] == "system/peak_proc_rss_gb"]
     assert (rss["max_rank"] == 1).all() and (rss["spread"] > 0.25).all()  # rank 1's 300 MB ballast
 
     out = subprocess.run([sys.executable, "-m", "rldk_track.cli", "merge", str(two_rank_run), "--json",
                           "--out", str(two_rank_run / "spread.csv")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     summary = {row["metric"]: row for row in json.loads(out.stdout)}
-    assert summary["system/proc_rss_peak_gb"]["highest_rank"] == 1
+    assert summary["system/peak_proc_rss_gb"]["highest_rank"] == 1
     assert summary["gpt_loss"]["highest_rank"] == -1  # every rank always equal
     assert (two_rank_run / "spread.csv").read_text().startswith("run_id,step,metric,ranks,min,mean,max")
