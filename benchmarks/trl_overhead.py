@@ -20,14 +20,18 @@ Reported per contender, over every step after the first ``--warmup`` of each run
   ratio to ``none``;
 - tracking time on the training thread: time spent inside the tracking callbacks' event methods
   (MLflowCallback + TensorBoardCallback, or RLDKCallback), per step, p50 / p99;
+- CPU per step: CPU time of this process (every thread: training, tracking threads, tracker
+  clients) between the same step boundaries, and of the MLflow server process over the run
+  divided by its steps. Unlike wall time, this barely moves when other programs load the machine;
 - setup and teardown: time inside ``on_train_begin`` and ``on_train_end`` (run creation, params;
   waiting for delivery at the end).
 
-Compute is the same for every contender (same seed, same model, same data), so the step-time
-difference is what tracking adds.
+Ratios to ``none`` are computed within each repetition (a load spike from another program hits
+one repetition) and the median over repetitions is reported. Compute is the same for every
+contender (same seed, same model, same data), so the differences are what tracking adds.
 
     python benchmarks/trl_overhead.py [--device cpu|cuda] [--steps 30] [--repeats 5] [--warmup 3]
-                                      [--save-steps 0]
+                                      [--save-steps 0] [--threads N]
 """
 
 from __future__ import annotations
@@ -81,9 +85,11 @@ class Timings:
 
     def __init__(self) -> None:
         self.step_starts: list[float] = []
+        self.step_cpu: list[float] = []
         self.tracking_by_step: dict[int, float] = {}
         self.setup = 0.0
         self.teardown = 0.0
+        self.server_cpu = 0.0
 
 
 def step_clock(timings: Timings) -> Any:
@@ -94,6 +100,7 @@ def step_clock(timings: Timings) -> Any:
     class StepClock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             timings.step_starts.append(time.perf_counter())
+            timings.step_cpu.append(time.process_time())
 
     return StepClock()
 
@@ -120,7 +127,23 @@ def time_callback(callback: Any, timings: Timings, state: Callable[[], Any]) -> 
         setattr(callback, name, timed)
 
 
-def train_once(contender: str, model_path: Path, work: Path, options: argparse.Namespace, index: int) -> Timings:
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by process ``pid`` and its descendants (the MLflow server's workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def train_once(contender: str, model_path: Path, work: Path, options: argparse.Namespace, index: int,
+               server_pid: int) -> Timings:
     from transformers.integrations import MLflowCallback, TensorBoardCallback
 
     from rldk_track.demo.grpo import HEALTHY, grpo_config, grpo_trainer
@@ -145,15 +168,22 @@ def train_once(contender: str, model_path: Path, work: Path, options: argparse.N
     assert len(tracked) == expected, f"{contender}: found tracking callbacks {tracked}"
     for callback in tracked:
         time_callback(callback, timings, lambda: trainer.state)
+    server_before = cpu_seconds(server_pid)
     trainer.train()
     if rldk is not None and rldk.run is not None and not rldk.run.flush().complete:
         print(f"  warning: {contender}-{index} finished with records pending", file=sys.stderr)
+    timings.server_cpu = cpu_seconds(server_pid) - server_before
     return timings
 
 
 def step_durations(timings: Timings, options: argparse.Namespace) -> list[float]:
-    """Durations of the measured steps (after the warm-up, without the last step)."""
+    """Wall time of the measured steps (after the warm-up, without the last step)."""
     return [b - a for a, b in zip(timings.step_starts, timings.step_starts[1:])][options.warmup:]
+
+
+def step_cpu(timings: Timings, options: argparse.Namespace) -> list[float]:
+    """This process's CPU time during each measured step."""
+    return [b - a for a, b in zip(timings.step_cpu, timings.step_cpu[1:])][options.warmup:]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -169,6 +199,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="steps of each run left out of the statistics")
     parser.add_argument("--save-steps", type=int, default=0, help="save a checkpoint every N steps (0: never)")
     parser.add_argument("--pretrain-steps", type=int, default=40, help="corpus pretraining of the tiny model")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default: torch's choice); fewer than the cores leaves room for the "
+                        "tracking threads and the MLflow server, which makes CPU runs on a busy machine steadier")
     options = parser.parse_args()
     if options.steps <= options.warmup + 1:
         parser.error("--steps must exceed --warmup + 1")
@@ -186,6 +219,8 @@ def main() -> None:
     transformers.logging.disable_progress_bar()
     if options.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
+    if options.threads:
+        torch.set_num_threads(options.threads)
 
     from rldk_track.demo.tiny_lm import save_tiny_lm
 
@@ -199,13 +234,13 @@ def main() -> None:
               f"{torch.get_num_threads()}, {options.steps} steps x {options.repeats} runs per contender, "
               f"first {options.warmup} steps of each run left out, checkpoints "
               f"{'every %d steps' % options.save_steps if options.save_steps else 'off'}; MLflow server {uri}")
-        train_once("none", model_path, work, options, -1)  # warm caches and lazy imports, not measured
+        train_once("none", model_path, work, options, -1, server.pid)  # warm caches and lazy imports, not measured
         results: dict[str, list[Timings]] = {c: [] for c in CONTENDERS}
         for repeat in range(options.repeats):
             order = CONTENDERS[repeat % 3:] + CONTENDERS[: repeat % 3]
             medians = []
             for contender in order:
-                timings = train_once(contender, model_path, work, options, repeat)
+                timings = train_once(contender, model_path, work, options, repeat, server.pid)
                 results[contender].append(timings)
                 medians.append(f"{contender} {statistics.median(step_durations(timings, options)) * 1e3:.0f} ms")
             print(f"  repetition {repeat + 1}/{options.repeats}, median step: {', '.join(medians)}", flush=True)
@@ -216,27 +251,31 @@ def main() -> None:
 
 
 def report(results: dict[str, list[Timings]], options: argparse.Namespace) -> None:
-    rows = {}
-    for contender, runs in results.items():
-        steps: list[float] = []
-        tracking: list[float] = []
-        for t in runs:
-            steps += step_durations(t, options)
-            # events at global_step s: the end of step s and the start of step s + 1
-            tracking += [t.tracking_by_step.get(s, 0.0) for s in range(options.warmup + 1, options.steps)]
-        rows[contender] = {
-            "median": statistics.median(steps), "mean": statistics.fmean(steps),
-            "track_p50": percentile(tracking, 0.5), "track_p99": percentile(tracking, 0.99),
-            "setup": statistics.median(t.setup for t in runs), "teardown": statistics.median(t.teardown for t in runs),
-        }
-    base = rows["none"]
+    def per_run(contender: str, measure: Callable[[Timings], float]) -> list[float]:
+        return [measure(t) for t in results[contender]]
+
+    wall = lambda t: statistics.median(step_durations(t, options))  # noqa: E731
+    cpu = lambda t: statistics.median(step_cpu(t, options))  # noqa: E731
+    server = lambda t: t.server_cpu / options.steps  # noqa: E731
     print()
-    print(f"{'contender':<14} {'step p50 ms':>11} {'step mean ms':>12} {'ratio p50':>9} {'ratio mean':>10} "
-          f"{'tracking/step p50 us':>20} {'p99 us':>9} {'setup s':>8} {'teardown s':>10}")
-    for contender, row in rows.items():
-        print(f"{contender:<14} {row['median'] * 1e3:>11.1f} {row['mean'] * 1e3:>12.1f} "
-              f"{row['median'] / base['median']:>9.3f} {row['mean'] / base['mean']:>10.3f} "
-              f"{row['track_p50'] * 1e6:>20.0f} {row['track_p99'] * 1e6:>9.0f} {row['setup']:>8.2f} {row['teardown']:>10.2f}")
+    print(f"{'contender':<13} {'wall ms/step':>12} {'ratio':>6} {'CPU ms/step':>11} {'ratio':>6} "
+          f"{'server CPU ms/step':>18} {'on-thread us/step p50':>21} {'p99':>7} {'setup s':>7} {'teardown s':>10}")
+    for contender, runs in results.items():
+        tracking: list[float] = []
+        for t in runs:  # events at global_step s: the end of step s and the start of step s + 1
+            tracking += [t.tracking_by_step.get(s, 0.0) for s in range(options.warmup + 1, options.steps)]
+        ratios = {
+            name: statistics.median(a / b for a, b in zip(per_run(contender, f), per_run("none", f)))
+            for name, f in (("wall", wall), ("cpu", cpu))
+        }
+        print(f"{contender:<13} {statistics.median(per_run(contender, wall)) * 1e3:>12.1f} {ratios['wall']:>6.2f} "
+              f"{statistics.median(per_run(contender, cpu)) * 1e3:>11.1f} {ratios['cpu']:>6.2f} "
+              f"{statistics.median(per_run(contender, server)) * 1e3:>18.1f} "
+              f"{percentile(tracking, 0.5) * 1e6:>21.0f} {percentile(tracking, 0.99) * 1e6:>7.0f} "
+              f"{statistics.median(per_run(contender, lambda t: t.setup)):>7.2f} "
+              f"{statistics.median(per_run(contender, lambda t: t.teardown)):>10.2f}")
+    print("(wall and CPU: medians over runs of each run's median step; ratios: median over repetitions of the "
+          "ratio to 'none' in that repetition)")
 
 
 if __name__ == "__main__":
