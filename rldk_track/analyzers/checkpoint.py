@@ -177,7 +177,7 @@ class CheckpointReport:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The full report (``health.json``), with one row per tensor."""
+        """The full report (``report.json``), with one row per tensor."""
         out = asdict(self)
         out["top_drift"] = [t.name for t in self.top_drift()]
         return _finite_json(out)
@@ -210,7 +210,11 @@ class CheckpointReport:
 
     def to_records(self, step: int) -> list[Record]:
         """The records a run logs for this checkpoint at ``step`` (alerts come from
-        :class:`CheckpointAlerts`, which remembers what was already raised)."""
+        :class:`CheckpointAlerts`, which remembers what was already raised).
+
+        The ``Metrics`` record is the only source of the ``checkpoint/*`` series: backends show
+        the ``CheckpointHealth`` record in their own non-series form (a tag or summary, a text,
+        a ``health.json``), so the full report is ``report.json`` and never shares that name."""
         now = time.time()
         metrics = {
             "checkpoint/health_score": self.score,
@@ -229,7 +233,7 @@ class CheckpointReport:
                              tuple(self.recommendations)),
             Metrics(-1, now, step, metrics),
             Tags(-1, now, {TAG: self.status}),
-            Artifact(-1, now, f"{folder}/health.json", data=json.dumps(self.to_dict(), indent=1).encode()),
+            Artifact(-1, now, f"{folder}/report.json", data=json.dumps(self.to_dict(), indent=1).encode()),
             Artifact(-1, now, f"{folder}/health.md", data=self.to_markdown(step).encode()),
         ]
 

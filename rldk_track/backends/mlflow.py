@@ -18,7 +18,10 @@ MLflow's rules live here and nowhere else (``docs/backends/mlflow.md`` has the f
   ``rldk.param_changed.<key>`` tag instead of failing the batch; tag values are at most 8000;
 * metric timestamps are the records' ``wall_time``: MLflow's SQL store keys metrics on
   (key, timestamp, step, value), so a re-sent batch is de-duplicated. That makes retries after a
-  timeout and ``rldk-track sync`` after a crash exact.
+  timeout and ``rldk-track sync`` after a crash exact;
+* MLflow has no run summary: the summary is the artifact ``rldk/summary.json`` (values as given,
+  and which metric points carry them), and for the UI numbers are also metric points at the last
+  step, other values ``summary.<key>`` tags.
 
 HTTP requests made by this backend use a short timeout and few retries (options
 ``http_timeout``/``http_max_retries``) without changing the process-wide settings: the values
@@ -32,6 +35,7 @@ import getpass
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -83,6 +87,10 @@ HEALTH_ORDER = ("ok", "warning", "critical")
 CONFIG_ARTIFACT = "rldk/config.json"
 ALERTS_ARTIFACT = "rldk/alerts.jsonl"
 KEYS_ARTIFACT = "rldk/mlflow_keys.json"
+SUMMARY_ARTIFACT = "rldk/summary.json"
+#: Tag holding the latest checkpoint verdict in brief (``rldk.checkpoint.health`` is the
+#: analyzer's own ok|warning|critical tag, so it is not overwritten here).
+CHECKPOINT_TAG = "rldk.checkpoint"
 PARAM_NOTE = " ...[truncated by rldk_track; full value in rldk/config.json]"
 TAG_NOTE = " ...[truncated by rldk_track; full value in the event log]"
 
@@ -268,6 +276,7 @@ class _Batch:
     files: list[tuple[str, str]] = field(default_factory=list)
     config_changed: bool = False
     alerts_changed: bool = False
+    summary_changed: bool = False
     end: RunEnd | None = None
 
 
@@ -298,6 +307,9 @@ class MlflowBackend(Backend):
         self._config: dict[str, Any] = {}
         self._alerts: dict[int, dict[str, Any]] = {}
         self._alert_tags: dict[str, str] = {}
+        self._summary: dict[str, Any] = {}
+        #: metric key -> [[step, timestamp ms, value as stored], ...]: the points that show summary values
+        self._summary_points: dict[str, list[list[float]]] = {}
         self._last_step = -1
         self._reported: set[tuple[str, str]] = set()
         env_timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
@@ -447,6 +459,10 @@ class MlflowBackend(Backend):
                     if line.strip():
                         alert = json.loads(line)
                         self._alerts[int(alert["seq"])] = alert
+            if (text := load(SUMMARY_ARTIFACT)) is not None:
+                saved_summary = json.loads(text)
+                self._summary = dict(saved_summary.get("values", {}))
+                self._summary_points = {k: list(v) for k, v in saved_summary.get("points", {}).items()}
         if run.info.status != "RUNNING":
             client.update_run(run.info.run_id, status="RUNNING")
 
@@ -536,13 +552,23 @@ class MlflowBackend(Backend):
         return value
 
     def _add_summary(self, record: Summary, batch: _Batch) -> None:
-        """Numbers become metrics at the last step logged; anything else a ``summary.<key>`` tag."""
+        """The summary (later values win per top-level key, as in the event log) is the artifact
+        ``rldk/summary.json``, which readers take it from. So that MLflow's UI shows it, numbers
+        are also metric points at the last step logged (listed in the artifact, so readers leave
+        them out of the series) and anything else is a ``summary.<key>`` tag."""
         from mlflow.entities import Metric
 
+        self._summary.update(record.values)
+        batch.summary_changed = True
         timestamp, step = int(record.wall_time * 1000), max(self._last_step, 0)
         for name, value in flatten(record.values):
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                batch.metrics.append(Metric(self._keys["metric"].key(name), float(value), timestamp, step))
+                key, number = self._keys["metric"].key(name), float(value)
+                batch.metrics.append(Metric(key, number, timestamp, step))
+                points = self._summary_points.setdefault(key, [])
+                point = [step, timestamp, _as_stored(number)]
+                if point not in points:
+                    points.append(point)
             else:
                 key = self._keys["tag"].key(f"summary.{name}")
                 batch.tags[key] = self._tag_value(key, param_value(value))
@@ -569,16 +595,12 @@ class MlflowBackend(Backend):
             batch.metrics.append(Metric("alerts/count", float(count), int(record.wall_time * 1000), int(record.step)))
 
     def _add_checkpoint(self, record: CheckpointHealth, batch: _Batch) -> None:
-        from mlflow.entities import Metric
-
-        timestamp, step = int(record.wall_time * 1000), int(record.step)
-        batch.metrics.append(Metric("checkpoint/health_score", float(record.score), timestamp, step))
-        drift = record.stats.get("drift")
-        if isinstance(drift, (int, float)) and not isinstance(drift, bool):
-            batch.metrics.append(Metric("checkpoint/drift", float(drift), timestamp, step))
-        summary = {"step": step, "score": record.score, "issues": list(record.issues[:10])}
-        batch.tags["rldk.checkpoint.health"] = self._tag_value(
-            "rldk.checkpoint.health", json.dumps(summary, ensure_ascii=False, default=str))
+        """Tag ``rldk.checkpoint`` = the latest verdict in brief, artifact
+        ``rldk/checkpoints/step_<N>/health.json`` = the record. No metric: the ``checkpoint/*``
+        series come from the analyzer's ``Metrics`` record, so each point is logged once."""
+        step = int(record.step)
+        brief = {"step": step, "score": record.score, "issues": list(record.issues[:10])}
+        batch.tags[CHECKPOINT_TAG] = self._tag_value(CHECKPOINT_TAG, json.dumps(brief, ensure_ascii=False, default=str))
         batch.texts[f"rldk/checkpoints/step_{step}/health.json"] = json.dumps(
             to_json(record, self.run.run_id), ensure_ascii=False, indent=2, default=str
         )
@@ -590,6 +612,9 @@ class MlflowBackend(Backend):
         if batch.params:
             self._log_params(batch)
             self._save_keys()
+        if batch.summary_changed:  # before the points it lists, so none is ever read as a series point
+            summary = {"values": self._summary, "points": self._summary_points}
+            client.log_text(run_id, json.dumps(summary, ensure_ascii=False, indent=1, default=str), SUMMARY_ARTIFACT)
         for request in self._requests(batch.metrics, batch.tags):
             client.log_batch(run_id, metrics=request[0], tags=request[1])
         if batch.config_changed:
@@ -703,6 +728,11 @@ class MlflowBackend(Backend):
         if (kind, key) not in self._reported:
             self._reported.add((kind, key))
             log.warning(message)
+
+
+def _as_stored(value: float) -> float:
+    """A metric value as MLflow's SQL stores keep it (they have no infinities)."""
+    return math.copysign(sys.float_info.max, value) if math.isinf(value) else value
 
 
 def _masked(uri: str) -> str:

@@ -85,8 +85,7 @@ CHECKPOINT_PREFIX = "checkpoint/"
 SUMMARY_PREFIX = "summary/"
 
 #: Who writes a tag, in words for messages.
-_SERIES_KINDS = {"scalar:metrics": "metric", "scalar:summary": "summary", "scalar:checkpoint": "checkpoint",
-                 "text": "text", "hparams": "hparams plugin"}
+_SERIES_KINDS = {"scalar:metrics": "metric", "scalar:summary": "summary", "text": "text", "hparams": "hparams plugin"}
 _OPTIONS = {"log_dir": (str, os.PathLike), "flush_secs": (int, float), "max_queue": (int,)}
 
 
@@ -533,14 +532,8 @@ class TensorBoardBackend(Backend):
             shutil.copy2(source, target)
 
     def _checkpoint(self, record: CheckpointHealth) -> None:
-        values = [self._scalar(self._tag(CHECKPOINT_PREFIX + "health_score", "scalar:checkpoint"), float(record.score)),
-                  self._scalar(self._tag(CHECKPOINT_PREFIX + "issues", "scalar:checkpoint"), float(len(record.issues)))]
-        other: dict[str, Any] = {}
-        for name, value in flatten(record.stats).items():
-            if isinstance(value, (int, float)):
-                values.append(self._scalar(self._tag(CHECKPOINT_PREFIX + name, "scalar:checkpoint"), float(value)))
-            else:
-                other[name] = value
+        """Text ``checkpoint/health`` at the checkpoint's step and ``rldk/checkpoints/step_<N>/health.json``.
+        No scalars: the ``checkpoint/*`` series come from the analyzer's ``Metrics`` record."""
         lines = [f"**health score {record.score:g}** for `{record.path}` at step {record.step}"]
         if record.issues:
             lines += ["", "Issues:", *[f"- {_cell(issue)}" for issue in record.issues]]
@@ -548,8 +541,7 @@ class TensorBoardBackend(Backend):
             lines += ["", "Recommendations:", *[f"- {_cell(r)}" for r in record.recommendations]]
         if record.stats:
             lines += ["", _table(flatten(record.stats), ("stat", "value"))]
-        values.append(self._text(self._tag(CHECKPOINT_PREFIX + "health", "text"), "\n".join(lines)))
-        self._emit(record.step, record.wall_time, values)
+        self._emit(record.step, record.wall_time, [self._text(self._tag(CHECKPOINT_PREFIX + "health", "text"), "\n".join(lines))])
         report = self.log_dir / "rldk" / "checkpoints" / f"step_{record.step}" / "health.json"
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(to_json(record, self.run.run_id), ensure_ascii=False, indent=2, default=str), encoding="utf-8")

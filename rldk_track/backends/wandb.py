@@ -10,8 +10,8 @@ How records map onto W&B (``docs/backends/wandb.md`` has the full story):
 * alerts -> summary ``rldk/alert/<rule>`` = severity (``cleared`` when the rule clears),
   ``rldk/health`` = ok|warning|critical, metric ``alerts/count`` at the alert's step, and at the
   end an ``alerts`` table artifact;
-* checkpoint health -> metric ``checkpoint/health_score`` at its step, summary
-  ``rldk/checkpoint`` and a JSON report artifact;
+* checkpoint health -> summary ``rldk/checkpoint`` and a JSON report artifact (no metric: the
+  ``checkpoint/*`` series come from the analyzer's own metrics record);
 * artifacts -> ``wandb.Artifact`` (file or directory); run end -> ``run.finish(exit_code)``.
 
 W&B's rules applied to names: keys starting with ``_`` are W&B's own (``_step``, ``_runtime``,
@@ -355,7 +355,7 @@ class WandbBackend(Backend):
         stored_seq = -1
         if stored.history:
             step, stamp = stored.history[-1].get(GLOBAL_STEP), stored.history[-1].get("_timestamp")
-            rows = ("metrics", "checkpoint_health", "alert")
+            rows = ("metrics", "alert")  # the record kinds that write a history row
             match = next((r.seq for _, r in read_records(layout.event_log)
                           if r.kind in rows and r.step == step and r.wall_time == stamp), None)
             if match is None:
@@ -464,9 +464,10 @@ class WandbBackend(Backend):
             self._log_row({"alerts/count": raised}, record.step, record.wall_time)
 
     def _write_checkpoint(self, record: CheckpointHealth) -> None:
+        """Summary ``rldk/checkpoint`` (the latest verdict) and an artifact with the record; no
+        history row, so the analyzer's ``checkpoint/*`` metrics are the only points."""
         import wandb
 
-        self._log_row({"checkpoint/health_score": record.score}, record.step, record.wall_time)
         report = {
             "step": record.step, "path": record.path, "score": record.score, "issues": list(record.issues),
             "recommendations": list(record.recommendations),

@@ -8,9 +8,12 @@ What rldk_track's MLflow backend writes is mapped back (``rldk_track/backends/ml
 it had to adapt through the ``rldk/mlflow_keys.json`` artifact; params from the full config in
 ``rldk/config.json`` (MLflow's params are strings, possibly truncated) or else the params; alerts
 from ``rldk/alerts.jsonl`` or else the ``rldk.alert.<rule>`` tags (severity only); the
-``alerts/count`` series (derived from the alerts) is left out of the points. Non-numeric summary
-values are the ``summary.<name>`` tags. MLflow's own ``mlflow.*`` tags are dropped. Metric
-timestamps are milliseconds.
+``alerts/count`` series (derived from the alerts) is left out of the points. The summary is
+``rldk/summary.json``, which also lists the metric points the backend wrote to show summary
+numbers in MLflow's UI; those points are left out of the series. A run without that artifact
+(recorded by an older rldk_track) has its non-numeric summary values in the ``summary.<name>``
+tags and its numbers only as points. The ``rldk.checkpoint`` tag (the latest checkpoint verdict)
+and MLflow's own ``mlflow.*`` tags are dropped. Metric timestamps are milliseconds.
 
 Metric histories are fetched in bulk where MLflow allows it (``fetch``):
 
@@ -51,11 +54,12 @@ DERIVED_METRICS = frozenset({"alerts/count"})
 #: Tags the MLflow backend sets for its own bookkeeping (the run's alerts and health are in
 #: the alerts frame and the runs table instead).
 OWN_TAGS = frozenset({"rldk.run_id", "rldk.project", "rldk.rank", "rldk.world_size", "rldk.version", "rldk.health",
-                      "rldk.params_truncated"})
+                      "rldk.params_truncated", "rldk.checkpoint"})
 OWN_TAG_PREFIXES = ("mlflow.", "rldk.alert.", "rldk.param_changed.")
 KEYS_ARTIFACT = "rldk/mlflow_keys.json"
 CONFIG_ARTIFACT = "rldk/config.json"
 ALERTS_ARTIFACT = "rldk/alerts.jsonl"
+SUMMARY_ARTIFACT = "rldk/summary.json"
 BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 BULK_MAX_RESULTS = 25_000
 DEFAULT_WORKERS = 8
@@ -291,10 +295,18 @@ def _run_data(client: Any, uri: str, run: Any, histories: dict[str, History]) ->
         end_time=info.end_time / 1000.0 if info.end_time else None,
         origin={"tracking_uri": uri, "mlflow_run_id": info.run_id, "experiment_id": info.experiment_id},
     )
+    summary = json.loads(files[SUMMARY_ARTIFACT]) if SUMMARY_ARTIFACT in files else None
+    summary_points = {key: {_point(*point) for point in points}
+                      for key, points in (summary or {}).get("points", {}).items()}
     for key, history in histories.items():
         name = metric_names.get(key, key)
         if name in DERIVED_METRICS:
             continue
+        shown = summary_points.get(key)
+        if shown:
+            history = [h for h in history if _point(h[0], h[2], h[1]) not in shown]
+            if not history:
+                continue
         result.add_series(name, (h[0] for h in history), (h[1] for h in history), (h[2] / 1000.0 for h in history))
     if CONFIG_ARTIFACT in files:
         result.params = flatten(json.loads(files[CONFIG_ARTIFACT]))
@@ -308,9 +320,12 @@ def _run_data(client: Any, uri: str, run: Any, histories: dict[str, History]) ->
         if name in OWN_TAGS or name.startswith(OWN_TAG_PREFIXES):
             continue
         if name.startswith("summary."):
-            result.summary[name[len("summary."):]] = _maybe_json(value)
+            if summary is None:
+                result.summary[name[len("summary."):]] = _maybe_json(value)
         else:
             result.tags[name] = value
+    if summary is not None:
+        result.summary = dict(summary.get("values", {}))
     if ALERTS_ARTIFACT in files:
         for line in files[ALERTS_ARTIFACT].splitlines():
             if line.strip():
@@ -330,8 +345,8 @@ def _experiment_name(client: Any, experiment_id: str, _cache: dict[tuple[int, st
 
 
 def _rldk_artifacts(client: Any, run_id: str) -> dict[str, str]:
-    """The text of the backend's own artifacts (key map, config, alert log) that the run has."""
-    wanted = (KEYS_ARTIFACT, CONFIG_ARTIFACT, ALERTS_ARTIFACT)
+    """The text of the backend's own artifacts (key map, config, alert log, summary) that the run has."""
+    wanted = (KEYS_ARTIFACT, CONFIG_ARTIFACT, ALERTS_ARTIFACT, SUMMARY_ARTIFACT)
     try:
         present = {f.path for f in client.list_artifacts(run_id, "rldk")}
     except Exception as exc:  # an artifact store this machine cannot reach: read what MLflow's API has
@@ -346,6 +361,11 @@ def _rldk_artifacts(client: Any, run_id: str) -> dict[str, str]:
                 except Exception as exc:
                     log.warning("rldk_track: could not read %s of MLflow run %s: %s", name, run_id, exc)
     return out
+
+
+def _point(step: int, timestamp: int, value: float) -> tuple[int, int, Any]:
+    """A metric point as a set member (NaN made equal to NaN)."""
+    return int(step), int(timestamp), "nan" if math.isnan(value) else float(value)
 
 
 def _maybe_json(text: str) -> Any:

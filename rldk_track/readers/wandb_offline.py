@@ -65,7 +65,7 @@ class WandbOfflineRun:
     the declared metrics, logged artifacts and the exit code (None: the run never finished).
 
     Besides one row per metrics record, rldk_track's backend writes a row per raised alert
-    (``alerts/count``, derived from the alerts) and per checkpoint (``checkpoint/health_score``).
+    (``alerts/count``, derived from the alerts).
     """
 
     run_id: str = ""

@@ -319,8 +319,8 @@ def test_report_converts_to_the_records_a_run_logs(tmp_path):
     assert metrics.values["checkpoint/nan_count"] == 0.0
     assert next(r for r in records if isinstance(r, Tags)).values == {"rldk.checkpoint.health": "ok"}
     artifacts = {r.name: r.data for r in records if isinstance(r, Artifact)}
-    assert set(artifacts) == {"rldk/checkpoints/step_200/health.json", "rldk/checkpoints/step_200/health.md"}
-    body = json.loads(artifacts["rldk/checkpoints/step_200/health.json"])
+    assert set(artifacts) == {"rldk/checkpoints/step_200/report.json", "rldk/checkpoints/step_200/health.md"}
+    body = json.loads(artifacts["rldk/checkpoints/step_200/report.json"])
     assert body["score"] == report.score and len(body["tensors"]) == len(report.tensors)
     assert b"Checkpoint health, step 200" in artifacts["rldk/checkpoints/step_200/health.md"]
 
@@ -384,7 +384,7 @@ def test_monitor_analyzes_off_the_training_thread_and_logs_every_record(tmp_path
     assert series[(10, "checkpoint/drift")] == pytest.approx(np.linalg.norm(x - y) / np.linalg.norm(y), rel=1e-5)
     assert monitor.reports[10].reference_step == 5
     staged = {r.name: Path(r.path) for r in log if isinstance(r, Artifact)}
-    assert json.loads(staged["rldk/checkpoints/step_10/health.json"].read_text())["reference_step"] == 5
+    assert json.loads(staged["rldk/checkpoints/step_10/report.json"].read_text())["reference_step"] == 5
     assert staged["rldk/checkpoints/step_10/health.md"].read_text().startswith("# Checkpoint health, step 10")
     assert [r.values for r in log if isinstance(r, Tags) and "rldk.checkpoint.health" in r.values][-1] == {
         "rldk.checkpoint.health": "ok"}

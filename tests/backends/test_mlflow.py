@@ -304,7 +304,7 @@ def test_health_is_critical_while_a_critical_alert_is_raised(server: Any, tmp_pa
     assert (tags["rldk.alert.nan_loss"], tags["rldk.health"]) == ("critical", "critical")
 
 
-def test_checkpoint_health_becomes_metrics_a_tag_and_a_report(server: Any, tmp_path: Path) -> None:
+def test_checkpoint_health_becomes_a_tag_and_a_report_but_no_metric(server: Any, tmp_path: Path) -> None:
     project = new_project()
     run = start(tmp_path, server.uri, project)
     for step, score in ((100, 0.93), (200, 0.41)):
@@ -315,9 +315,9 @@ def test_checkpoint_health_becomes_metrics_a_tag_and_a_report(server: Any, tmp_p
     client = server.client()
     mlflow_run = only_run(client, project)
     run_id = mlflow_run.info.run_id
-    assert history(client, run_id, "checkpoint/health_score") == [(100, 0.93), (200, 0.41)]
-    assert history(client, run_id, "checkpoint/drift") == [(100, 0.93 / 10), (200, 0.41 / 10)]
-    assert json.loads(mlflow_run.data.tags["rldk.checkpoint.health"]) == {"step": 200, "score": 0.41, "issues": ["nan in lm_head"]}
+    assert mlflow_run.data.metrics == {}  # the checkpoint/* series are the analyzer's Metrics record
+    assert json.loads(mlflow_run.data.tags["rldk.checkpoint"]) == {"step": 200, "score": 0.41, "issues": ["nan in lm_head"]}
+    assert "rldk.checkpoint.health" not in mlflow_run.data.tags  # the analyzer's ok|warning|critical tag
     report = json.loads(artifact_text(client, run_id, "rldk/checkpoints/step_200/health.json", tmp_path))
     assert (report["score"], report["issues"], report["path"]) == (0.41, ["nan in lm_head"], "/ckpt/step_200")
 
@@ -353,6 +353,48 @@ def test_summary_numbers_become_metrics_at_the_last_step_and_the_rest_tags(serve
     assert history(client, mlflow_run.info.run_id, "train_runtime") == [(4, 812.5)]
     assert history(client, mlflow_run.info.run_id, "eval/win_rate") == [(4, 0.61)]
     assert mlflow_run.data.tags["summary.best_checkpoint"] == "ckpt-3"
+
+
+def test_the_summary_reads_back_as_summary_and_its_points_stay_out_of_the_series(server: Any, tmp_path: Path) -> None:
+    from rldk_track.readers import load_runs
+
+    project = new_project()
+    run = start(tmp_path, server.uri, project)
+    for step in range(5):
+        run.log({"reward": float(step)}, step=step)
+    run.log_summary({"train_runtime": 812.5, "reward": 9.5, "best": "ckpt-3", "eval": {"win_rate": 0.61}})
+    run.log_summary({"train_runtime": 813.0, "inf": math.inf})
+    finish(run)
+
+    from_mlflow = load_runs(f"mlflow://{project}", tracking_uri=server.uri)
+    from_event_log = load_runs(tmp_path)
+    assert from_mlflow.runs.iloc[0]["summary"] == from_event_log.runs.iloc[0]["summary"] == {
+        "train_runtime": 813.0, "reward": 9.5, "best": "ckpt-3", "eval": {"win_rate": 0.61}, "inf": math.inf}
+    points = from_mlflow.frame.sort_values("step")
+    assert list(zip(points["metric"], points["step"], points["value"])) == [("reward", s, float(s)) for s in range(5)]
+    # what MLflow itself shows: the summary numbers are metrics, the reward's last value is the summary's
+    client = server.client()
+    mlflow_run = only_run(client, project)
+    assert mlflow_run.data.metrics["train_runtime"] == 813.0 and mlflow_run.data.metrics["reward"] == 9.5
+
+
+def test_a_resumed_run_keeps_the_summary_of_its_first_part(server: Any, tmp_path: Path) -> None:
+    from rldk_track.readers import load_runs
+
+    project = new_project()
+    first = start(tmp_path, server.uri, project)
+    first.log({"reward": 1.0}, step=0)
+    first.log_summary({"first": 1.0})
+    finish(first)
+    resumed = start(tmp_path, server.uri, project, run_id=first.id)
+    resumed.log({"reward": 2.0}, step=1)
+    resumed.log_summary({"second": 2.0})
+    finish(resumed)
+
+    read = load_runs(f"mlflow://{project}", tracking_uri=server.uri)
+    assert read.runs.iloc[0]["summary"] == {"first": 1.0, "second": 2.0}
+    assert sorted(zip(read.frame["metric"].astype(str), read.frame["step"], read.frame["value"])) == [
+        ("reward", 0, 1.0), ("reward", 1, 2.0)]
 
 
 def test_a_param_logged_again_with_another_value_keeps_the_first_and_reports_once(

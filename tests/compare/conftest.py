@@ -58,7 +58,7 @@ def log_reference_run(dir: Path, backends: Sequence[str], tracking_uri: str | No
             run.alert("kl_spike", "KL jumped", severity="warning", step=step, metric="kl/mean", value=0.9, threshold=0.1)
     run.emit(Alert(-1, time.time(), 15, "kl_spike", "warning", "KL back", "kl/mean", 0.03, 0.1, None, "cleared"))
     run.log({"eval/reward": 0.7}, step=steps - 5)  # a step that goes back
-    run.log_summary({"note": "done"})
+    run.log_summary({"note": "done", "train_runtime": 812.5})  # 812.5: exact in TensorBoard's float32
     report = run.finish(timeout=120)
     assert report.complete, report.describe()
     return LoggedRun(dir, project, name, run.id, tracking_uri)

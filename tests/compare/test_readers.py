@@ -62,7 +62,7 @@ def test_every_tracker_reads_back_the_same_run(read_back, kind, all_backends_run
     assert got["status"] == expected["status"] == "success"
     assert got["params"] == expected["params"] == {"lr": 3e-6, "model/layers": 2, "model/name": "tiny", "seeds": [1, 2]}
     assert got["tags"] == expected["tags"] == {"team": "rl", "long": reference.long_tag}
-    assert got["summary"] == expected["summary"] == {"note": "done"}
+    assert got["summary"] == expected["summary"] == {"note": "done", "train_runtime": 812.5}
     assert got["health"] == expected["health"] == "ok"  # the kl_spike alert was cleared
     # W&B starts its own run clock when the backend opens it (its first row is the earliest time it has)
     assert got["start_time"] == pytest.approx(expected["start_time"], abs=0.001 if kind != "wandb" else 30)

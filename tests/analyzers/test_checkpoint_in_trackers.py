@@ -1,0 +1,121 @@
+"""Checkpoint health in every tracker at once: a ``CheckpointMonitor`` run into a real MLflow
+server, W&B (offline), TensorBoard and the event log leaves exactly one ``checkpoint/*`` point per
+checkpoint in each, and the analyzer's full report never shares a name with a backend's rendering
+of the ``CheckpointHealth`` record."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from rldk_testsupport.tensorboard import read_tb
+from rldk_testsupport.wandb_offline import event_log_records, wandb_stored
+from safetensors.torch import save_file
+
+import rldk_track
+from rldk_track.analyzers.checkpoint import CheckpointMonitor
+from rldk_track.readers import load_runs
+
+CHECKPOINT_STEPS = (5, 10)
+
+
+def save_checkpoint(folder: Path, seed: int) -> Path:
+    """A small ``checkpoint-N`` folder; a later seed moves the weights a little."""
+    base = torch.Generator().manual_seed(0)
+    noise = torch.Generator().manual_seed(seed)
+    state = {name: 0.02 * torch.randn(shape, generator=base) + 0.0001 * seed * torch.randn(shape, generator=noise)
+             for name, shape in (("layer.0.weight", (32, 16)), ("layer.1.weight", (16, 32)), ("head.bias", (16,)))}
+    folder.mkdir(parents=True)
+    save_file(state, str(folder / "model.safetensors"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory, mlflow_server, wandb_home) -> SimpleNamespace:
+    """Two checkpoints analysed by the monitor of a run recorded into every tracker."""
+    root = tmp_path_factory.mktemp("checkpoint-trackers")
+    project = f"ckpt-{uuid.uuid4().hex[:8]}"
+    run = rldk_track.init(backend=["mlflow", "wandb", "tensorboard"], project=project, run_name="monitored",
+                          dir=root / "runs", mlflow={"tracking_uri": mlflow_server.uri})
+    monitor = CheckpointMonitor(run)
+    for step in CHECKPOINT_STEPS:
+        run.log({"loss": 1.0 / step}, step=step)
+        assert monitor.submit(save_checkpoint(root / "output" / f"checkpoint-{step}", seed=step), step=step)
+    assert monitor.close(timeout=60)
+    report = run.finish(timeout=120)
+    assert report.complete, report.describe()
+    client = mlflow_server.client()
+    (mlflow_run,) = client.search_runs([client.get_experiment_by_name(project).experiment_id])
+    return SimpleNamespace(run=run, dir=root / "runs", project=project, uri=mlflow_server.uri, client=client,
+                           mlflow_id=mlflow_run.info.run_id, reports=monitor.reports)
+
+
+def stored_points(monitored: SimpleNamespace, tracker: str, metric: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of ``metric`` as the tracker itself stores it (its own client or files)."""
+    run = monitored.run
+    if tracker == "event log":
+        return [(r.step, r.values[metric]) for r in event_log_records(monitored.dir, run.id, "metrics") if metric in r.values]
+    if tracker == "mlflow":
+        return [(m.step, m.value) for m in monitored.client.get_metric_history(monitored.mlflow_id, metric)]
+    if tracker == "wandb":
+        return wandb_stored(monitored.dir, run.id).series(metric)
+    return [(step, value) for step, value, _ in read_tb(monitored.dir / "tensorboard" / run.name).scalars.get(metric, [])]
+
+
+@pytest.mark.parametrize("tracker", ["event log", "mlflow", "wandb", "tensorboard"])
+def test_each_tracker_holds_one_health_score_point_per_checkpoint(monitored, tracker):
+    scores = {step: monitored.reports[step].score for step in CHECKPOINT_STEPS}
+    points = stored_points(monitored, tracker, "checkpoint/health_score")
+    assert [step for step, _ in points] == list(CHECKPOINT_STEPS)
+    np.testing.assert_allclose([value for _, value in points], [scores[s] for s in CHECKPOINT_STEPS], rtol=1e-6)
+    assert [step for step, _ in stored_points(monitored, tracker, "checkpoint/drift")] == [10]  # step 5 has no reference
+
+
+def test_tensorboard_has_no_second_health_score_series(monitored):
+    tags = read_tb(monitored.dir / "tensorboard" / monitored.run.name).scalars
+    checkpoint_tags = sorted(tag for tag in tags if tag.startswith("checkpoint/"))
+    assert checkpoint_tags == sorted(f"checkpoint/{name}" for name in (
+        "health_score", "nan_count", "inf_count", "weight_norm", "analysis_s", "drift", "cosine"))
+
+
+@pytest.mark.parametrize("source", ["jsonl", "mlflow", "wandb", "tensorboard"])
+def test_every_reader_gets_the_checkpoint_series_of_the_event_log(monitored, source):
+    location = {"jsonl": str(monitored.dir), "mlflow": f"mlflow://{monitored.project}",
+                "wandb": str(monitored.dir / "wandb"), "tensorboard": f"tensorboard://{monitored.dir / 'tensorboard'}"}
+    frame = load_runs(location[source], tracking_uri=monitored.uri).frame
+    checkpoint = frame[frame["metric"].astype(str).str.startswith("checkpoint/")]
+    expected = load_runs(str(monitored.dir)).frame
+    expected = expected[expected["metric"].astype(str).str.startswith("checkpoint/")]
+    key = ["metric", "step"]
+    got, want = checkpoint.sort_values(key), expected.sort_values(key)
+    assert list(zip(got["metric"].astype(str), got["step"])) == list(zip(want["metric"].astype(str), want["step"]))
+    np.testing.assert_allclose(got["value"], want["value"], rtol=1e-6 if source == "tensorboard" else 0.0)
+
+
+def test_mlflow_keeps_the_health_record_and_the_full_report_under_their_own_names(monitored, tmp_path):
+    client, run_id = monitored.client, monitored.mlflow_id
+    listed = sorted(f.path for f in client.list_artifacts(run_id, "rldk/checkpoints/step_10"))
+    assert listed == [f"rldk/checkpoints/step_10/{name}" for name in ("health.json", "health.md", "report.json")]
+
+    def text(name: str) -> str:
+        return Path(client.download_artifacts(run_id, f"rldk/checkpoints/step_10/{name}", str(tmp_path))).read_text()
+
+    health, report = json.loads(text("health.json")), json.loads(text("report.json"))
+    assert health["kind"] == "checkpoint_health" and health["step"] == 10  # the backend's rendering of the record
+    assert len(report["tensors"]) == 3 and report["reference_step"] == 5  # the analyzer's full report
+    assert text("health.md").startswith("# Checkpoint health, step 10")
+    tags = client.get_run(run_id).data.tags
+    assert tags["rldk.checkpoint.health"] == "ok"  # the analyzer's tag, not overwritten by the backend
+    assert json.loads(tags["rldk.checkpoint"])["step"] == 10
+
+
+def test_tensorboard_keeps_the_health_record_and_the_full_report_apart(monitored):
+    run_dir = monitored.dir / "tensorboard" / monitored.run.name
+    health = json.loads((run_dir / "rldk" / "checkpoints" / "step_10" / "health.json").read_text())
+    report = json.loads((run_dir / "artifacts" / "rldk" / "checkpoints" / "step_10" / "report.json").read_text())
+    assert health["kind"] == "checkpoint_health" and report["reference_step"] == 5
