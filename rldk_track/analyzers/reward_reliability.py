@@ -240,7 +240,7 @@ class RewardReliability(Rule):
         summary.update({f"{SUMMARY_PREFIX}worst_{k}": v for k, v in self._worst.items()})
         shown = ", ".join(f"{k} {v:.3g}" if v is not None else f"{k} n/a" for k, v in stats.items())
         raised = "; ".join(f"{subject} at step {', '.join(map(str, steps))}" for subject, steps in self.raised_at.items())
-        message = (f"Reward reliability over the last {self.window} logged steps: {shown}. "
+        message = (f"Reward reliability over the last {len(self._recent)} logged steps: {shown}. "
                    f"Alerts raised: {raised or 'none'}")
         now = time.time()
         return [

@@ -188,7 +188,7 @@ class TensorBoardBackend(Backend):
         self._tags: dict[tuple[str, str], str] = {}  # (owner, name) -> tag
         self._tag_owner: dict[str, str] = {}  # tag -> "scalar:<source>" or "text"
         self._reported: set[str] = set()
-        self._max_step: int | None = None
+        self._max_step: dict[str, int] = {}  # last step per metric name, to spot a series going back
         self._config: dict[str, Any] = {}
         self._hparams_written = False
         self._hparam_names: set[str] = set()
@@ -415,13 +415,17 @@ class TensorBoardBackend(Backend):
     # -- records -----------------------------------------------------------------------------
     def _metrics(self, record: Metrics) -> None:
         step = record.step
-        if self._max_step is not None and step < self._max_step:
-            self._report_once(
-                "backwards",
-                f"rldk_track: tensorboard: step went back ({self._max_step} -> {step}); the event file keeps every "
-                "point, but TensorBoard's view shows one point per step and drops a series' points after a step that goes back",
-            )
-        self._max_step = step if self._max_step is None else max(self._max_step, step)
+        for name in record.values:  # per series: a late checkpoint record is not a step going back
+            last = self._max_step.get(name)
+            if last is not None and step < last:
+                self._report_once(
+                    "backwards",
+                    f"rldk_track: tensorboard: {name!r} went back from step {last} to {step}; the event file keeps "
+                    "every point, but TensorBoard's view shows one point per step and drops a series' points after "
+                    "a step that goes back",
+                )
+            if last is None or step > last:
+                self._max_step[name] = step
         values = []
         for name, value in record.values.items():
             try:
