@@ -4,12 +4,14 @@
 they start (W&B inside its first ``wandb.init``), which happens on a backend worker after the run
 was created; :func:`finish_runs_first` re-registers our hook after every backend start so live
 runs deliver their last records and their end before any tracker library shuts itself down.
+SIGTERM (a scheduler pre-empting the job) ends live runs as ``killed`` the same way.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 import weakref
@@ -20,15 +22,17 @@ if TYPE_CHECKING:
 
 _live: "weakref.WeakSet[Run]" = weakref.WeakSet()
 _lock = threading.Lock()
-_uncaught_exception = threading.Event()
+_exit_status = "success"
 _previous_excepthook = sys.excepthook
+_previous_sigterm: Any = None
 
 
 def track(run: "Run") -> None:
-    """Finish ``run`` at interpreter exit unless it finishes before."""
+    """Finish ``run`` at interpreter exit (or on SIGTERM) unless it finishes before."""
     with _lock:
         _live.add(run)
     finish_runs_first()
+    _finish_runs_on_sigterm()
 
 
 def untrack(run: "Run") -> None:
@@ -43,12 +47,13 @@ def finish_runs_first() -> None:
 
 
 def exit_status() -> str:
-    """``failed`` once an exception went uncaught in the main thread, else ``success``."""
-    return "failed" if _uncaught_exception.is_set() else "success"
+    """How the process is ending: ``killed`` after Ctrl-C or SIGTERM, ``failed`` after another
+    uncaught exception in the main thread, else ``success``."""
+    return _exit_status
 
 
-def _finish_live_runs() -> None:
-    timeout = float(os.environ.get("RLDK_EXIT_TIMEOUT", "30"))
+def _finish_live_runs(timeout: float | None = None) -> None:
+    timeout = float(os.environ.get("RLDK_EXIT_TIMEOUT", "30")) if timeout is None else timeout
     with _lock:
         runs = list(_live)
     for run in runs:
@@ -56,8 +61,31 @@ def _finish_live_runs() -> None:
 
 
 def _note_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-    _uncaught_exception.set()
+    global _exit_status
+    _exit_status = "killed" if issubclass(exc_type, KeyboardInterrupt) else "failed"
     _previous_excepthook(exc_type, exc, tb)
+
+
+def _finish_runs_on_sigterm() -> None:
+    """A scheduler pre-empting the job sends SIGTERM, whose default action skips ``atexit``:
+    end live runs as ``killed`` first (bounded by ``RLDK_SIGTERM_TIMEOUT``, default 10 s, well
+    inside the usual grace period), then let the signal do what it would have done. Installed
+    only from the main thread and only where nobody has set a SIGTERM handler."""
+    global _previous_sigterm
+    if _previous_sigterm is not None or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    _previous_sigterm = signal.SIG_DFL
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _exit_status
+    _exit_status = "killed"
+    _finish_live_runs(float(os.environ.get("RLDK_SIGTERM_TIMEOUT", "10")))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _disable_in_forked_child() -> None:

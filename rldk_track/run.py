@@ -259,11 +259,16 @@ class Run:
         delivered by ``rldk-track sync``. Calling it again returns the first report."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-        with self._lock:
+        # Bounded wait: a SIGTERM handler may call finish while this thread is inside it.
+        if not self._lock.acquire(timeout=timeout):
+            return DeliveryReport(False, {}, None)
+        try:
             if self._report is not None or self._dispatcher is None:
                 return self._report or DeliveryReport(True, {}, None)
             self._finished = True
             self._report = self._dispatcher.close(status, timeout)
+        finally:
+            self._lock.release()
         lifecycle.untrack(self)
         if not self._report.complete:
             log.warning("rldk_track: run %s finished (%s) with records pending: %s", self.id, status, self._report.describe())

@@ -339,6 +339,30 @@ def test_interpreter_exit_finishes_the_run(tmp_path):
     assert ends["atexit00002"].status == "failed"
 
 
+@pytest.mark.parametrize(
+    ("ending", "status"),
+    [("raise KeyboardInterrupt", "killed"), ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", "killed")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_an_interrupted_or_preempted_process_ends_its_run_as_killed(tmp_path, ending, status):
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import rldk_track\n"
+        f"run = rldk_track.init(dir={str(tmp_path)!r}, run_id='ended000001')\n"
+        "run.log({'x': 1}, step=0)\n"
+        f"{ending}\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
+    if "SIGTERM" in ending:
+        assert done.returncode == -signal.SIGTERM  # the signal still ends the process as it would have
+    records = [r for _, r in read_records(tmp_path / "events" / "ended000001.jsonl")]
+    assert records[-1].kind == "run_end" and records[-1].status == status
+    assert [r.step for r in records if isinstance(r, Metrics)] == [0]
+
+
 @pytest.mark.parametrize("threads", [4])
 def test_concurrent_loggers_keep_every_record(tmp_path, threads):
     import threading
