@@ -115,6 +115,7 @@ class BackendWorker:
         self._from_log = catch_up  # read the event log instead of the queue until caught up
         self._log_offset = 0
         self._closing = False
+        self._flushing = 0  # threads waiting in wait_delivered
         self._closed = threading.Event()
         self._lost = 0
         self._rejected = 0
@@ -180,12 +181,17 @@ class BackendWorker:
 
     def wait_delivered(self, seq: int, deadline: float) -> bool:
         with self._cv:
-            while self._delivered < seq:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cv.wait(remaining)
-            return True
+            self._flushing += 1
+            self._cv.notify_all()  # ends a linger at once
+            try:
+                while self._delivered < seq:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cv.wait(remaining)
+                return True
+            finally:
+                self._flushing -= 1
 
     def wait_closed(self, deadline: float) -> bool:
         return self._closed.wait(max(0.0, deadline - time.monotonic()))
@@ -244,9 +250,20 @@ class BackendWorker:
                 if self._closing:
                     return None
                 self._cv.wait(1.0)
+            self._linger(limit)
             if not self._from_log:
                 return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
         return self._read_log(limit)
+
+    def _linger(self, limit: int) -> None:
+        """Wait up to the backend's ``linger_s`` for a fuller batch (one request instead of many),
+        unless someone is flushing or the run is closing. Called holding ``_cv``."""
+        deadline = time.monotonic() + self.backend.linger_s
+        while (len(self._pending) < limit and not self._from_log and not self._closing and not self._flushing):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._cv.wait(remaining)
 
     def _read_log(self, limit: int) -> list[Record] | None:
         """The next records after ``_delivered`` from the event log; ends catch-up at its end."""

@@ -133,6 +133,23 @@ def test_refused_records_are_isolated_kept_and_reported_once(tmp_path, fake_back
     assert sum("refused a record" in m for m in caplog.messages) == 1
 
 
+def test_a_lingering_backend_gets_one_batch_and_a_flush_cuts_the_wait_short(tmp_path, fake_backend, monkeypatch):
+    from rldk_testsupport.fake_backend import FakeBackend
+
+    monkeypatch.setattr(FakeBackend, "linger_s", 30.0)
+    run = rldk_track.init(backend="fake", dir=tmp_path, run_id="linger00001")
+    store = fake_backend["linger00001"]
+    for step in range(10):
+        run.log({"x": step}, step=step)
+        time.sleep(0.01)
+    start = time.monotonic()
+    assert run.flush(10).complete
+    assert time.monotonic() - start < 5  # not the 30 s linger
+    assert logged_steps(store) == list(range(10))
+    assert store.write_calls <= 2  # the run_start and the ten steps travel together, not one by one
+    run.finish()
+
+
 def test_the_delivery_position_is_persisted(tmp_path, fake_backend):
     run = rldk_track.init(backend="fake", dir=tmp_path, run_id="cursor00001")
     for step in range(10):

@@ -53,6 +53,9 @@ class Backend(ABC):
     extra: ClassVar[str] = ""
     #: most records handed to one ``write`` call.
     max_batch: ClassVar[int] = 5000
+    #: seconds the worker may wait for more records to fill a batch (0: send at once); a flush
+    #: or the run's end cuts the wait short. Trackers with a cost per request set it.
+    linger_s: ClassVar[float] = 0.0
 
     def __init__(self, run: RunInfo, options: Mapping[str, Any] | None = None) -> None:
         self.run = run

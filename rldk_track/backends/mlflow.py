@@ -294,6 +294,7 @@ class MlflowBackend(Backend):
     requires = ("mlflow",)
     extra = "mlflow"
     max_batch = 2000
+    linger_s = 1.0  # each request costs the server (and our worker) milliseconds: send ~1 per second
 
     def __init__(self, run: RunInfo, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(run, options)
