@@ -52,7 +52,6 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="rldk-openrlhf-bench-"))
     inf = float("inf")
-    trainers: dict[str, Any] = {}
 
     def ppo(tb: bool) -> Any:
         args = om.openrlhf_args(ckpt__path=str(work / "ckpt"), ckpt__save_steps=inf,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 from rldk_track.readers.rundata import ALERT_FIELDS, RunData
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 RUN_COLUMNS = (
