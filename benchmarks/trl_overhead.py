@@ -39,45 +39,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
+from mlflow_server import start_mlflow_server  # benchmarks/mlflow_server.py
+
 CONTENDERS = ("none", "transformers", "rldk")
 PROJECT = "trl-overhead"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_mlflow_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A local MLflow server through the project's recipe (sqlite store under ``workdir``)."""
-    port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen(
-        ["bash", str(ROOT / "backends/mlflow/serve_local.sh"), str(workdir / "server"), str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2).read()
-            return proc, uri
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("the MLflow server did not start within 180 s")
 
 
 class Timings:

@@ -43,6 +43,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+from rldk_track.backends.mlflow import (
+    ALERTS_ARTIFACT,
+    CONFIG_ARTIFACT,
+    KEYS_ARTIFACT,
+    SUMMARY_ARTIFACT,
+)
 from rldk_track.normalize import flatten
 from rldk_track.readers.rundata import RunData, normalize_status
 
@@ -56,10 +62,6 @@ DERIVED_METRICS = frozenset({"alerts/count"})
 OWN_TAGS = frozenset({"rldk.run_id", "rldk.project", "rldk.rank", "rldk.world_size", "rldk.version", "rldk.health",
                       "rldk.params_truncated", "rldk.checkpoint"})
 OWN_TAG_PREFIXES = ("mlflow.", "rldk.alert.", "rldk.param_changed.")
-KEYS_ARTIFACT = "rldk/mlflow_keys.json"
-CONFIG_ARTIFACT = "rldk/config.json"
-ALERTS_ARTIFACT = "rldk/alerts.jsonl"
-SUMMARY_ARTIFACT = "rldk/summary.json"
 BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 BULK_MAX_RESULTS = 25_000
 DEFAULT_WORKERS = 8
