@@ -201,11 +201,6 @@ class BackendWorker:
         """Records dropped because memory was full and there was no event log."""
         return self._lost
 
-    @property
-    def rejected(self) -> int:
-        """Records the tracker refused (kept in the ``.rejected.jsonl`` file)."""
-        return self._rejected
-
     # -- the worker thread ---------------------------------------------------------------
     def _run(self) -> None:
         self._open()
@@ -237,8 +232,10 @@ class BackendWorker:
         lifecycle.finish_runs_first()  # the tracker library may have just registered its own exit hook
         self._persist()
 
-    def _set_state(self, state: Mapping[str, Any]) -> None:
-        self._state = dict(state or {})
+    def _set_state(self, state: Mapping[str, Any] | None) -> None:
+        """Keep the backend's resume state (None: unchanged); it is persisted with the cursor."""
+        if state is not None:
+            self._state = dict(state)
 
     def _next_batch(self) -> list[Record] | None:
         limit = self.backend.max_batch
@@ -287,17 +284,11 @@ class BackendWorker:
                     return None
             else:
                 self._cv.wait(0.2)
-        self._persist()
         return []
 
     def _deliver(self, batch: list[Record]) -> None:
-        def write() -> None:
-            state = self.backend.write(batch)
-            if state is not None:
-                self._state = dict(state)
-
         try:
-            self._retry(write, "deliver to")
+            self._retry(lambda: self._set_state(self.backend.write(batch)), "deliver to")
         except RejectedError as exc:
             if len(batch) == 1:
                 self._reject(batch[0], exc)
@@ -346,10 +337,13 @@ class BackendWorker:
 
     def _advance(self, batch: list[Record]) -> None:
         with self._cv:
+            before = self._delivered
             if batch:
                 self._delivered = max(self._delivered, batch[-1].seq)
             if not self._pending and not self._from_log:
                 self._delivered = max(self._delivered, self._written)
+            if self._delivered == before:
+                return
         self._persist()  # before waking flush(): a flushed position is a persisted one
         with self._cv:
             self._cv.notify_all()
@@ -492,13 +486,11 @@ class Dispatcher:
         target = self.layout.artifacts_dir / artifact.name
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            source = Path(artifact.path or "")
             if artifact.data is not None:
                 target.write_bytes(artifact.data)
-            else:
-                source = Path(artifact.path or "")
-                if source.resolve() == target.resolve():
-                    pass
-                elif source.is_dir():
+            elif source.resolve() != target.resolve():  # a replayed record is staged already
+                if source.is_dir():
                     shutil.copytree(source, target, dirs_exist_ok=True)
                 else:
                     shutil.copy2(source, target)

@@ -174,6 +174,6 @@ def canonicalize(values: Mapping[str, float], framework: str) -> dict[str, float
     out = dict(values)
     for key, value in values.items():
         name = canonical_name(key, framework)
-        if name and name != key and name not in values and name not in out:
+        if name and name not in out:  # ``out`` starts as ``values``: nothing given is overwritten
             out[name] = value
     return out

@@ -60,9 +60,16 @@ def _finish_live_runs(timeout: float | None = None) -> None:
         run.finish(exit_status(), timeout=timeout)
 
 
+def status_for(exc_type: type[BaseException] | None) -> str:
+    """A run's status when it ends by ``exc_type``: none is ``success``, Ctrl-C ``killed``."""
+    if exc_type is None:
+        return "success"
+    return "killed" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+
+
 def _note_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
     global _exit_status
-    _exit_status = "killed" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+    _exit_status = status_for(exc_type)
     _previous_excepthook(exc_type, exc, tb)
 
 

@@ -105,7 +105,7 @@ class Run:
         skipped; NaN/Inf are kept (and noted). Anything else is reported once per key and left out.
         """
         if self._finished:
-            self._after_finish("log")
+            self._report_after_finish(Metrics.kind)
             return
         wall_time = time.time()
         step = self._resolve_step(step)
@@ -160,32 +160,20 @@ class Run:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Record configuration (nested mappings, dataclasses, TrainingArguments...).
         Secret-looking values are redacted before they leave this call."""
-        if self._finished:
-            self._after_finish("log_params")
-            return
         self._submit(Params(-1, time.time(), redact(to_jsonable(_require_mapping(params, "params")))))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set string labels on the run (values are converted with ``str``)."""
-        if self._finished:
-            self._after_finish("set_tags")
-            return
         clean = {metric_name(k): v if isinstance(v, str) else str(to_jsonable(v)) for k, v in _require_mapping(tags, "tags").items()}
         self._submit(Tags(-1, time.time(), redact(clean)))
 
     def log_summary(self, values: Mapping[str, Any]) -> None:
         """Record end-of-run values that are not a step series (``train_runtime``, ...)."""
-        if self._finished:
-            self._after_finish("log_summary")
-            return
         self._submit(Summary(-1, time.time(), redact(to_jsonable(_require_mapping(values, "summary")))))
 
     def log_artifact(self, path_or_bytes: str | os.PathLike[str] | bytes, name: str | None = None) -> None:
         """Attach a file, a directory or bytes to the run as ``name`` (a relative path such as
         ``rldk/alerts.jsonl``). The file is copied off the training thread, so it may change later."""
-        if self._finished:
-            self._after_finish("log_artifact")
-            return
         if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
             if not name:
                 raise ValueError("log_artifact(bytes) needs name=, e.g. name='report.json'")
@@ -208,9 +196,6 @@ class Run:
         """Raise an alert: shown as tags/summary/text in each tracker and kept in the alert log."""
         if severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
-        if self._finished:
-            self._after_finish("alert")
-            return
         self._submit(
             Alert(-1, time.time(), self._step if step is None else int(step), str(rule), severity, str(message),
                   metric, _optional_float(value), _optional_float(threshold), action)
@@ -223,9 +208,6 @@ class Run:
 
     def emit(self, record: Record) -> None:
         """Log a prebuilt record (integrations and analyzers use this); ``seq`` is assigned later."""
-        if self._finished:
-            self._after_finish(record.kind)
-            return
         self._submit(record)
 
     @contextlib.contextmanager
@@ -239,9 +221,19 @@ class Run:
             self.log({f"perf/{stage}_s": time.perf_counter() - start}, step=max(self._step, 0))
 
     def _submit(self, record: Record) -> None:
+        """Hand ``record`` to the dispatcher; after ``finish`` report it (once per kind) instead.
+        An inactive run (other rank, forked child) drops it silently."""
         dispatcher = self._dispatcher
-        if dispatcher is not None:
-            dispatcher.submit(record)
+        if dispatcher is None:
+            return
+        if self._finished:
+            self._report_after_finish(record.kind)
+            return
+        dispatcher.submit(record)
+
+    def _report_after_finish(self, kind: str) -> None:
+        if self._dispatcher is not None:
+            self._report_once("finished", kind, f"rldk_track: run {self.id} is finished; {kind} logged after finish() is not recorded")
 
     # -- ending ----------------------------------------------------------------------------
     def flush(self, timeout: float = 30.0) -> DeliveryReport:
@@ -278,22 +270,12 @@ class Run:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc_type is None:
-            status = "success"
-        elif issubclass(exc_type, KeyboardInterrupt):
-            status = "killed"
-        else:
-            status = "failed"
-        self.finish(status)
+        self.finish(lifecycle.status_for(exc_type))
 
     def _go_quiet(self) -> None:
         """In a forked child: this copy of the run has no log thread, so it records nothing."""
         self._dispatcher = None
         self._finished = True
-
-    def _after_finish(self, what: str) -> None:
-        if self._dispatcher is not None:
-            self._report_once("finished", what, f"rldk_track: run {self.id} is finished; {what}() after finish() is not recorded")
 
     def _report_once(self, kind: str, key: str, message: str) -> None:
         if (kind, key) not in self._reported:
