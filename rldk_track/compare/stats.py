@@ -72,21 +72,15 @@ def lag1_autocorrelation(values: np.ndarray) -> float:
     return float(np.dot(x[:-1], x[1:]) / denominator)
 
 
-def detrend(values: np.ndarray) -> np.ndarray:
-    """``values`` minus their least-squares line (a window that still climbs is not noise)."""
-    y = np.asarray(values, dtype=float)
-    if y.size < 3:
-        return y - y.mean() if y.size else y
-    x = np.arange(y.size, dtype=float)
-    slope, intercept = np.polyfit(x, y, 1)
-    return y - (slope * x + intercept)
-
-
 def effective_sample_size(values: np.ndarray) -> float:
-    """``n (1 - r) / (1 + r)`` with ``r`` the lag-1 autocorrelation of the detrended values,
-    clipped to [0, 0.99]."""
+    """``n (1 - r) / (1 + r)`` with ``r`` the lag-1 autocorrelation of the values minus their
+    least-squares line (a window that still climbs is not noise), clipped to [0, 0.99]."""
     n = len(values)
-    r = min(max(lag1_autocorrelation(detrend(values)), 0.0), 0.99)
+    if n < 3:
+        return float(n)  # lag1_autocorrelation: 0
+    from scipy.signal import detrend
+
+    r = min(max(lag1_autocorrelation(detrend(np.asarray(values, dtype=float))), 0.0), 0.99)
     return n * (1.0 - r) / (1.0 + r)
 
 
@@ -217,10 +211,9 @@ def _p(p: float) -> str:
 
 def area_under_curve(x: np.ndarray, y: np.ndarray) -> float:
     """Trapezoidal area under ``y(x)`` (``x`` increasing); 0 for fewer than 2 points."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.size < 2:
-        return 0.0
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+    from scipy.integrate import trapezoid
+
+    return float(trapezoid(np.asarray(y, dtype=float), np.asarray(x, dtype=float)))
 
 
 def ema(values: np.ndarray, weight: float) -> np.ndarray:
