@@ -72,6 +72,19 @@ MAX_VALUE_CHARS = 100_000
 EXIT_CODES = {"success": 0, "failed": 1, "killed": 255}
 #: Summary keys under this prefix are rldk_track's own (health, alerts, checkpoint, status).
 OWN_PREFIX = "rldk/"
+HEALTH_KEY = f"{OWN_PREFIX}health"
+STATUS_KEY = f"{OWN_PREFIX}status"
+CHECKPOINT_KEY = f"{OWN_PREFIX}checkpoint"
+#: ``rldk/alert/<rule>`` = severity; ``rldk/tag/<key>`` = the full value of a tag cut to 64 characters.
+ALERT_KEY_PREFIX = f"{OWN_PREFIX}alert/"
+TAG_KEY_PREFIX = f"{OWN_PREFIX}tag/"
+#: The series derived from the alerts: warning/critical alerts raised so far, at each alert's step.
+ALERT_COUNT_METRIC = "alerts/count"
+#: Artifact types: the run's artifacts and the key map; the alerts table (its table name below).
+ARTIFACT_TYPE = "rldk"
+ALERTS_ARTIFACT_TYPE = "rldk-alerts"
+ALERTS_TABLE = "alerts"
+KEY_MAP_FILE = "wandb_key_map.json"
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -185,6 +198,11 @@ def _own_key(key: str) -> bool:
     return key.casefold() == GLOBAL_STEP or key.casefold().startswith(OWN_PREFIX)
 
 
+def side_state_name(run_id: str) -> str:
+    """The side-state file of run ``run_id``, kept in ``<dir>/wandb/`` next to W&B's run folders."""
+    return f"rldk-{run_id}.json"
+
+
 class _SideState:
     """What the backend must remember across a crash and ``rldk-track sync`` that W&B cannot
     give back offline: the name maps, the alert log (by seq, so a replay adds nothing) and the
@@ -261,7 +279,7 @@ class WandbBackend(Backend):
         """Start the W&B run (or resume it, same id, when ``state`` is given)."""
         import wandb
 
-        side = _SideState(Path(self.run.dir) / "wandb" / f"rldk-{self.run.run_id}.json")
+        side = _SideState(Path(self.run.dir) / "wandb" / side_state_name(self.run.run_id))
         self._side = side
         self._metrics = _Names(metric_key, side.metric_keys, str.casefold, _own_key, "metric")
         self._config = _Names(config_key, side.config_keys, lambda k: k, lambda k: False, "config key")
@@ -294,7 +312,7 @@ class WandbBackend(Backend):
         run.define_metric("*", step_metric=GLOBAL_STEP)
         if side.tags:
             self._set_tags({})
-        run.summary.update({f"{OWN_PREFIX}health": health(side.active_alerts())})
+        run.summary.update({HEALTH_KEY: health(side.active_alerts())})
         if unfinished is not None:
             self._redeliver_lost(unfinished)
         return {"id": self._id, "project": run.project, "entity": getattr(run, "entity", "") or "", "mode": mode or "online"}
@@ -440,9 +458,9 @@ class WandbBackend(Backend):
         ours = {tag_text(k, v): k for k, v in side.tags.items()}
         keep = [t for t in self._wb_run.tags or () if t not in ours and not any(t.startswith(f"{k}=") for k in side.tags)]
         self._wb_run.tags = tuple(dict.fromkeys([*keep, *ours]))
-        long = {metric_key(f"{OWN_PREFIX}tag/{k}"): v for k, v in values.items() if tag_text(k, v).endswith("…")}
+        long = {metric_key(f"{TAG_KEY_PREFIX}{k}"): v for k, v in values.items() if tag_text(k, v).endswith("…")}
         if long:
-            self._report("longtag", f"rldk_track: wandb: tags longer than {MAX_TAG_CHARS} characters are cut; full values are in the summary under {OWN_PREFIX}tag/")
+            self._report("longtag", f"rldk_track: wandb: tags longer than {MAX_TAG_CHARS} characters are cut; full values are in the summary under {TAG_KEY_PREFIX}")
             self._wb_run.summary.update(long)
 
     def _write_alert(self, record: Alert) -> None:
@@ -454,14 +472,14 @@ class WandbBackend(Backend):
         }
         side.dirty = True
         summary = self._wb_run.summary
-        summary[metric_key(f"{OWN_PREFIX}alert/{record.rule}")] = "cleared" if record.state == "cleared" else record.severity
-        summary[f"{OWN_PREFIX}health"] = health(side.active_alerts())
+        summary[metric_key(f"{ALERT_KEY_PREFIX}{record.rule}")] = "cleared" if record.state == "cleared" else record.severity
+        summary[HEALTH_KEY] = health(side.active_alerts())
         if record.state != "cleared" and record.severity != "info":  # info alerts are reports, not problems
             raised = sum(
                 1 for a in side.alerts.values()
                 if a["state"] != "cleared" and a["severity"] != "info" and a["seq"] <= record.seq
             )
-            self._log_row({"alerts/count": raised}, record.step, record.wall_time)
+            self._log_row({ALERT_COUNT_METRIC: raised}, record.step, record.wall_time)
 
     def _write_checkpoint(self, record: CheckpointHealth) -> None:
         """Summary ``rldk/checkpoint`` (the latest verdict) and an artifact with the record; no
@@ -472,7 +490,7 @@ class WandbBackend(Backend):
             "step": record.step, "path": record.path, "score": record.score, "issues": list(record.issues),
             "recommendations": list(record.recommendations),
         }
-        self._wb_run.summary[f"{OWN_PREFIX}checkpoint"] = self._value(report, "summary")
+        self._wb_run.summary[CHECKPOINT_KEY] = self._value(report, "summary")
         artifact = wandb.Artifact(artifact_name(f"run-{self._id}-checkpoint-health"), type="rldk-checkpoint-health",
                                   metadata={"step": record.step, "score": _jsonable(record.score)})
         with artifact.new_file("checkpoint_health.json", mode="w", encoding="utf-8") as f:
@@ -485,7 +503,7 @@ class WandbBackend(Backend):
         path = Path(record.path or "")
         if not record.path or not path.exists():
             raise RejectedError(f"artifact {record.name!r}: its staged copy {record.path!r} is gone")
-        artifact = wandb.Artifact(artifact_name(f"run-{self._id}-{record.name}"), type="rldk",
+        artifact = wandb.Artifact(artifact_name(f"run-{self._id}-{record.name}"), type=ARTIFACT_TYPE,
                                   metadata={"rldk_name": record.name, "size": record.size})
         if path.is_dir():
             artifact.add_dir(str(path), name=record.name)
@@ -500,16 +518,16 @@ class WandbBackend(Backend):
         if side.alerts:
             columns = ["seq", "step", "wall_time", "rule", "severity", "state", "metric", "value", "threshold", "action", "message"]
             rows = [[a[c] for c in columns] for a in sorted(side.alerts.values(), key=lambda a: a["seq"])]
-            artifact = wandb.Artifact(artifact_name(f"run-{self._id}-rldk-alerts"), type="rldk-alerts")
-            artifact.add(wandb.Table(columns=columns, data=rows), "alerts")
+            artifact = wandb.Artifact(artifact_name(f"run-{self._id}-rldk-alerts"), type=ALERTS_ARTIFACT_TYPE)
+            artifact.add(wandb.Table(columns=columns, data=rows), ALERTS_TABLE)
             run.log_artifact(artifact)
         renames = {"metrics": self._metrics.renames(), "config": self._config.renames()}
         if any(renames.values()):
-            artifact = wandb.Artifact(artifact_name(f"run-{self._id}-rldk-key-map"), type="rldk")
-            with artifact.new_file("wandb_key_map.json", mode="w", encoding="utf-8") as f:
+            artifact = wandb.Artifact(artifact_name(f"run-{self._id}-rldk-key-map"), type=ARTIFACT_TYPE)
+            with artifact.new_file(KEY_MAP_FILE, mode="w", encoding="utf-8") as f:
                 json.dump(renames, f, ensure_ascii=False, indent=1)
             run.log_artifact(artifact)
-        run.summary[f"{OWN_PREFIX}status"] = record.status
+        run.summary[STATUS_KEY] = record.status
         run.finish(exit_code=EXIT_CODES.get(record.status, EXIT_CODES["failed"]))
         self._wb_run = None
 

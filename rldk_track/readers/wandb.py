@@ -21,15 +21,25 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from rldk_track.backends.wandb import (
+    ALERT_COUNT_METRIC,
+    ALERT_KEY_PREFIX,
+    ALERTS_ARTIFACT_TYPE,
+    ALERTS_TABLE,
+    ARTIFACT_TYPE,
+    EXIT_CODES,
+    GLOBAL_STEP,
+    KEY_MAP_FILE,
+    OWN_PREFIX,
+    STATUS_KEY,
+    TAG_KEY_PREFIX,
+    side_state_name,
+)
 from rldk_track.normalize import flatten
 from rldk_track.readers.rundata import RunData, normalize_status
 
-GLOBAL_STEP = "global_step"
-OWN_PREFIX = "rldk/"
-#: Series the backend derives from other records (the alerts); not the run's own metrics.
-DERIVED_METRICS = frozenset({"alerts/count"})
-#: W&B exit codes as rldk_track statuses (the backend's EXIT_CODES, reversed).
-EXIT_STATUS = {0: "success", 255: "killed"}
+#: W&B exit codes as rldk_track statuses (any other code: failed).
+EXIT_STATUS = {code: status for status, code in EXIT_CODES.items()}
 
 
 def is_offline_source(path: Path) -> bool:
@@ -84,7 +94,7 @@ def read_wandb_online(entity: str, project: str, run: str | None = None, progres
     for remote in progress_bar(found, len(found), "wandb runs", progress):
         key_map, alerts = _online_artifacts(remote)
         summary = dict(remote.summary_metrics or {})
-        status = _status(summary, None) if summary.get(f"{OWN_PREFIX}status") else normalize_status(remote.state)
+        status = _status(summary, None) if summary.get(STATUS_KEY) else normalize_status(remote.state)
         out.append(_run_data(
             name=remote.name or remote.id, source=f"wandb://{path}/{remote.id}", run_id=remote.id,
             project=project, status=status, config=dict(remote.config), summary=summary, tags=list(remote.tags),
@@ -122,7 +132,7 @@ def _run_data(
             if number is not None:
                 raw_keys.add(key)
                 name = key_map.get(key, key)
-                if name not in DERIVED_METRICS:
+                if name != ALERT_COUNT_METRIC:
                     points[name] = number
         run.add_points(int(step), points, wall)
     run.start_time = first_time
@@ -135,8 +145,8 @@ def _run_data(
         run.add_alert(**alert)
     if not run.alerts:  # only the summary's active alerts are left: severity, no step
         for key, severity in summary.items():
-            if key.startswith(f"{OWN_PREFIX}alert/") and severity != "cleared":
-                run.add_alert(rule=key[len(f"{OWN_PREFIX}alert/"):], severity=severity, step=None,
+            if key.startswith(ALERT_KEY_PREFIX) and severity != "cleared":
+                run.add_alert(rule=key[len(ALERT_KEY_PREFIX):], severity=severity, step=None,
                               message="from the W&B summary (step unknown)")
     return run
 
@@ -160,13 +170,13 @@ def _tags(tags: Iterable[str], summary: Mapping[str, Any]) -> dict[str, str]:
         key, sep, value = tag.partition("=")
         out[key] = value if sep else ""
     for key, value in summary.items():
-        if key.startswith(f"{OWN_PREFIX}tag/"):
-            out[key[len(f"{OWN_PREFIX}tag/"):]] = str(value)
+        if key.startswith(TAG_KEY_PREFIX):
+            out[key[len(TAG_KEY_PREFIX):]] = str(value)
     return out
 
 
 def _status(summary: Mapping[str, Any], exit_code: int | None) -> str:
-    own = summary.get(f"{OWN_PREFIX}status")
+    own = summary.get(STATUS_KEY)
     if own:
         return normalize_status(str(own))
     if exit_code is None:
@@ -182,7 +192,7 @@ def _side_state(run_file: Path) -> dict[str, Any] | None:
     """The backend's ``rldk-<run_id>.json`` next to the run directories (None if absent)."""
     run_id = run_file.stem[len("run-"):]
     for folder in (run_file.parent.parent, run_file.parent):
-        path = folder / f"rldk-{run_id}.json"
+        path = folder / side_state_name(run_id)
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -192,7 +202,7 @@ def _side_state(run_file: Path) -> dict[str, Any] | None:
 
 def _artifact_key_map(offline: Any) -> dict[str, str]:
     for artifact in reversed(offline.artifacts):
-        local = artifact.entries.get("wandb_key_map.json")
+        local = artifact.entries.get(KEY_MAP_FILE)
         if local:
             try:
                 return _reverse(json.loads(Path(local).read_text(encoding="utf-8")).get("metrics", {}))
@@ -203,10 +213,10 @@ def _artifact_key_map(offline: Any) -> dict[str, str]:
 
 def _artifact_alerts(offline: Any) -> list[dict[str, Any]]:
     for artifact in reversed(offline.artifacts):
-        if artifact.type != "rldk-alerts":
+        if artifact.type != ALERTS_ARTIFACT_TYPE:
             continue
         for path, local in artifact.entries.items():
-            if path.startswith("alerts"):
+            if path.startswith(ALERTS_TABLE):
                 try:
                     return _table_rows(json.loads(Path(local).read_text(encoding="utf-8")))
                 except (OSError, ValueError):
@@ -225,11 +235,11 @@ def _online_artifacts(remote: Any) -> tuple[dict[str, str], list[dict[str, Any]]
     key_map: dict[str, str] = {}
     alerts: list[dict[str, Any]] = []
     for artifact in remote.logged_artifacts():
-        if artifact.type == "rldk-alerts":
-            table = artifact.get("alerts")
+        if artifact.type == ALERTS_ARTIFACT_TYPE:
+            table = artifact.get(ALERTS_TABLE)
             if table is not None:
                 alerts = [dict(zip(table.columns, row)) for row in table.data]
-        elif artifact.type == "rldk" and "wandb_key_map.json" in {f.name for f in artifact.files()}:
+        elif artifact.type == ARTIFACT_TYPE and KEY_MAP_FILE in {f.name for f in artifact.files()}:
             folder = artifact.download()
-            key_map = _reverse(json.loads((Path(folder) / "wandb_key_map.json").read_text(encoding="utf-8")).get("metrics", {}))
+            key_map = _reverse(json.loads((Path(folder) / KEY_MAP_FILE).read_text(encoding="utf-8")).get("metrics", {}))
     return key_map, alerts
