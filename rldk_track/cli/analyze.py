@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from rldk_track.cli.common import add_source_arguments, fail, load
+
 EPILOG = """\
 The run's metrics are replayed step by step through the same analyzers a live run uses
 (init(analyzers="default")). Alerts the run already has are not reported again.
@@ -36,25 +38,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="runs to analyze (same sources as `compare`)")
-    p.add_argument("--run", action="append", metavar="RUN", help="only these runs (repeatable)")
+    add_source_arguments(p, "runs to analyze (same sources as `compare`)")
     p.add_argument("--analyzers", default="default", metavar="SPEC",
                    help="'default' (every rule) or rule names, comma-separated (e.g. kl_spike,nonfinite)")
     p.add_argument("--write", action="store_true", help="add the new alerts to the runs (see below)")
     p.add_argument("--no-sync", action="store_true", help="with --write on an event log: append only, do not sync")
     p.add_argument("--json", action="store_true", help="print the alerts as JSON lines")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI for mlflow:// sources (default: MLFLOW_TRACKING_URI)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rldk_track.cli.common import fail, load
-
     try:
-        runset = load(args.sources, args.tracking_uri, not args.no_progress)
-        if args.run:
-            runset = runset.select(runs=args.run)
+        runset = load(args)
         from rldk_track.analyzers import build_observers
 
         build_observers(args.analyzers)  # fail fast on an unknown rule name

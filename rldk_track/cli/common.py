@@ -1,12 +1,14 @@
-"""What the read-side commands (compare, analyze) share: loading sources, errors, output."""
+"""What the commands share: the read side's sources (compare, analyze), the run directory
+(doctor, ui), errors, output."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rldk_track.readers.runset import RunSet
@@ -14,15 +16,33 @@ if TYPE_CHECKING:
 BAD_INPUT = 2
 
 
-def load(sources: Sequence[str], tracking_uri: str | None, progress: bool) -> "RunSet":
-    """The runs of ``sources``; progress bars on a terminal unless ``progress`` is False."""
+def add_source_arguments(p: argparse.ArgumentParser, sources_help: str) -> None:
+    """``SOURCE...``, ``--run``, ``--tracking-uri`` and ``--no-progress``, read by :func:`load`."""
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help=sources_help)
+    p.add_argument("--run", action="append", metavar="RUN", help="only these runs (repeatable; names as listed)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI for mlflow:// sources (default: MLFLOW_TRACKING_URI)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def load(args: argparse.Namespace) -> "RunSet":
+    """The runs of ``args.sources`` (only ``args.run`` when given); progress bars on a terminal
+    unless ``--no-progress``."""
     # MLflow draws its own bar for every artifact download (the reader fetches a few small files),
     # and TensorBoard's loader reports each event file it opens at INFO.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("tensorboard").setLevel(logging.WARNING)
     from rldk_track.readers import load_runs
 
-    return load_runs(list(sources), tracking_uri=tracking_uri, progress=None if progress else False)
+    runset = load_runs(list(args.sources), tracking_uri=args.tracking_uri, progress=False if args.no_progress else None)
+    return runset.select(runs=args.run) if args.run else runset
+
+
+def resolve_dir(arg: str | None) -> Path:
+    """The run directory a command looks at: ``--dir``, else ``RLDK_TRACK_DIR``, else the default
+    that ``rldk_track.init`` writes to."""
+    from rldk_track.run import DEFAULT_DIR
+
+    return Path(arg or os.environ.get("RLDK_TRACK_DIR") or DEFAULT_DIR)
 
 
 def fail(exc: BaseException) -> int:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from rldk_track.cli.common import add_source_arguments, fail, load, write_output
+
 if TYPE_CHECKING:
     from rldk_track.compare.comparison import Comparison
     from rldk_track.readers.runset import RunSet
@@ -43,11 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="where the runs are (see below)")
+    add_source_arguments(p, "where the runs are (see below)")
     p.add_argument("-m", "--metric", action="append", metavar="NAME",
                    help="metric to compare (repeatable; default: reward/mean, kl/mean, entropy/mean, ... when present)")
     p.add_argument("-b", "--baseline", metavar="RUN", help="run the others are tested against (default: the first)")
-    p.add_argument("--run", action="append", metavar="RUN", help="only these runs (repeatable; names as listed)")
     p.add_argument("--last", default="20%", metavar="N|P%",
                    help="final window: a share of each curve's points (20%%, the default) or a number of points")
     p.add_argument("--x", choices=("step", "wall_time", "tokens"), default="step",
@@ -67,8 +68,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attach", metavar="RUN",
                    help="also attach the HTML report to RUN (one of the compared runs) as rldk/compare.html, "
                    "in the tracker it was read from (an event log: appended and synced to its trackers)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI for mlflow:// sources (default: MLFLOW_TRACKING_URI)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -107,14 +106,10 @@ def _attach(result: "Comparison", runset: "RunSet", name: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rldk_track.cli.common import fail, load, write_output
-
     try:
         thresholds = parse_thresholds(args.threshold)
         goals = {**{m: "min" for m in args.minimize}, **{m: "max" for m in args.maximize}}
-        runset = load(args.sources, args.tracking_uri, not args.no_progress)
-        if args.run:
-            runset = runset.select(runs=args.run)
+        runset = load(args)
         from rldk_track.compare import compare
 
         result = compare(runset, metrics=args.metric, baseline=args.baseline, last=args.last, x=args.x,

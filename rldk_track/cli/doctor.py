@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+from rldk_track.cli.common import resolve_dir
+
 EPILOG = """\
 checks: rldk_track and Python versions; each backend (installed? its version); MLflow: the
 tracking URI in use and whether it answers; W&B: mode and whether credentials are configured
@@ -56,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.dir or os.environ.get("RLDK_TRACK_DIR") or "./rldk_runs")
+    run_dir = resolve_dir(args.dir)
     checks = [
         *check_versions(),
         *check_backends(),

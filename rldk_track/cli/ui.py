@@ -15,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from rldk_track.cli.common import resolve_dir
+
 EPILOG = """\
 Starts, on this machine only (127.0.0.1):
   mlflow ui    on the embedded store <dir>/mlflow.db (or --tracking-uri when it is a sqlite or
@@ -59,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.dir or os.environ.get("RLDK_TRACK_DIR") or "./rldk_runs").absolute()
+    run_dir = resolve_dir(args.dir).absolute()
     servers: list[Server] = []
     if not args.no_mlflow:
         server = mlflow_server(run_dir, args.tracking_uri, args.mlflow_port)
