@@ -21,11 +21,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rldk_track.backends.tensorboard import (
+    ALERTS_FILE,
+    CONFIG_TAG,
+    OWNER_FILE,
+    RENAMED_FILE,
+    STATUS_TAG,
+    SUMMARY_PREFIX,
+    TAGS_TAG,
+)
 from rldk_track.normalize import flatten
 from rldk_track.readers.rundata import RunData, normalize_status
-
-SUMMARY_PREFIX = "summary/"
-TEXT_CONFIG, TEXT_TAGS, TEXT_STATUS = "config", "tags", "run/status"
 
 
 def is_tensorboard_source(path: Path) -> bool:
@@ -62,13 +68,13 @@ def read_run_dir(run_dir: Path, logdir: Path | None = None) -> RunData:
     accumulator = EventAccumulator(str(run_dir), size_guidance=every, purge_orphaned_data=False)
     accumulator.Reload()
     relative = run_dir.relative_to(logdir).as_posix() if logdir and run_dir != logdir else run_dir.name
-    owner = _json_file(run_dir / "rldk" / "run.json") or {}
+    owner = _json_file(run_dir / OWNER_FILE) or {}
     run = RunData(
         name=owner.get("name") or relative, source=str(run_dir), backend="tensorboard",
         run_id=str(owner.get("run_id") or ""), project=str(owner.get("project") or ""),
         start_time=owner.get("start_time"), end_time=owner.get("end_time"), origin={"log_dir": str(run_dir.absolute())},
     )
-    renamed = {entry["tag"]: entry["name"] for entry in _json_lines(run_dir / "rldk" / "renamed_tags.jsonl") if "tag" in entry}
+    renamed = {entry["tag"]: entry["name"] for entry in _json_lines(run_dir / RENAMED_FILE) if "tag" in entry}
     tags = accumulator.Tags()
     for tag in tags.get("scalars", []):
         events = accumulator.Scalars(tag)
@@ -86,7 +92,7 @@ def read_run_dir(run_dir: Path, logdir: Path | None = None) -> RunData:
             _apply_text(run, renamed.get(tag, tag), accumulator.Tensors(tag))
     _apply_hparams(run, accumulator)
     run.status = normalize_status(owner.get("status") or run.status or None)
-    for alert in _json_lines(run_dir / "rldk" / "alerts.jsonl"):
+    for alert in _json_lines(run_dir / ALERTS_FILE):
         run.add_alert(**alert)
     if run.start_time is None:
         try:
@@ -121,14 +127,14 @@ def _apply_text(run: RunData, tag: str, events: list[Any]) -> None:
     if not events:
         return
     last = _text(events[-1])
-    if tag == TEXT_CONFIG:
+    if tag == CONFIG_TAG:
         try:
             run.params = flatten(json.loads(_unfence(last)))
         except ValueError:
             pass
-    elif tag == TEXT_TAGS:
+    elif tag == TAGS_TAG:
         run.tags = parse_markdown_table(last)
-    elif tag == TEXT_STATUS:
+    elif tag == STATUS_TAG:
         run.status = last.strip()
     elif tag.startswith(SUMMARY_PREFIX):
         text = _unfence(last)
