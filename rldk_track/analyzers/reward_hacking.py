@@ -114,10 +114,10 @@ class RewardHacking(Rule):
         self._components: dict[str, _Series] = {}
 
     def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
-        for name, names in self._names.items():
-            found = pick(values, names)
-            if found is not None:
-                self._series[name].add(*found, self.warmup)
+        found = {name: pick(values, names) for name, names in self._names.items()}
+        for name, hit in found.items():
+            if hit is not None:
+                self._series[name].add(*hit, self.warmup)
         components = reward_components(values)
         for fn, (key, value) in components.items():
             series = self._components.get(fn)
@@ -126,7 +126,7 @@ class RewardHacking(Rule):
             series.add(key, value, self.warmup)
         reward = self._series["reward"]
         checks: list[tuple[str, Check]] = []
-        if reward.full and pick(values, self._names["reward"]) is not None:
+        if reward.full and found["reward"] is not None:
             reward_trend = reward.trend()
             if self._series["kl"].full and self._series["entropy"].full:
                 checks.append(("kl_entropy", self._kl_entropy(reward, reward_trend)))
