@@ -21,7 +21,8 @@ import numpy as np
 
 from rldk_track.compare import stats
 from rldk_track.compare.align import Curve, curves
-from rldk_track.readers.runset import RunSet
+from rldk_track.readers.rundata import ALERT_FIELDS
+from rldk_track.readers.runset import FRAME_COLUMNS, RUN_COLUMNS, RunSet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -274,17 +275,13 @@ def runset_from_frame(frame: "pd.DataFrame") -> RunSet:
         step=frame["step"].astype("int64"),
         value=frame["value"].astype(float),
         wall_time=frame["wall_time"].astype(float) if "wall_time" in frame else np.nan,
-    )[["run", "step", "metric", "value", "wall_time"]]
+    )[list(FRAME_COLUMNS)]
     names = [str(name) for name in frame["run"].unique()]
-    from rldk_track.readers.runset import RUN_COLUMNS
-
     table = pd.DataFrame(
         [{"name": n, "run_id": "", "source": "frame", "backend": "", "status": "", "params": {}, "tags": {},
           "summary": {}, "alerts": 0} for n in names],
         columns=list(RUN_COLUMNS), index=pd.Index(names, name="run"),
     )
-    from rldk_track.readers.rundata import ALERT_FIELDS
-
     return RunSet(frame, table, pd.DataFrame(columns=["run", *ALERT_FIELDS]))
 
 
