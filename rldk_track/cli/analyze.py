@@ -69,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
         notable = notable or any(a.severity in ("warning", "critical") and a.state == "raised" for a in alerts)
         _print(name, alerts, args.json)
         if args.write and alerts:  # the analyzers' summaries go along; alone they are no news
-            row = {"name": name, **runset.runs.loc[name].to_dict()}
             try:
-                result = write_back(row, records, sync=not args.no_sync)
+                result = write_back(runset.runs.loc[name].to_dict(), records, sync=not args.no_sync)
             except (WriteBackError, OSError) as exc:
                 print(f"  not written back: {exc}", file=sys.stderr)
                 failed = True

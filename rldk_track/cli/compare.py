@@ -96,7 +96,7 @@ def _attach(result: "Comparison", runset: "RunSet", name: str) -> bool:
         return False
     report = Artifact(-1, time.time(), "rldk/compare.html", data=result.to_html().encode("utf-8"))
     try:
-        done = write_back({"name": name, **runset.runs.loc[name].to_dict()}, [report])
+        done = write_back(runset.runs.loc[name].to_dict(), [report])
     except (WriteBackError, OSError) as exc:
         print(f"rldk-track: report not attached: {exc}", file=sys.stderr)
         return False
