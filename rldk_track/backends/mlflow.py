@@ -88,9 +88,30 @@ CONFIG_ARTIFACT = "rldk/config.json"
 ALERTS_ARTIFACT = "rldk/alerts.jsonl"
 KEYS_ARTIFACT = "rldk/mlflow_keys.json"
 SUMMARY_ARTIFACT = "rldk/summary.json"
+#: Tags this backend sets on every run.
+RUN_ID_TAG = "rldk.run_id"
+PROJECT_TAG = "rldk.project"
+RANK_TAG = "rldk.rank"
+WORLD_SIZE_TAG = "rldk.world_size"
+VERSION_TAG = "rldk.version"
+#: The worst severity among alerts still raised (``ok`` when none).
+HEALTH_TAG = "rldk.health"
+#: The MLflow keys of params that had to be truncated, comma-separated.
+PARAMS_TRUNCATED_TAG = "rldk.params_truncated"
 #: Tag holding the latest checkpoint verdict in brief (``rldk.checkpoint.health`` is the
 #: analyzer's own ok|warning|critical tag, so it is not overwritten here).
 CHECKPOINT_TAG = "rldk.checkpoint"
+#: ``rldk.alert.<rule>`` = severity; ``rldk.param_changed.<name>`` = a param's later value;
+#: ``summary.<name>`` = a summary value that is not a number.
+ALERT_TAG_PREFIX = "rldk.alert."
+PARAM_CHANGED_TAG_PREFIX = "rldk.param_changed."
+SUMMARY_TAG_PREFIX = "summary."
+#: Tags that are bookkeeping, not the user's: this backend's own, and MLflow's ``mlflow.*``.
+OWN_TAGS = frozenset({RUN_ID_TAG, PROJECT_TAG, RANK_TAG, WORLD_SIZE_TAG, VERSION_TAG, HEALTH_TAG,
+                      PARAMS_TRUNCATED_TAG, CHECKPOINT_TAG})
+OWN_TAG_PREFIXES = ("mlflow.", ALERT_TAG_PREFIX, PARAM_CHANGED_TAG_PREFIX)
+#: The series derived from the alerts: warning/critical alerts raised so far, at each alert's step.
+ALERT_COUNT_METRIC = "alerts/count"
 PARAM_NOTE = " ...[truncated by rldk_track; full value in rldk/config.json]"
 TAG_NOTE = " ...[truncated by rldk_track; full value in the event log]"
 
@@ -412,19 +433,19 @@ class MlflowBackend(Backend):
         """The MLflow run tagged with this run id (a resumed run, or a create whose reply was lost)."""
         if "'" in self.run.run_id:
             return None
-        found = client.search_runs([experiment_id], f"tags.`rldk.run_id` = '{self.run.run_id}'", max_results=1)
+        found = client.search_runs([experiment_id], f"tags.`{RUN_ID_TAG}` = '{self.run.run_id}'", max_results=1)
         return found[0] if found else None
 
     def _run_tags(self) -> dict[str, str]:
         from rldk_track import __version__
 
         tags = {
-            "rldk.run_id": self.run.run_id,
-            "rldk.project": self.run.project,
-            "rldk.rank": str(self.run.rank),
-            "rldk.world_size": str(self.run.world_size),
-            "rldk.version": __version__,
-            "rldk.health": "ok",
+            RUN_ID_TAG: self.run.run_id,
+            PROJECT_TAG: self.run.project,
+            RANK_TAG: str(self.run.rank),
+            WORLD_SIZE_TAG: str(self.run.world_size),
+            VERSION_TAG: __version__,
+            HEALTH_TAG: "ok",
             "mlflow.source.name": _preview(os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python", 500),
         }
         with contextlib.suppress(Exception):  # no user name in some containers
@@ -438,8 +459,8 @@ class MlflowBackend(Backend):
         for kind, keys in (("metric", data.metrics), ("param", data.params), ("tag", data.tags)):
             for key in keys:
                 self._keys[kind].claim(key)
-        self._alert_tags = {k: v for k, v in data.tags.items() if k.startswith("rldk.alert.")}
-        self._truncated = {k for k in data.tags.get("rldk.params_truncated", "").split(", ") if k}
+        self._alert_tags = {k: v for k, v in data.tags.items() if k.startswith(ALERT_TAG_PREFIX)}
+        self._truncated = {k for k in data.tags.get(PARAMS_TRUNCATED_TAG, "").split(", ") if k}
         self._last_step = max((m.step for m in getattr(data, "_metric_objs", ())), default=-1)
         saved = {f.path for f in client.list_artifacts(run.info.run_id, "rldk")}
         with tempfile.TemporaryDirectory(prefix="rldk-mlflow-") as tmp:
@@ -531,7 +552,7 @@ class MlflowBackend(Backend):
                                   f"truncated to {MAX_PARAM_VALUE_LENGTH} (full value in {CONFIG_ARTIFACT})")
                 if key not in self._truncated:
                     self._truncated.add(key)
-                    batch.tags["rldk.params_truncated"] = truncate(", ".join(sorted(self._truncated)), MAX_TAG_VALUE_LENGTH, " ...")
+                    batch.tags[PARAMS_TRUNCATED_TAG] = truncate(", ".join(sorted(self._truncated)), MAX_TAG_VALUE_LENGTH, " ...")
             logged = batch.params.get(key, self._params.get(key))
             if logged is None:
                 batch.params[key] = text
@@ -540,7 +561,7 @@ class MlflowBackend(Backend):
 
     def _param_changed(self, name: str, key: str, text: str, batch: _Batch) -> None:
         """MLflow params cannot change: keep the first value, put the new one in a tag."""
-        tag = self._keys["tag"].key(f"rldk.param_changed.{name}")
+        tag = self._keys["tag"].key(f"{PARAM_CHANGED_TAG_PREFIX}{name}")
         batch.tags[tag] = self._tag_value(tag, text)
         self._report_once("param_changed", key, f"rldk_track: MLflow params cannot change; {key!r} keeps its first "
                           f"value and the new one is in the tag {tag!r} (and in {CONFIG_ARTIFACT})")
@@ -571,7 +592,7 @@ class MlflowBackend(Backend):
                 if point not in points:
                     points.append(point)
             else:
-                key = self._keys["tag"].key(f"summary.{name}")
+                key = self._keys["tag"].key(f"{SUMMARY_TAG_PREFIX}{name}")
                 batch.tags[key] = self._tag_value(key, param_value(value))
 
     def _add_alert(self, record: Alert, batch: _Batch) -> None:
@@ -581,11 +602,11 @@ class MlflowBackend(Backend):
 
         self._alerts[record.seq] = to_json(record, self.run.run_id)
         batch.alerts_changed = True
-        tag = self._keys["tag"].key(f"rldk.alert.{record.rule}")
+        tag = self._keys["tag"].key(f"{ALERT_TAG_PREFIX}{record.rule}")
         raised = record.state != "cleared"
         self._alert_tags[tag] = record.severity if raised else "cleared"
         batch.tags[tag] = self._alert_tags[tag]
-        batch.tags["rldk.health"] = max(
+        batch.tags[HEALTH_TAG] = max(
             (s for s in self._alert_tags.values() if s in HEALTH_ORDER), key=HEALTH_ORDER.index, default="ok"
         )
         if raised and record.severity != "info":  # info alerts (end-of-run reports) are not problems
@@ -593,7 +614,7 @@ class MlflowBackend(Backend):
                 1 for seq, a in self._alerts.items()
                 if seq <= record.seq and a.get("state", "raised") != "cleared" and a.get("severity") != "info"
             )
-            batch.metrics.append(Metric("alerts/count", float(count), int(record.wall_time * 1000), int(record.step)))
+            batch.metrics.append(Metric(ALERT_COUNT_METRIC, float(count), int(record.wall_time * 1000), int(record.step)))
 
     def _add_checkpoint(self, record: CheckpointHealth, batch: _Batch) -> None:
         """Tag ``rldk.checkpoint`` = the latest verdict in brief, artifact

@@ -44,10 +44,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rldk_track.backends.mlflow import (
+    ALERT_COUNT_METRIC,
+    ALERT_TAG_PREFIX,
     ALERTS_ARTIFACT,
     CONFIG_ARTIFACT,
     KEYS_ARTIFACT,
+    OWN_TAG_PREFIXES,
+    OWN_TAGS,
+    PROJECT_TAG,
+    RUN_ID_TAG,
     SUMMARY_ARTIFACT,
+    SUMMARY_TAG_PREFIX,
 )
 from rldk_track.normalize import flatten
 from rldk_track.readers.rundata import RunData, normalize_status
@@ -55,13 +62,6 @@ from rldk_track.readers.rundata import RunData, normalize_status
 log = logging.getLogger("rldk_track")
 
 FETCH_MODES = ("bulk", "threads", "client")
-#: Metrics the MLflow backend derives from other records; they are not the run's own series.
-DERIVED_METRICS = frozenset({"alerts/count"})
-#: Tags the MLflow backend sets for its own bookkeeping (the run's alerts and health are in
-#: the alerts frame and the runs table instead).
-OWN_TAGS = frozenset({"rldk.run_id", "rldk.project", "rldk.rank", "rldk.world_size", "rldk.version", "rldk.health",
-                      "rldk.params_truncated", "rldk.checkpoint"})
-OWN_TAG_PREFIXES = ("mlflow.", "rldk.alert.", "rldk.param_changed.")
 BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 BULK_MAX_RESULTS = 25_000
 DEFAULT_WORKERS = 8
@@ -127,7 +127,7 @@ def _find_runs(client: Any, ref: str | None) -> list[Any]:
     except Exception:  # not a run id: try the run name and the rldk run id
         pass
     quoted = run_ref.replace("'", "\\'")
-    for filter_string in (f"attributes.run_name = '{quoted}'", f"tags.`rldk.run_id` = '{quoted}'"):
+    for filter_string in (f"attributes.run_name = '{quoted}'", f"tags.`{RUN_ID_TAG}` = '{quoted}'"):
         found = _search(client, ids, filter_string)
         if found:
             return found
@@ -291,7 +291,7 @@ def _run_data(client: Any, uri: str, run: Any, histories: dict[str, History]) ->
     param_names = {key: name for name, key in keys.get("param", [])}
     result = RunData(
         name=info.run_name or info.run_id, source=f"mlflow://{_experiment_name(client, info.experiment_id)}/{info.run_id} ({uri})",
-        backend="mlflow", run_id=tags.get("rldk.run_id", info.run_id), project=tags.get("rldk.project", ""),
+        backend="mlflow", run_id=tags.get(RUN_ID_TAG, info.run_id), project=tags.get(PROJECT_TAG, ""),
         status=normalize_status(info.status),
         start_time=info.start_time / 1000.0 if info.start_time else None,
         end_time=info.end_time / 1000.0 if info.end_time else None,
@@ -302,7 +302,7 @@ def _run_data(client: Any, uri: str, run: Any, histories: dict[str, History]) ->
                       for key, points in (summary or {}).get("points", {}).items()}
     for key, history in histories.items():
         name = metric_names.get(key, key)
-        if name in DERIVED_METRICS:
+        if name == ALERT_COUNT_METRIC:
             continue
         shown = summary_points.get(key)
         if shown:
@@ -317,13 +317,13 @@ def _run_data(client: Any, uri: str, run: Any, histories: dict[str, History]) ->
     own_alerts = {}
     for key, value in tags.items():
         name = tag_names.get(key, key)
-        if name.startswith("rldk.alert."):
-            own_alerts[name[len("rldk.alert."):]] = value
+        if name.startswith(ALERT_TAG_PREFIX):
+            own_alerts[name[len(ALERT_TAG_PREFIX):]] = value
         if name in OWN_TAGS or name.startswith(OWN_TAG_PREFIXES):
             continue
-        if name.startswith("summary."):
+        if name.startswith(SUMMARY_TAG_PREFIX):
             if summary is None:
-                result.summary[name[len("summary."):]] = _maybe_json(value)
+                result.summary[name[len(SUMMARY_TAG_PREFIX):]] = _maybe_json(value)
         else:
             result.tags[name] = value
     if summary is not None:
