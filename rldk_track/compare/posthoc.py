@@ -73,8 +73,9 @@ def replay(records: Iterable[Metrics], analyzers: Any = "default") -> list[Recor
 
     for record in records:
         wall = record.wall_time
-        deliver([replace(record, seq=seq)])
+        numbered = replace(record, seq=seq)
         seq += 1
+        deliver([numbered])
     finals: list[Record] = []
     for observer in observers:
         finish = getattr(observer, "finish", None)
