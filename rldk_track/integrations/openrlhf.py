@@ -30,7 +30,6 @@ when an exception escapes OpenRLHF's training step.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import dataclasses
 import functools
@@ -46,12 +45,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from rldk_track.integrations import post_import
 from rldk_track.keymaps import canonicalize
-from rldk_track.redact import REDACTED
 
 if TYPE_CHECKING:
     from rldk_track.run import Run
@@ -140,7 +138,9 @@ class _Session:
 
             self._sampler = SystemSampler(interval_s=self.settings.system_interval_s)
             observers.append(self._sampler)
-        run = rldk_track.init(self.settings.backend, config=config_of(args), tags=tags, observers=observers, **kwargs)
+        # OpenRLHF's nested SimpleNamespace args: the Run turns them into a dict and redacts
+        # --logger.wandb.key (a bare "key" holding a key-like value).
+        run = rldk_track.init(self.settings.backend, config=args, tags=tags, observers=observers, **kwargs)
         if self._sampler is not None:
             self._sampler.start(run)
         if run.active:
@@ -720,22 +720,6 @@ def _eval_key(key: str) -> str:
     ``acc_mean`` (DPO/RM) become ``eval_loss``, ``eval_gpt_loss``, ``eval_acc_mean``."""
     key = key.strip().replace(" ", "_")
     return key if key.startswith("eval_") else f"eval_{key}"
-
-
-def config_of(args: Any) -> dict[str, Any]:
-    """OpenRLHF's arguments (a nested ``SimpleNamespace``) as a nested dict, W&B key redacted."""
-
-    def convert(value: Any, key: str = "") -> Any:
-        if key == "key" and isinstance(value, str) and value:
-            return REDACTED  # --logger.wandb.key: 40 hex characters that no secret pattern catches
-        if isinstance(value, (SimpleNamespace, argparse.Namespace)):
-            return {k: convert(v, k) for k, v in vars(value).items()}
-        if isinstance(value, Mapping):
-            return {str(k): convert(v, str(k)) for k, v in value.items()}
-        return value
-
-    converted = convert(args)
-    return converted if isinstance(converted, dict) else {}
 
 
 def _process_memory() -> dict[str, float]:
