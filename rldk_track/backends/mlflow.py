@@ -47,6 +47,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from rldk_track.backends.base import Backend, RejectedError, RunInfo
+from rldk_track.normalize import flatten
 from rldk_track.records import (
     Alert,
     Artifact,
@@ -204,17 +205,6 @@ def _preview(text: str, limit: int = 80) -> str:
 
 
 # -- values --------------------------------------------------------------------------------
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``("a/b", value)`` for every leaf of a nested config; lists and empty mappings are leaves.
-    ``{"a": {"b": 1}}`` and ``{"a/b": 1}`` give the same name (one MLflow param)."""
-    for key, value in tree.items():
-        name = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            yield from flatten(value, name)
-        else:
-            yield name, value
-
-
 def param_value(value: Any) -> str:
     """A config value as MLflow stores params: ``str`` for scalars, JSON for lists and mappings."""
     if isinstance(value, str):
@@ -543,7 +533,7 @@ class MlflowBackend(Backend):
     def _add_params(self, values: Mapping[str, Any], batch: _Batch) -> None:
         _merge(self._config, values)
         batch.config_changed = True
-        for name, value in flatten(values):
+        for name, value in flatten(values).items():
             key = self._keys["param"].key(name)
             full = param_value(value)
             text = truncate(full, MAX_PARAM_VALUE_LENGTH, PARAM_NOTE)
@@ -583,7 +573,7 @@ class MlflowBackend(Backend):
         self._summary.update(record.values)
         batch.summary_changed = True
         timestamp, step = int(record.wall_time * 1000), max(self._last_step, 0)
-        for name, value in flatten(record.values):
+        for name, value in flatten(record.values).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 key, number = self._keys["metric"].key(name), float(value)
                 batch.metrics.append(Metric(key, number, timestamp, step))
