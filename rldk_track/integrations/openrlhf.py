@@ -118,7 +118,13 @@ class _Session:
             return self.run
         with self._lock:
             if self.run is None and not self.closed:
-                self.run = self._start_run(trainer, args)
+                try:
+                    self.run = self._start_run(trainer, args)
+                except BaseException:
+                    # Tried once: retrying at every logging call would repeat the failing
+                    # backend lookup and start on the training thread for the rest of training.
+                    self.closed = True
+                    raise
                 atexit.register(self.close)  # runs before the Run's own exit hook (LIFO)
         return self.run
 

@@ -191,6 +191,27 @@ def test_logging_follows_openrlhfs_logging_steps(ppo_trainer: Any, tmp_path: Pat
     assert sorted(series(records(tmp_path / "runs", "ppo-every2"), "kl")) == [2, 4]
 
 
+def test_a_run_that_cannot_start_is_tried_once_and_training_goes_on(
+    ppo_trainer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rldk_track
+
+    attempts = []
+
+    def refusing_init(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(kwargs.get("run_id"))
+        raise RuntimeError("the tracker refused the run")
+
+    monkeypatch.setattr(rldk_track, "init", refusing_init)
+    integration.install(dir=tmp_path / "runs", run_id="ppo-no-start", analyzers=None)
+    trainer = ppo_trainer()
+    for step in (1, 2, 3):
+        trainer.save_logs_and_checkpoints(step, om.ppo_logs(step))
+
+    assert attempts == ["ppo-no-start"]  # not again at every logging call, on the training thread
+    assert integration.current_run() is None
+
+
 def test_run_config_is_openrlhfs_args_with_the_wandb_key_redacted(ppo_trainer: Any, tmp_path: Path) -> None:
     integration.install(dir=tmp_path / "runs", run_id="ppo-config", analyzers=None)
     trainer = ppo_trainer()
