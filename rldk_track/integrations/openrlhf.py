@@ -49,6 +49,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from rldk_track.integrations import post_import
+from rldk_track.integrations.common import check_backends
 from rldk_track.keymaps import canonicalize
 
 if TYPE_CHECKING:
@@ -520,10 +521,13 @@ def install(
     it is. ``init_kwargs`` go to :func:`rldk_track.init` when the run starts (``project``,
     ``run_name``, ``dir``, ``tags``, ``per_rank``, ``analyzers`` — default ``"default"`` — and
     per-backend options). Calling it again replaces the settings for runs not yet started.
-    Returns False, and changes nothing, when OpenRLHF is not installed.
+    Returns False, and changes nothing, when OpenRLHF is not installed. A misspelled backend, or
+    one whose package is missing, raises here (as :class:`~rldk_track.integrations.trl.RLDKCallback`
+    does), not at OpenRLHF's first logging call.
 
     For PPO (Ray) this is not enough on its own: see :func:`ray_runtime_env`.
     """
+    check_backends(backend)
     settings = Settings(
         backend=list(backend) if isinstance(backend, (list, tuple)) else backend,
         init=dict(init_kwargs),

@@ -34,6 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from rldk_track.integrations.common import check_backends
 from rldk_track.integrations.openrlhf import (
     Settings,
     launcher_status_path_for,
@@ -190,6 +191,11 @@ def launch(
     if not openrlhf_installed():
         print("rldk-track openrlhf: OpenRLHF is not installed in this environment (see docs/openrlhf.md)",
               file=sys.stderr)
+        return 2
+    try:
+        check_backends(settings.backend)  # a typo stops here, not in every rank after the model loaded
+    except (ValueError, ImportError) as exc:
+        print(f"rldk-track openrlhf: {exc}", file=sys.stderr)
         return 2
     run_id = settings.init.get("run_id") or os.environ.get("RLDK_RUN_ID") or uuid.uuid4().hex[:12]
     env = settings_env(settings, run_id=run_id)

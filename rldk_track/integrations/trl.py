@@ -39,10 +39,10 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import rldk_track
-from rldk_track import backends as backend_registry
+from rldk_track.integrations.common import check_backends
 from rldk_track.keymaps import canonicalize
 from rldk_track.records import SEVERITIES, Alert, Record
-from rldk_track.run import BackendSpec, Run, parse_backends
+from rldk_track.run import BackendSpec, Run
 
 log = logging.getLogger("rldk_track")
 
@@ -87,9 +87,7 @@ class RLDKCallback(TrainerCallback):
     ) -> None:
         if stop_on is not None and stop_on not in SEVERITIES[1:]:
             raise ValueError(f"stop_on must be None, 'warning' or 'critical', not {stop_on!r}")
-        for name in parse_backends(backend):  # a typo fails here, not after the model has loaded
-            if name != backend_registry.JSONL:
-                backend_registry.resolve(name)
+        check_backends(backend)
         self.backend = backend
         self.project = project
         self.run_name = run_name

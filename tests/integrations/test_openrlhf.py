@@ -401,6 +401,17 @@ def test_install_without_openrlhf_changes_nothing_and_says_so(tmp_path: Path) ->
     assert "OpenRLHF is not installed" in out.stderr
 
 
+def test_a_misspelled_backend_fails_at_install_and_at_launch_not_at_the_first_log(
+    openrlhf_installed: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rldk_track.integrations.openrlhf_launch import launch
+
+    with pytest.raises(ValueError, match="unknown backend 'mlfow'"):
+        integration.install("mlfow")
+    assert launch(["true"], integration.Settings(backend=["mlfow"])) == 2
+    assert "unknown backend 'mlfow'" in capsys.readouterr().err
+
+
 def test_ray_runtime_env_carries_the_hook_the_settings_and_openrlhfs_own_defaults(tmp_path: Path) -> None:
     settings = integration.Settings(backend=["mlflow"], init={"dir": str(tmp_path), "per_rank": True})
     env = integration.ray_runtime_env(settings, run_id="abc123", base={"env_vars": {"NCCL_DEBUG": "INFO"}, "pip": ["x"]})
