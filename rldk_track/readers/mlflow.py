@@ -105,7 +105,9 @@ def read_mlflow(
     histories = _fetch(client, keys_by_run, fetch, workers, bar)
     if bar is not None and hasattr(bar, "close"):
         bar.close()
-    return [_run_data(client, uri, run, histories.get(run.info.run_id, {})) for run in runs]
+    experiments = {eid: client.get_experiment(eid).name for eid in {run.info.experiment_id for run in runs}}
+    return [_run_data(client, uri, experiments[run.info.experiment_id], run, histories.get(run.info.run_id, {}))
+            for run in runs]
 
 
 def _find_runs(client: Any, ref: str | None) -> list[Any]:
@@ -281,7 +283,7 @@ def _fetch_sql_entities(store: Any, keys_by_run: dict[str, list[str]], bar: Any)
 
 
 # -- one run ------------------------------------------------------------------------------------
-def _run_data(client: Any, uri: str, run: Any, histories: dict[str, History]) -> RunData:
+def _run_data(client: Any, uri: str, experiment: str, run: Any, histories: dict[str, History]) -> RunData:
     info, data = run.info, run.data
     tags = dict(data.tags)
     files = _rldk_artifacts(client, info.run_id)
@@ -290,7 +292,7 @@ def _run_data(client: Any, uri: str, run: Any, histories: dict[str, History]) ->
     tag_names = {key: name for name, key in keys.get("tag", [])}
     param_names = {key: name for name, key in keys.get("param", [])}
     result = RunData(
-        name=info.run_name or info.run_id, source=f"mlflow://{_experiment_name(client, info.experiment_id)}/{info.run_id} ({uri})",
+        name=info.run_name or info.run_id, source=f"mlflow://{experiment}/{info.run_id} ({uri})",
         backend="mlflow", run_id=tags.get(RUN_ID_TAG, info.run_id), project=tags.get(PROJECT_TAG, ""),
         status=normalize_status(info.status),
         start_time=info.start_time / 1000.0 if info.start_time else None,
@@ -337,13 +339,6 @@ def _run_data(client: Any, uri: str, run: Any, histories: dict[str, History]) ->
             if severity != "cleared":
                 result.add_alert(rule=rule, severity=severity, step=None, message="from the MLflow tag (step unknown)")
     return result
-
-
-def _experiment_name(client: Any, experiment_id: str, _cache: dict[tuple[int, str], str] = {}) -> str:
-    key = (id(client), experiment_id)
-    if key not in _cache:
-        _cache[key] = client.get_experiment(experiment_id).name
-    return _cache[key]
 
 
 def _rldk_artifacts(client: Any, run_id: str) -> dict[str, str]:
