@@ -690,6 +690,10 @@ class CheckpointMonitor:
     # -- worker thread -------------------------------------------------------------------
     def _work(self) -> None:
         lower_thread_priority()  # under CPU contention the training loop goes first
+        try:  # once per monitor, here rather than a folder scan in every submit()
+            _remove_stale_pins(self.pin_dir)
+        except Exception as exc:  # housekeeping must not stop the analyses
+            log.debug("rldk_track: could not clear stale checkpoint pins in %s: %s", self.pin_dir, exc)
         while True:
             with self._cv:
                 while not self._queue and not self._closed:
@@ -745,7 +749,6 @@ class _Pin:
     def create(cls, weights: WeightFiles, step: int, root: Path) -> "_Pin":
         folder = root / f"{socket.gethostname()}-{os.getpid()}-{step}-{uuid.uuid4().hex[:6]}"
         try:
-            _remove_stale_pins(root)
             folder.mkdir(parents=True)
             for source in (*weights.files, *weights.extra):
                 os.link(source, folder / source.name)

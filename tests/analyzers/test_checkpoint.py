@@ -410,6 +410,37 @@ def test_monitor_keeps_its_reference_when_the_trainer_deletes_old_checkpoints(tm
     assert not (tmp_path / "runs" / "pins").exists()  # the links are gone once analysed
 
 
+def test_pins_left_by_a_dead_process_of_this_host_are_cleared_once_off_the_training_thread(tmp_path, monkeypatch):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    pins = tmp_path / "runs" / "pins"
+    stale, alive, elsewhere = (pins / f"{socket.gethostname()}-{dead.pid}-5-aaaaaa",
+                               pins / f"{socket.gethostname()}-{os.getpid()}-5-bbbbbb",
+                               pins / f"another-host-{dead.pid}-5-cccccc")
+    for folder in (stale, alive, elsewhere):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"held")
+    sweeps: list[str] = []
+    real = checkpoint_module._remove_stale_pins
+
+    def observed(root):
+        sweeps.append(threading.current_thread().name)
+        real(root)
+
+    monkeypatch.setattr(checkpoint_module, "_remove_stale_pins", observed)
+    run = rldk_track.init(dir=tmp_path / "runs")
+    monitor = CheckpointMonitor(run)
+    for step in (1, 2):
+        monitor.submit(save_checkpoint(tmp_path / "output" / f"checkpoint-{step}", weights(step)), step=step)
+    assert monitor.close(timeout=60)
+    run.finish()
+
+    assert sweeps == ["rldk-checkpoint-health"]
+    assert not stale.exists() and alive.exists() and elsewhere.exists()
+
+
 def test_monitor_alerts_on_a_nan_checkpoint_and_compares_the_next_with_the_last_healthy_one(tmp_path):
     out = tmp_path / "output"
     good = weights()
