@@ -72,7 +72,6 @@ RULE_NONFINITE = "checkpoint_nonfinite"
 RULE_HEALTH = "checkpoint_health"
 RULE_UNREADABLE = "checkpoint_unreadable"
 TOP_DRIFT = 5
-_ITEM_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
 
 
 @dataclass(frozen=True)
@@ -358,7 +357,7 @@ def _scan(
             compare.shape_changed.append(name)
             ref_info = None
         stats, ref_ok, diff_sq = _tensor_stats(current, info, reference if ref_info else None, x_buf, y_buf, scratch)
-        bytes_read += info.numel * _ITEM_SIZE[info.dtype] * (2 if ref_info else 1)
+        bytes_read += info.nbytes * (2 if ref_info else 1)
         if ref_info is not None:
             if ref_ok and stats.nonfinite == 0:
                 compare.compared += 1

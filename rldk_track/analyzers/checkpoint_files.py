@@ -46,14 +46,14 @@ _TORCH_SUFFIXES = (".bin", ".pt", ".pth")
 _NOT_WEIGHTS = re.compile(
     r"^(optimizer\.pt|scheduler\.pt|scaler\.pt|rng_state.*\.pth|training_args\.bin|.*optim_states\.pt)$"
 )
-#: safetensors dtype name -> (numpy dtype of the stored bytes, element size).
+#: safetensors dtype name -> numpy dtype of the stored bytes (torch dtypes map to these names).
 _SAFETENSORS_DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"),
     "F32": np.dtype("<f4"),
     "F16": np.dtype("<f2"),
     "BF16": np.dtype("<u2"),  # converted by shifting into the high half of a float32
 }
-FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
+FLOAT_DTYPES = frozenset(_SAFETENSORS_DTYPES)
 
 
 class CheckpointFormatError(ValueError):
@@ -79,6 +79,11 @@ class TensorInfo:
     @property
     def is_float(self) -> bool:
         return self.dtype in FLOAT_DTYPES
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes a floating-point tensor takes in the file."""
+        return self.numel * _SAFETENSORS_DTYPES[self.dtype].itemsize
 
 
 @dataclass(frozen=True)
