@@ -85,6 +85,10 @@ DEFAULT_HTTP_BACKOFF_FACTOR = 1
 STATUSES = {"success": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
 HEALTH_ORDER = ("ok", "warning", "critical")
 
+#: The embedded store of a run directory, and the artifacts folder next to a sqlite store.
+STORE_FILE = "mlflow.db"
+ARTIFACTS_FOLDER = "mlartifacts"
+
 CONFIG_ARTIFACT = "rldk/config.json"
 ALERTS_ARTIFACT = "rldk/alerts.jsonl"
 KEYS_ARTIFACT = "rldk/mlflow_keys.json"
@@ -339,7 +343,7 @@ class MlflowBackend(Backend):
         if resumed and _masked(resumed) != resumed:
             resumed = None  # its password was masked when it was saved: not usable
         uri = self.options.get("tracking_uri") or resumed or os.environ.get("MLFLOW_TRACKING_URI")
-        return str(uri) if uri else f"sqlite:///{self.run.dir / 'mlflow.db'}"
+        return str(uri) if uri else sqlite_uri(self.run.dir / STORE_FILE)
 
     def describe(self) -> str:
         return f"mlflow at {_masked(self._uri or self.tracking_uri())}"
@@ -360,7 +364,7 @@ class MlflowBackend(Backend):
 
         _install_thread_http_limits()
         uri = self.tracking_uri(state)
-        database = _sqlite_path(uri)
+        database = sqlite_path(uri)
         if database is not None:  # sqlite creates the file, not its folder
             database.parent.mkdir(parents=True, exist_ok=True)
         with self._limits():  # any error here is transient: the dispatcher retries open
@@ -403,9 +407,9 @@ class MlflowBackend(Backend):
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             location = self.options.get("artifact_location")
-            database = _sqlite_path(uri)
+            database = sqlite_path(uri)
             if location is None and database is not None:  # next to the db, not MLflow's ./mlruns
-                location = (database.parent / "mlartifacts").as_uri()
+                location = (database.parent / ARTIFACTS_FOLDER).as_uri()
             try:
                 return client.create_experiment(name, artifact_location=location)
             except MlflowException as exc:  # another run created it first
@@ -756,7 +760,12 @@ def _masked(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_uri(path: str | os.PathLike[str]) -> str:
+    """The tracking URI of the sqlite store in the file ``path``."""
+    return f"sqlite:///{Path(path).absolute()}"
+
+
+def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for any other store)."""
     if not uri.startswith("sqlite:///"):
         return None

@@ -53,8 +53,11 @@ from rldk_track.backends.mlflow import (
     OWN_TAGS,
     PROJECT_TAG,
     RUN_ID_TAG,
+    STORE_FILE,
     SUMMARY_ARTIFACT,
     SUMMARY_TAG_PREFIX,
+    sqlite_path,
+    sqlite_uri,
 )
 from rldk_track.normalize import flatten
 from rldk_track.readers.rundata import RunData, normalize_status
@@ -68,13 +71,13 @@ DEFAULT_WORKERS = 8
 SEARCH_PAGE = 1000
 
 
-def sqlite_uri(path: Path) -> str:
-    return f"sqlite:///{path.absolute()}"
-
-
 def default_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI``, else the MLflow backend's default store ``./rldk_runs/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or sqlite_uri(Path("rldk_runs") / "mlflow.db")
+    """``MLFLOW_TRACKING_URI``, else the store the MLflow backend uses by default: ``mlflow.db`` in
+    the default run directory (``RLDK_TRACK_DIR``, else ``./rldk_runs``)."""
+    from rldk_track.run import DEFAULT_DIR
+
+    run_dir = os.environ.get("RLDK_TRACK_DIR") or DEFAULT_DIR
+    return os.environ.get("MLFLOW_TRACKING_URI") or sqlite_uri(Path(run_dir) / STORE_FILE)
 
 
 def read_mlflow(
@@ -91,7 +94,8 @@ def read_mlflow(
     if fetch not in FETCH_MODES:
         raise ValueError(f"fetch must be one of {', '.join(FETCH_MODES)}, not {fetch!r}")
     uri = tracking_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    database = sqlite_path(uri)
+    if database is not None and not database.exists():
         raise FileNotFoundError(f"no MLflow store at {uri} (set MLFLOW_TRACKING_URI or pass --tracking-uri)")
     client = MlflowClient(uri)
     runs = _find_runs(client, ref)

@@ -43,8 +43,8 @@ def load_runs(
     ``frame, runs = load_runs(...)`` unpacks the long frame (``run, step, metric, value,
     wall_time``) and the runs table; ``.alerts`` holds the alerts. ``tracking_uri`` is used for
     ``mlflow://`` sources (default ``MLFLOW_TRACKING_URI``, else the default local store
-    ``sqlite:///rldk_runs/mlflow.db``). ``progress`` shows progress bars (None: when stderr is a
-    terminal). Raises :class:`SourceError` for a source with no runs.
+    ``mlflow.db`` in ``RLDK_TRACK_DIR`` or ``./rldk_runs``). ``progress`` shows progress bars
+    (None: when stderr is a terminal). Raises :class:`SourceError` for a source with no runs.
     """
     from rldk_track.readers.runset import build_runset
 

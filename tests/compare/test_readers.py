@@ -114,6 +114,15 @@ def test_mlflow_sqlite_store_reads_like_the_server(tmp_path, reference):
         assert runs.runs.iloc[0]["params"] == jsonl.runs.iloc[0]["params"]
 
 
+def test_mlflow_source_reads_the_default_store_of_the_default_run_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("RLDK_TRACK_DIR", str(tmp_path / "runs"))
+    run = rldk_track.init(backend="mlflow", project="default-store", run_name="here")
+    run.log({"x": 1.0}, step=0)
+    run.finish()
+    assert load_runs("mlflow://default-store").run_names == ["here"]
+
+
 def test_tensorboard_run_written_by_pytorch_reads_by_its_directory(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
