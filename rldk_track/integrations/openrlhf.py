@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from rldk_track.integrations import post_import
 from rldk_track.integrations.common import check_backends
 from rldk_track.keymaps import canonicalize
+from rldk_track.layout import RunLayout
 
 if TYPE_CHECKING:
     from rldk_track.run import Run
@@ -768,7 +769,7 @@ def _openrlhf_version() -> str:
 
 def launcher_status_path_for(run_dir: str | os.PathLike[str], run_id: str) -> Path:
     """Where the launcher leaves the driver's failure for the trainer actor's run to pick up."""
-    return Path(run_dir) / "events" / f"{run_id}{LAUNCHER_STATUS_SUFFIX}"
+    return RunLayout(Path(run_dir), run_id).events_dir / f"{run_id}{LAUNCHER_STATUS_SUFFIX}"
 
 
 def _launcher_status(run: "Run") -> str | None:

@@ -43,6 +43,7 @@ from rldk_track.integrations.openrlhf import (
     run_dir_of,
     settings_env,
 )
+from rldk_track.layout import RunLayout
 
 log = logging.getLogger("rldk_track")
 
@@ -245,7 +246,7 @@ def _run_ray_driver(
     ray.init(address=address, runtime_env=ray_runtime_env(settings, run_id=run_id, base=runtime_env))
     status_file = launcher_status_path_for(run_dir_of(settings), run_id)
     status_file.unlink(missing_ok=True)  # left by an earlier attempt of a resumed run
-    event_log = run_dir_of(settings) / "events" / f"{run_id}.jsonl"
+    event_log = RunLayout(run_dir_of(settings), run_id).event_log  # the trainer actor's (global rank 0)
     start_offset = event_log.stat().st_size if event_log.exists() else 0
 
     def tell_the_actor(status: str) -> None:  # read by the trainer actor's exit hook
