@@ -24,7 +24,7 @@ def tiny_lm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_lm_prompts() -> list[str]:
-    """The first three words of each corpus sentence, e.g. ``"the quick fox"``."""
-    from rldk_track.demo.tiny_lm import corpus_lines
+    """The demo's prompts: the first three words of each corpus sentence, e.g. ``"the quick fox"``."""
+    from rldk_track.demo.grpo import prompts
 
-    return [" ".join(line.split()[:3]) for line in corpus_lines()]
+    return prompts()
