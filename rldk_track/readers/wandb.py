@@ -36,6 +36,7 @@ from rldk_track.backends.wandb import (
     side_state_name,
 )
 from rldk_track.normalize import flatten
+from rldk_track.readers import wandb_offline
 from rldk_track.readers.rundata import RunData, normalize_status
 
 #: W&B exit codes as rldk_track statuses (any other code: failed).
@@ -51,16 +52,13 @@ def is_offline_source(path: Path) -> bool:
 
 def read_wandb_offline(source: str | Path, progress: bool | None = None) -> list[RunData]:
     """Every W&B run (by run id, resumed segments merged) under ``source``."""
-    from rldk_track.readers import wandb_offline
     from rldk_track.readers.sources import progress_bar
 
-    root = Path(source)
-    files = wandb_offline.find_run_files(root)
-    run_ids = list(dict.fromkeys(p.stem[len("run-"):] for p in files))
+    segments = wandb_offline.segments_by_run(source)
     runs = []
-    for run_id in progress_bar(run_ids, len(run_ids), "wandb runs", progress):
-        offline = wandb_offline.read_offline_run(root, run_id)
-        side = _side_state(offline.files[0])
+    for run_id in progress_bar(list(segments), len(segments), "wandb runs", progress):
+        offline = wandb_offline.read_segments(segments[run_id])
+        side = _side_state(offline.files[0], run_id)
         key_map = _reverse(side.get("metric_keys", {})) if side else _artifact_key_map(offline)
         config_map = _reverse(side.get("config_keys", {})) if side else {}
         alerts = list(side.get("alerts", {}).values()) if side else _artifact_alerts(offline)
@@ -188,9 +186,8 @@ def _reverse(mapping: Mapping[str, str]) -> dict[str, str]:
     return {key: name for name, key in mapping.items()}
 
 
-def _side_state(run_file: Path) -> dict[str, Any] | None:
+def _side_state(run_file: Path, run_id: str) -> dict[str, Any] | None:
     """The backend's ``rldk-<run_id>.json`` next to the run directories (None if absent)."""
-    run_id = run_file.stem[len("run-"):]
     for folder in (run_file.parent.parent, run_file.parent):
         path = folder / side_state_name(run_id)
         try:

@@ -151,6 +151,11 @@ def iter_records(path: str | Path) -> Iterator[Any]:
         yield record
 
 
+def run_id_of(path: Path) -> str:
+    """The run id in a run file's name, ``run-<id>.wandb``."""
+    return path.stem[len("run-"):]
+
+
 def find_run_files(root: str | Path, run_id: str | None = None) -> list[Path]:
     """Every ``run-<id>.wandb`` under ``root`` (a ``WANDB_DIR``, its ``wandb/`` folder, a run
     directory or the file itself), oldest first; only ``run_id``'s when given."""
@@ -178,10 +183,24 @@ def _start_time(path: Path) -> tuple[str, float, float]:
     return stamp.group(0) if stamp else "", started, path.stat().st_mtime
 
 
+def segments_by_run(root: str | Path) -> dict[str, list[Path]]:
+    """Every run under ``root``: run id -> its run files (resumed segments), oldest first."""
+    runs: dict[str, list[Path]] = {}
+    for path in find_run_files(root):
+        runs.setdefault(run_id_of(path), []).append(path)
+    return runs
+
+
 def read_run_file(path: str | Path) -> WandbOfflineRun:
     """Everything one ``.wandb`` file holds."""
+    return read_segments([Path(path)])
+
+
+def read_segments(files: list[Path]) -> WandbOfflineRun:
+    """One run from its run files (the segments of one run id, oldest first), merged."""
     run = WandbOfflineRun()
-    _apply(run, Path(path))
+    for path in files:
+        _apply(run, path)
     return run
 
 
@@ -191,13 +210,10 @@ def read_offline_run(root: str | Path, run_id: str | None = None) -> WandbOfflin
     files = find_run_files(root, run_id)
     if not files:
         raise FileNotFoundError(f"no W&B run file {'for run ' + run_id + ' ' if run_id else ''}under {root}")
-    ids = {p.stem[len("run-"):] for p in files}
+    ids = {run_id_of(p) for p in files}
     if len(ids) > 1:
         raise ValueError(f"several W&B runs under {root} ({', '.join(sorted(ids))}); pass run_id")
-    run = WandbOfflineRun()
-    for path in files:
-        _apply(run, path)
-    return run
+    return read_segments(files)
 
 
 def _apply(run: WandbOfflineRun, path: Path) -> None:
@@ -285,13 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="List the W&B runs stored under a directory (offline run files).")
     parser.add_argument("dir", help="a WANDB_DIR, its wandb/ folder, or an rldk_track run directory")
     args = parser.parse_args(argv)
-    files = find_run_files(args.dir)
-    if not files:
+    runs = segments_by_run(args.dir)
+    if not runs:
         print(f"no W&B run files under {args.dir}")
         return 1
     print(f"{'run id':<24} {'project':<20} {'name':<28} {'segments':>8} {'rows':>7}  state")
-    for run_id in dict.fromkeys(p.stem[len("run-"):] for p in files):
-        run = read_offline_run(args.dir, run_id)
+    for run_id, files in runs.items():
+        run = read_segments(files)
         state = "running or crashed" if run.exit_code is None else f"exit {run.exit_code}"
         synced = all(p.with_name(p.name + ".synced").exists() for p in run.files)
         print(f"{run_id:<24} {run.project:<20} {run.name:<28} {len(run.files):>8} {len(run.history):>7}  "
