@@ -482,38 +482,18 @@ class Dispatcher:
         return record
 
     def _stage(self, artifact: Artifact) -> Artifact | None:
-        """Copy the artifact into the run's folder so it outlives the caller's file."""
-        target = self.layout.artifacts_dir / artifact.name
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = Path(artifact.path or "")
-            if artifact.data is not None:
-                target.write_bytes(artifact.data)
-            elif source.resolve() != target.resolve():  # a replayed record is staged already
-                if source.is_dir():
-                    shutil.copytree(source, target, dirs_exist_ok=True)
-                else:
-                    shutil.copy2(source, target)
+            return stage_artifact(artifact, self.layout.artifacts_dir)
         except OSError as exc:
             log.warning("rldk_track: artifact %r was not logged: %s", artifact.name, exc)
             return None
-        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) if target.is_dir() else target.stat().st_size
-        return dataclasses.replace(artifact, path=str(target), data=None, size=size)
+
 
     def _observe(self, call: Callable[[Observer], Iterable[Record] | None]) -> list[Record]:
-        emitted: list[Record] = []
-        for observer in self.observers:
-            try:
-                emitted.extend(call(observer) or ())
-            except Exception as exc:  # an analyzer bug must not stop logging
-                if id(observer) not in self._observer_errors:
-                    self._observer_errors.add(id(observer))
-                    log.exception("rldk_track: observer %r failed: %s", observer, exc)
-        emitted.sort(key=lambda r: getattr(r, "step", math.inf))  # stable: per-step order across rules
-        return emitted
+        return run_observers(self.observers, call, self._observer_errors)
 
     def _stop(self, stop: _Stop) -> None:
-        self._write(self._observe(lambda o: getattr(o, "finish", lambda: ())()))
+        self._write(self._observe(finish_observer))
         self._write([RunEnd(seq=-1, wall_time=time.time(), status=stop.status)])
         if self._event_log:
             self._event_log.close()
@@ -523,3 +503,44 @@ class Dispatcher:
         self._stopped.set()
         stop.seq = self._final_seq
         stop.done.set()
+
+
+def stage_artifact(artifact: Artifact, folder: Path) -> Artifact:
+    """Copy the artifact (bytes, a file or a directory) to ``folder/<name>`` so it outlives the
+    caller's file; the returned record points there. Raises OSError when it cannot."""
+    target = folder / artifact.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(artifact.path or "")
+    if artifact.data is not None:
+        target.write_bytes(artifact.data)
+    elif source.resolve() != target.resolve():  # a replayed record is staged already
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) if target.is_dir() else target.stat().st_size
+    return dataclasses.replace(artifact, path=str(target), data=None, size=size)
+
+
+def finish_observer(observer: Observer) -> Iterable[Record]:
+    """What an observer adds at the run's end (its optional ``finish()``)."""
+    finish = getattr(observer, "finish", None)
+    return finish() if callable(finish) else ()
+
+
+def run_observers(
+    observers: Sequence[Observer], call: Callable[[Observer], Iterable[Record] | None], failed: set[int]
+) -> list[Record]:
+    """``call`` each observer and collect what they emit, ordered by step (stably, so one rule's
+    alerts keep their order). An observer that raises is reported once (its id joins ``failed``)
+    and the others go on: an analyzer bug must not stop logging."""
+    emitted: list[Record] = []
+    for observer in observers:
+        try:
+            emitted.extend(call(observer) or ())
+        except Exception as exc:
+            if id(observer) not in failed:
+                failed.add(id(observer))
+                log.exception("rldk_track: observer %r failed: %s", observer, exc)
+    emitted.sort(key=lambda r: getattr(r, "step", math.inf))
+    return emitted

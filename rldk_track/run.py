@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from rldk_track import backends as backend_registry
 from rldk_track import lifecycle
 from rldk_track.backends.base import RunInfo
-from rldk_track.backends.jsonl import EventLogWriter, read_lines
+from rldk_track.backends.jsonl import EventLogWriter, summarize
 from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher, Observer
 from rldk_track.distributed import rank_and_world_size
 from rldk_track.layout import RunLayout
@@ -414,9 +414,4 @@ def init(
 
 def _next_seq(event_log: Path) -> int:
     """Where numbering continues when a run is resumed into an existing event log."""
-    if not event_log.exists():
-        return 0
-    last = -1
-    for _, obj in read_lines(event_log):
-        last = max(last, int(obj.get("seq", -1)))
-    return last + 1
+    return summarize(event_log).last_seq + 1 if event_log.exists() else 0

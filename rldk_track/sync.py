@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from rldk_track import backends as backend_registry
 from rldk_track.backends.base import RunInfo
-from rldk_track.backends.jsonl import EventLogWriter, read_records
+from rldk_track.backends.jsonl import EventLogWriter, summarize
 from rldk_track.dispatch import BackendWorker
 from rldk_track.layout import RunLayout, event_logs
 from rldk_track.records import RunEnd, RunStart
@@ -33,25 +33,6 @@ class SyncResult:
     delivered: int
     complete: bool
     skipped: str = ""
-
-
-@dataclass
-class _LogSummary:
-    start: RunStart | None
-    last_seq: int
-    ended: bool
-
-
-def _summarize(path: Path) -> _LogSummary:
-    start: RunStart | None = None
-    last_seq, ended = -1, False
-    for _, record in read_records(path):
-        last_seq = max(last_seq, record.seq)
-        if isinstance(record, RunStart):
-            start = record
-        elif isinstance(record, RunEnd):
-            ended = True
-    return _LogSummary(start, last_seq, ended)
 
 
 def _process_alive(start: RunStart) -> bool:
@@ -87,7 +68,7 @@ def sync(
     """
     results: list[SyncResult] = []
     for path in event_logs(Path(source)):
-        summary = _summarize(path)
+        summary = summarize(path)
         start = summary.start
         if start is None:
             log.warning("rldk_track: %s has no run_start line; not an rldk_track event log", path)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from rldk_track.records import Record, from_json, to_json
+from rldk_track.records import Record, RunStart, from_json, to_json
 
 log = logging.getLogger("rldk_track")
 
@@ -78,6 +79,28 @@ def read_records(path: Path, after_seq: int = -1, offset: int = 0) -> Iterator[t
             yield position, from_json(obj)
         except (TypeError, ValueError) as exc:
             log.warning("rldk_track: skipping an unreadable record in %s: %s", path, exc)
+
+
+@dataclass
+class LogSummary:
+    """What a whole event log says about its run: the (last) ``run_start``, the highest ``seq``
+    and whether a ``run_end`` was written."""
+
+    start: RunStart | None
+    last_seq: int
+    ended: bool
+
+
+def summarize(path: Path) -> LogSummary:
+    """Read an event log once and summarize it (resume, sync, write-back, doctor)."""
+    summary = LogSummary(None, -1, False)
+    for _, record in read_records(path):
+        summary.last_seq = max(summary.last_seq, record.seq)
+        if isinstance(record, RunStart):
+            summary.start = record
+        elif record.kind == "run_end":
+            summary.ended = True
+    return summary
 
 
 def read_cursor(path: Path) -> dict[str, Any]:

@@ -199,7 +199,7 @@ def check_nvml() -> list[Check]:
 
 def check_event_logs(run_dir: Path) -> list[Check]:
     """Runs whose trackers are behind their event log, and runs that never ended."""
-    from rldk_track.backends.jsonl import read_cursor, read_lines
+    from rldk_track.backends.jsonl import read_cursor, summarize
     from rldk_track.layout import RunLayout, event_logs
 
     if not (run_dir / "events").is_dir():
@@ -209,20 +209,14 @@ def check_event_logs(run_dir: Path) -> list[Check]:
     behind: list[str] = []
     unfinished: list[str] = []
     for path in logs:
-        last_seq, backends_used, ended, name = -1, [], False, path.stem
-        for _, obj in read_lines(path):
-            last_seq = max(last_seq, int(obj.get("seq", -1)))
-            kind = obj.get("kind")
-            if kind == "run_start":
-                backends_used, name = list(obj.get("backends") or []), obj.get("name") or name
-            elif kind == "run_end":
-                ended = True
+        summary = summarize(path)
+        name = summary.start.name if summary.start else path.stem
         layout = RunLayout.from_event_log(path)
-        for backend in backends_used:
-            missing = last_seq - int(read_cursor(layout.cursor(backend)).get("seq", -1))
+        for backend in summary.start.backends if summary.start else ():
+            missing = summary.last_seq - int(read_cursor(layout.cursor(backend)).get("seq", -1))
             if missing > 0:
                 behind.append(f"{name} ({backend}: {missing} records)")
-        if not ended:
+        if not summary.ended:
             unfinished.append(name)
     out.append(Check("event logs", OK, f"{len(logs)} run(s) in {run_dir / 'events'}"))
     if behind:

@@ -49,8 +49,10 @@ def replay(records: Iterable[Metrics], analyzers: Any = "default") -> list[Recor
     record that caused them (not the time of this replay), so a second replay of the same run
     gives equal records."""
     from rldk_track.analyzers import build_observers
+    from rldk_track.dispatch import finish_observer, run_observers
 
     observers = build_observers(analyzers)
+    failed: set[int] = set()
     emitted: list[Record] = []
     seq = 0
     wall = 0.0
@@ -65,10 +67,7 @@ def replay(records: Iterable[Metrics], analyzers: Any = "default") -> list[Recor
 
     def deliver(batch: list[Record]) -> None:
         while batch:
-            produced: list[Record] = []
-            for observer in observers:
-                produced.extend(observer.observe(batch) or ())
-            batch = number(produced)
+            batch = number(run_observers(observers, lambda o: o.observe(batch), failed))
             emitted.extend(batch)
 
     for record in records:
@@ -76,12 +75,7 @@ def replay(records: Iterable[Metrics], analyzers: Any = "default") -> list[Recor
         numbered = replace(record, seq=seq)
         seq += 1
         deliver([numbered])
-    finals: list[Record] = []
-    for observer in observers:
-        finish = getattr(observer, "finish", None)
-        if callable(finish):
-            finals.extend(finish() or ())
-    finals = number(finals)
+    finals = number(run_observers(observers, finish_observer, failed))
     emitted.extend(finals)
     deliver(finals)
     return emitted

@@ -66,7 +66,8 @@ def write_back(run: Mapping[str, Any], records: Sequence[Record], sync: bool = T
 
 
 def _to_event_log(path: Path, run: Mapping[str, Any], records: Sequence[Record], status: str, sync: bool) -> WriteBackResult:
-    from rldk_track.backends.jsonl import EventLogWriter, read_lines
+    from rldk_track.backends.jsonl import EventLogWriter, summarize
+    from rldk_track.dispatch import stage_artifact
     from rldk_track.layout import RunLayout
 
     if status not in STATUSES:
@@ -75,11 +76,11 @@ def _to_event_log(path: Path, run: Mapping[str, Any], records: Sequence[Record],
             f"{path}` ends it as killed, then write back"
         )
     layout = RunLayout.from_event_log(path)
-    next_seq = 1 + max((int(obj.get("seq", -1)) for _, obj in read_lines(path)), default=-1)
+    next_seq = summarize(path).last_seq + 1
     out: list[Record] = []
     for record in [*records, RunEnd(-1, time.time(), status)]:
         if isinstance(record, Artifact):
-            record = _stage(record, layout.artifacts_dir)
+            record = stage_artifact(record, layout.artifacts_dir)
         out.append(dataclasses.replace(record, seq=next_seq))
         next_seq += 1
     writer = EventLogWriter(path, layout.run_id)
@@ -98,6 +99,7 @@ def _to_event_log(path: Path, run: Mapping[str, Any], records: Sequence[Record],
 def _to_backend(cls: type, options: dict[str, Any], state: dict[str, Any], run: Mapping[str, Any],
                 records: Sequence[Record], status: str, where: str) -> WriteBackResult:
     from rldk_track.backends.base import RunInfo
+    from rldk_track.dispatch import stage_artifact
 
     with tempfile.TemporaryDirectory(prefix="rldk-writeback-") as tmp:
         info = RunInfo(str(run.get("run_id") or run.get("name")), str(run.get("name")), str(run.get("project") or ""),
@@ -107,7 +109,7 @@ def _to_backend(cls: type, options: dict[str, Any], state: dict[str, Any], run: 
         out = []
         for i, record in enumerate(records):
             if isinstance(record, Artifact):
-                record = _stage(record, Path(tmp) / "artifacts")
+                record = stage_artifact(record, Path(tmp) / "artifacts")
             out.append(dataclasses.replace(record, seq=WRITE_BACK_SEQ + i))
         if status in STATUSES:
             out.append(RunEnd(WRITE_BACK_SEQ + len(out), time.time(), status))
@@ -117,12 +119,3 @@ def _to_backend(cls: type, options: dict[str, Any], state: dict[str, Any], run: 
             backend.close()
     return WriteBackResult(where, len(records))
 
-
-def _stage(artifact: Artifact, folder: Path) -> Artifact:
-    """An artifact given as bytes written to ``folder/<name>`` (what the dispatcher does live)."""
-    if artifact.data is None:
-        return artifact
-    target = folder / artifact.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(artifact.data)
-    return dataclasses.replace(artifact, path=str(target), data=None, size=len(artifact.data))
