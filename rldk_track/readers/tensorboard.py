@@ -1,8 +1,9 @@
 """Read TensorBoard log directories: every run (a directory holding event files) under a log dir.
 
-Event files are read with TensorBoard's own ``EventAccumulator``, keeping every event
-(``size_guidance`` 0 for every kind) and every point (``purge_orphaned_data=False``: TensorBoard's
-view drops points after a step that goes back, the event file and this reader do not).
+Event files are read with TensorBoard's own ``EventAccumulator``, keeping every scalar and tensor
+event (``size_guidance`` 0; images, audio and histograms are not read, so one of each is kept) and
+every point (``purge_orphaned_data=False``: TensorBoard's view drops points after a step that goes
+back, the event file and this reader do not).
 
 What rldk_track's TensorBoard backend writes is mapped back (``rldk_track/backends/tensorboard.py``):
 scalar tags are metrics (renamed ones mapped back through ``rldk/renamed_tags.jsonl``), except
@@ -62,10 +63,10 @@ def read_tensorboard(logdir: str | Path, progress: bool | None = None) -> list[R
 
 def read_run_dir(run_dir: Path, logdir: Path | None = None) -> RunData:
     """One TensorBoard run directory as a :class:`RunData`."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing import event_accumulator as ea
 
-    every = {kind: 0 for kind in ("scalars", "tensors", "histograms", "images", "audio", "compressedHistograms")}
-    accumulator = EventAccumulator(str(run_dir), size_guidance=every, purge_orphaned_data=False)
+    guidance = {**{kind: 1 for kind in ea.DEFAULT_SIZE_GUIDANCE}, ea.SCALARS: 0, ea.TENSORS: 0}
+    accumulator = ea.EventAccumulator(str(run_dir), size_guidance=guidance, purge_orphaned_data=False)
     accumulator.Reload()
     relative = run_dir.relative_to(logdir).as_posix() if logdir and run_dir != logdir else run_dir.name
     owner = _json_file(run_dir / OWNER_FILE) or {}
