@@ -12,8 +12,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+DEFAULT_DIR = "./rldk_runs"
+
+
+def resolve_run_dir(dir: str | os.PathLike[str] | None = None) -> Path:
+    """The run directory: ``dir``, else ``RLDK_TRACK_DIR``, else ``./rldk_runs`` (absolute)."""
+    return Path(dir or os.environ.get("RLDK_TRACK_DIR") or DEFAULT_DIR).absolute()
 
 
 @dataclass(frozen=True)

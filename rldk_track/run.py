@@ -24,7 +24,7 @@ from rldk_track.backends.base import RunInfo
 from rldk_track.backends.jsonl import EventLogWriter, summarize
 from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher, Observer
 from rldk_track.distributed import rank_and_world_size
-from rldk_track.layout import RunLayout
+from rldk_track.layout import DEFAULT_DIR, RunLayout, resolve_run_dir  # noqa: F401  (DEFAULT_DIR: until integrations/openrlhf.py moves to resolve_run_dir)
 from rldk_track.normalize import NotAScalar, metric_name, to_jsonable, to_scalar
 from rldk_track.records import (
     SEVERITIES,
@@ -44,7 +44,6 @@ log = logging.getLogger("rldk_track")
 
 BackendSpec = str | Sequence[str] | None
 
-DEFAULT_DIR = "./rldk_runs"
 
 
 class Run:
@@ -367,7 +366,7 @@ def init(
     rank, world_size = rank_and_world_size()
     run_id = run_id or os.environ.get("RLDK_RUN_ID") or uuid.uuid4().hex[:12]
     name = run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id[:6]}"
-    run_dir = Path(dir or os.environ.get("RLDK_TRACK_DIR") or DEFAULT_DIR).absolute()
+    run_dir = resolve_run_dir(dir)
     info = RunInfo(run_id, name, project, run_dir, time.time(), rank, world_size)
     if rank != 0:
         if not per_rank:

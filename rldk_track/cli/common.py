@@ -40,9 +40,9 @@ def load(args: argparse.Namespace) -> "RunSet":
 def resolve_dir(arg: str | None) -> Path:
     """The run directory a command looks at: ``--dir``, else ``RLDK_TRACK_DIR``, else the default
     that ``rldk_track.init`` writes to."""
-    from rldk_track.run import DEFAULT_DIR
+    from rldk_track.layout import resolve_run_dir
 
-    return Path(arg or os.environ.get("RLDK_TRACK_DIR") or DEFAULT_DIR)
+    return resolve_run_dir(arg)
 
 
 def fail(exc: BaseException) -> int:

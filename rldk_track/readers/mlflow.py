@@ -74,10 +74,9 @@ SEARCH_PAGE = 1000
 def default_tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI``, else the store the MLflow backend uses by default: ``mlflow.db`` in
     the default run directory (``RLDK_TRACK_DIR``, else ``./rldk_runs``)."""
-    from rldk_track.run import DEFAULT_DIR
+    from rldk_track.layout import resolve_run_dir
 
-    run_dir = os.environ.get("RLDK_TRACK_DIR") or DEFAULT_DIR
-    return os.environ.get("MLFLOW_TRACKING_URI") or sqlite_uri(Path(run_dir) / STORE_FILE)
+    return os.environ.get("MLFLOW_TRACKING_URI") or sqlite_uri(resolve_run_dir() / STORE_FILE)
 
 
 def read_mlflow(
