@@ -55,8 +55,8 @@ class RunData:
     #: and ``mlflow_run_id``; ``log_dir``; ``wandb_dir``/``wandb_path``).
     origin: dict[str, str] = field(default_factory=dict)
 
-    def add_points(self, step: int, values: Mapping[str, Any], wall_time: float) -> None:
-        """Append every ``metric -> value`` of one step (values converted to float)."""
+    def add_points(self, step: int, values: Mapping[str, float], wall_time: float) -> None:
+        """Append every ``metric -> value`` of one step (the caller gives floats)."""
         count = len(values)
         self.steps.extend([step] * count)
         self.metrics.extend(values.keys())
