@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rldk_track import backends as backend_registry
 from rldk_track.run import BackendSpec, parse_backends
+
+if TYPE_CHECKING:
+    from rldk_track.system import SystemSampler
 
 
 def check_backends(backend: BackendSpec) -> None:
@@ -13,3 +18,13 @@ def check_backends(backend: BackendSpec) -> None:
     for name in parse_backends(backend):
         if name != backend_registry.JSONL:
             backend_registry.resolve(name)
+
+
+def system_sampler(system_metrics: bool | float | None) -> "SystemSampler | None":
+    """The sampler an integration's ``system_metrics`` asks for: every 10 s (True), every that
+    many seconds (a number), or none (False/None)."""
+    if system_metrics is None or system_metrics is False:
+        return None
+    from rldk_track.system import SystemSampler
+
+    return SystemSampler() if system_metrics is True else SystemSampler(interval_s=float(system_metrics))

@@ -49,7 +49,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from rldk_track.integrations import post_import
-from rldk_track.integrations.common import check_backends
+from rldk_track.integrations.common import check_backends, system_sampler
 from rldk_track.keymaps import canonicalize
 from rldk_track.layout import RunLayout
 
@@ -83,8 +83,7 @@ class Settings:
     checkpoint_health: bool = True
     samples: bool = True
     samples_per_artifact: int = 100
-    system_metrics: bool = False
-    system_interval_s: float = 10.0
+    system_metrics: bool | float = False  # True: every 10 s; a number: seconds between samples
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), default=str)
@@ -142,9 +141,7 @@ class _Session:
         tags.update(kwargs.pop("tags", None) or {})
         observers = list(kwargs.pop("observers", ()))
         if self.settings.system_metrics and _samples_this_node(bool(kwargs.get("per_rank"))):
-            from rldk_track.system import SystemSampler
-
-            self._sampler = SystemSampler(interval_s=self.settings.system_interval_s)
+            self._sampler = system_sampler(self.settings.system_metrics)
             observers.append(self._sampler)
         # OpenRLHF's nested SimpleNamespace args: the Run turns them into a dict and redacts
         # --logger.wandb.key (a bare "key" holding a key-like value).
@@ -513,7 +510,7 @@ def install(
     checkpoint_health: bool = True,
     samples: bool = True,
     samples_per_artifact: int = 100,
-    system_metrics: bool = False,
+    system_metrics: bool | float = False,
     **init_kwargs: Any,
 ) -> bool:
     """Record OpenRLHF training in this process into ``backend`` (see :func:`rldk_track.init`).
@@ -521,7 +518,9 @@ def install(
     Wraps the trainers' ``save_logs_and_checkpoints`` now if OpenRLHF is imported, else as soon as
     it is. ``init_kwargs`` go to :func:`rldk_track.init` when the run starts (``project``,
     ``run_name``, ``dir``, ``tags``, ``per_rank``, ``analyzers`` — default ``"default"`` — and
-    per-backend options). Calling it again replaces the settings for runs not yet started.
+    per-backend options). ``system_metrics``: sample GPU/CPU/memory on one process per node every
+    10 s (True) or every that many seconds (a number), as :class:`~rldk_track.integrations.trl.RLDKCallback`
+    does. Calling it again replaces the settings for runs not yet started.
     Returns False, and changes nothing, when OpenRLHF is not installed. A misspelled backend, or
     one whose package is missing, raises here (as :class:`~rldk_track.integrations.trl.RLDKCallback`
     does), not at OpenRLHF's first logging call.

@@ -39,7 +39,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import rldk_track
-from rldk_track.integrations.common import check_backends
+from rldk_track.integrations.common import check_backends, system_sampler
 from rldk_track.keymaps import canonicalize
 from rldk_track.records import SEVERITIES, Alert, Record
 from rldk_track.run import BackendSpec, Run
@@ -178,7 +178,7 @@ class RLDKCallback(TrainerCallback):
     def _start(self, args: TrainingArguments, state: TrainerState, model: Any, processing_class: Any) -> None:
         self._stop_watch = _StopWatch(self.stop_on) if self.stop_on else None
         self._stop_recorded = False
-        self._sampler = self._new_sampler()
+        self._sampler = system_sampler(self.system_metrics)
         observers = [*self._user_observers, *(o for o in (self._stop_watch, self._sampler) if o is not None)]
         kwargs = dict(self.init_kwargs)
         if self.project is not None:
@@ -204,15 +204,6 @@ class RLDKCallback(TrainerCallback):
             self._checkpoints = CheckpointMonitor(self._run)
         if self._sampler is not None:
             self._sampler.start(self._run)
-
-    def _new_sampler(self) -> Any:
-        if self.system_metrics is False or self.system_metrics is None:
-            return None
-        from rldk_track.system import SystemSampler
-
-        if self.system_metrics is True:
-            return SystemSampler()
-        return SystemSampler(interval_s=float(self.system_metrics))
 
     def _stop_if_alerted(self, state: TrainerState, control: TrainerControl) -> None:
         watch = self._stop_watch

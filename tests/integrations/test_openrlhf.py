@@ -309,6 +309,19 @@ def test_multi_gpu_monitor_samples_the_system_on_one_rank_per_node(
     assert sorted(series(recs, "gpt_loss")) == [1, 2]
 
 
+def test_system_metrics_given_as_a_number_is_the_seconds_between_samples(ppo_trainer: Any, tmp_path: Path) -> None:
+    import time
+
+    integration.install(dir=tmp_path / "runs", run_id="ppo-system", analyzers=None, system_metrics=0.05)
+    trainer = ppo_trainer()
+    trainer.save_logs_and_checkpoints(1, om.ppo_logs(1))
+    time.sleep(0.6)
+    integration.uninstall()
+
+    samples = [r for r in records(tmp_path / "runs", "ppo-system") if isinstance(r, Metrics) and "system/cpu_pct" in r.values]
+    assert len(samples) >= 3  # every 10 s (True) would have taken one
+
+
 def test_a_failing_sft_fit_ends_the_run_failed(tmp_path: Path, tiny_model: Path) -> None:
     integration.install(dir=tmp_path / "runs", run_id="sft-fail", analyzers=None)
     args = om.openrlhf_args()
