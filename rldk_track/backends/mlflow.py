@@ -93,6 +93,8 @@ CONFIG_ARTIFACT = "rldk/config.json"
 ALERTS_ARTIFACT = "rldk/alerts.jsonl"
 KEYS_ARTIFACT = "rldk/mlflow_keys.json"
 SUMMARY_ARTIFACT = "rldk/summary.json"
+#: The artifacts that hold the run's state (rewritten whole when it changes).
+STATE_ARTIFACTS = (KEYS_ARTIFACT, CONFIG_ARTIFACT, ALERTS_ARTIFACT, SUMMARY_ARTIFACT)
 #: Tags this backend sets on every run.
 RUN_ID_TAG = "rldk.run_id"
 PROJECT_TAG = "rldk.project"
@@ -456,29 +458,23 @@ class MlflowBackend(Backend):
         self._alert_tags = {k: v for k, v in data.tags.items() if k.startswith(ALERT_TAG_PREFIX)}
         self._truncated = {k for k in data.tags.get(PARAMS_TRUNCATED_TAG, "").split(", ") if k}
         self._last_step = max((m.step for m in getattr(data, "_metric_objs", ())), default=-1)
-        saved = {f.path for f in client.list_artifacts(run.info.run_id, "rldk")}
-        with tempfile.TemporaryDirectory(prefix="rldk-mlflow-") as tmp:
-            def load(name: str) -> str | None:
-                if name not in saved:
-                    return None
-                return Path(client.download_artifacts(run.info.run_id, name, tmp)).read_text(encoding="utf-8")
-
-            if (text := load(KEYS_ARTIFACT)) is not None:
-                for kind, pairs in json.loads(text).items():
-                    for name, key in pairs:
-                        self._keys[kind].restore(name, key)
-                self._keys_saved = sum(len(k.changed) for k in self._keys.values())
-            if (text := load(CONFIG_ARTIFACT)) is not None:
-                self._config = json.loads(text)
-            if (text := load(ALERTS_ARTIFACT)) is not None:
-                for line in text.splitlines():
-                    if line.strip():
-                        alert = json.loads(line)
-                        self._alerts[int(alert["seq"])] = alert
-            if (text := load(SUMMARY_ARTIFACT)) is not None:
-                saved_summary = json.loads(text)
-                self._summary = dict(saved_summary.get("values", {}))
-                self._summary_points = {k: list(v) for k, v in saved_summary.get("points", {}).items()}
+        saved = read_state_artifacts(client, run.info.run_id)
+        if KEYS_ARTIFACT in saved:
+            for kind, pairs in json.loads(saved[KEYS_ARTIFACT]).items():
+                for name, key in pairs:
+                    self._keys[kind].restore(name, key)
+            self._keys_saved = sum(len(k.changed) for k in self._keys.values())
+        if CONFIG_ARTIFACT in saved:
+            self._config = json.loads(saved[CONFIG_ARTIFACT])
+        if ALERTS_ARTIFACT in saved:
+            for line in saved[ALERTS_ARTIFACT].splitlines():
+                if line.strip():
+                    alert = json.loads(line)
+                    self._alerts[int(alert["seq"])] = alert
+        if SUMMARY_ARTIFACT in saved:
+            saved_summary = json.loads(saved[SUMMARY_ARTIFACT])
+            self._summary = dict(saved_summary.get("values", {}))
+            self._summary_points = {k: list(v) for k, v in saved_summary.get("points", {}).items()}
         if run.info.status != "RUNNING":
             client.update_run(run.info.run_id, status="RUNNING")
 
@@ -744,6 +740,15 @@ class MlflowBackend(Backend):
         if (kind, key) not in self._reported:
             self._reported.add((kind, key))
             log.warning(message)
+
+
+def read_state_artifacts(client: Any, run_id: str) -> dict[str, str]:
+    """The text of each artifact in :data:`STATE_ARTIFACTS` that the MLflow run has, by name: what
+    a resumed run picks up and what readers map the run back with."""
+    present = {f.path for f in client.list_artifacts(run_id, "rldk")}
+    with tempfile.TemporaryDirectory(prefix="rldk-mlflow-") as tmp:
+        return {name: Path(client.download_artifacts(run_id, name, tmp)).read_text(encoding="utf-8")
+                for name in STATE_ARTIFACTS if name in present}
 
 
 def _as_stored(value: float) -> float:

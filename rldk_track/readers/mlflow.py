@@ -38,9 +38,7 @@ import json
 import logging
 import math
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable
 
 from rldk_track.backends.mlflow import (
@@ -56,6 +54,7 @@ from rldk_track.backends.mlflow import (
     STORE_FILE,
     SUMMARY_ARTIFACT,
     SUMMARY_TAG_PREFIX,
+    read_state_artifacts,
     sqlite_path,
     sqlite_uri,
 )
@@ -346,21 +345,11 @@ def _run_data(client: Any, uri: str, experiment: str, run: Any, histories: dict[
 
 def _rldk_artifacts(client: Any, run_id: str) -> dict[str, str]:
     """The text of the backend's own artifacts (key map, config, alert log, summary) that the run has."""
-    wanted = (KEYS_ARTIFACT, CONFIG_ARTIFACT, ALERTS_ARTIFACT, SUMMARY_ARTIFACT)
     try:
-        present = {f.path for f in client.list_artifacts(run_id, "rldk")}
+        return read_state_artifacts(client, run_id)
     except Exception as exc:  # an artifact store this machine cannot reach: read what MLflow's API has
-        log.warning("rldk_track: could not list the artifacts of MLflow run %s: %s", run_id, exc)
+        log.warning("rldk_track: could not read the rldk/ artifacts of MLflow run %s: %s", run_id, exc)
         return {}
-    out: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="rldk-read-") as tmp:
-        for name in wanted:
-            if name in present:
-                try:
-                    out[name] = Path(client.download_artifacts(run_id, name, tmp)).read_text(encoding="utf-8")
-                except Exception as exc:
-                    log.warning("rldk_track: could not read %s of MLflow run %s: %s", name, run_id, exc)
-    return out
 
 
 def _point(step: int, timestamp: int, value: float) -> tuple[int, int, Any]:
