@@ -9,12 +9,15 @@ kept) except :class:`RejectedError`, which says the tracker refuses the data its
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 from rldk_track.records import Record
+
+log = logging.getLogger("rldk_track")
 
 
 class RejectedError(Exception):
@@ -60,6 +63,14 @@ class Backend(ABC):
     def __init__(self, run: RunInfo, options: Mapping[str, Any] | None = None) -> None:
         self.run = run
         self.options = dict(options or {})
+        self._warned: set[str] = set()
+
+    def warn_once(self, key: str, message: str) -> None:
+        """Log ``message`` the first time ``key`` comes up: a tracker rule that adapted data (a
+        renamed key, a truncated value) is reported once per run, not once per step."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message)
 
     @abstractmethod
     def open(self, state: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -329,7 +329,6 @@ class MlflowBackend(Backend):
         #: metric key -> [[step, timestamp ms, value as stored], ...]: the points that show summary values
         self._summary_points: dict[str, list[list[float]]] = {}
         self._last_step = -1
-        self._reported: set[tuple[str, str]] = set()
         env_timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
         self._limits_values = {
             "MLFLOW_HTTP_REQUEST_TIMEOUT": float(self.options.get("http_timeout") or env_timeout or DEFAULT_HTTP_TIMEOUT_S),
@@ -527,7 +526,7 @@ class MlflowBackend(Backend):
         try:
             return float(value)
         except (TypeError, ValueError):
-            self._report_once("value", name, f"rldk_track: MLflow metric {name!r} has a non-numeric value {value!r}; not logged")
+            self.warn_once(f"value:{name}", f"rldk_track: MLflow metric {name!r} has a non-numeric value {value!r}; not logged")
             return None
 
     def _add_params(self, values: Mapping[str, Any], batch: _Batch) -> None:
@@ -538,7 +537,7 @@ class MlflowBackend(Backend):
             full = param_value(value)
             text = truncate(full, MAX_PARAM_VALUE_LENGTH, PARAM_NOTE)
             if text is not full:
-                self._report_once("truncated", key, f"rldk_track: MLflow param {key!r} is {len(full)} characters; "
+                self.warn_once(f"truncated:{key}", f"rldk_track: MLflow param {key!r} is {len(full)} characters; "
                                   f"truncated to {MAX_PARAM_VALUE_LENGTH} (full value in {CONFIG_ARTIFACT})")
                 if key not in self._truncated:
                     self._truncated.add(key)
@@ -553,12 +552,12 @@ class MlflowBackend(Backend):
         """MLflow params cannot change: keep the first value, put the new one in a tag."""
         tag = self._keys["tag"].key(f"{PARAM_CHANGED_TAG_PREFIX}{name}")
         batch.tags[tag] = self._tag_value(tag, text)
-        self._report_once("param_changed", key, f"rldk_track: MLflow params cannot change; {key!r} keeps its first "
+        self.warn_once(f"param_changed:{key}", f"rldk_track: MLflow params cannot change; {key!r} keeps its first "
                           f"value and the new one is in the tag {tag!r} (and in {CONFIG_ARTIFACT})")
 
     def _tag_value(self, name: str, value: str) -> str:
         if len(value) > MAX_TAG_VALUE_LENGTH:
-            self._report_once("tag_long", name, f"rldk_track: MLflow tag {name!r} is {len(value)} characters; "
+            self.warn_once(f"tag_long:{name}", f"rldk_track: MLflow tag {name!r} is {len(value)} characters; "
                               f"truncated to {MAX_TAG_VALUE_LENGTH}")
             return truncate(value, MAX_TAG_VALUE_LENGTH, TAG_NOTE)
         return value
@@ -736,10 +735,6 @@ class MlflowBackend(Backend):
                 raise RejectedError(f"MLflow refused the data: {str(exc)[:2000]}") from exc
             raise
 
-    def _report_once(self, kind: str, key: str, message: str) -> None:
-        if (kind, key) not in self._reported:
-            self._reported.add((kind, key))
-            log.warning(message)
 
 
 def read_state_artifacts(client: Any, run_id: str) -> dict[str, str]:

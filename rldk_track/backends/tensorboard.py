@@ -188,7 +188,6 @@ class TensorBoardBackend(Backend):
         self._flushed_seq = -1  # last record known to be in the event file
         self._tags: dict[tuple[str, str], str] = {}  # (owner, name) -> tag
         self._tag_owner: dict[str, str] = {}  # tag -> "scalar:<source>" or "text"
-        self._reported: set[str] = set()
         self._max_step: dict[str, int] = {}  # last step per metric name, to spot a series going back
         self._config: dict[str, Any] = {}
         self._hparams_written = False
@@ -274,7 +273,7 @@ class TensorBoardBackend(Backend):
         if len(encoded) > 200:  # file names are limited to 255 bytes; leave room for "-<run_id>"
             clean = encoded[:200].decode("utf-8", "ignore")
         if clean != name:
-            self._report_once("dirname", f"rldk_track: tensorboard: run name {name[:80]!r} is used as the directory name {clean[:80]!r}")
+            self.warn_once("dirname", f"rldk_track: tensorboard: run name {name[:80]!r} is used as the directory name {clean[:80]!r}")
         return clean
 
     def _write_owner(self, path: Path, exclusive: bool = False, **extra: Any) -> bool:
@@ -319,7 +318,7 @@ class TensorBoardBackend(Backend):
             return
         wait = max(seconds) + 1 - time.time()
         if wait > 2:
-            self._report_once(
+            self.warn_once(
                 "clock", f"rldk_track: tensorboard: event files in {self.log_dir} come from a clock {wait:.0f} s ahead; "
                 "TensorBoard may read this run's files out of order",
             )
@@ -356,13 +355,13 @@ class TensorBoardBackend(Backend):
     def _step(self, step: int) -> int:
         if INT64_MIN <= step <= INT64_MAX:
             return step
-        self._report_once("step-range", f"rldk_track: tensorboard: step {step} does not fit TensorBoard's 64-bit steps; clamped")
+        self.warn_once("step-range", f"rldk_track: tensorboard: step {step} does not fit TensorBoard's 64-bit steps; clamped")
         return max(INT64_MIN, min(INT64_MAX, step))
 
     def _scalar(self, tag: str, value: float) -> Any:
         if not math.isfinite(value) or abs(value) <= FLOAT32_MAX:
             return self._pb.Value(tag=tag, simple_value=value)
-        self._report_once(
+        self.warn_once(
             "float32", f"rldk_track: tensorboard: {tag[:80]!r} = {value!r} is beyond float32, TensorBoard's scalar type; stored as {math.copysign(math.inf, value)}"
         )
         return self._pb.Value(tag=tag, simple_value=math.copysign(math.inf, value))
@@ -398,7 +397,7 @@ class TensorBoardBackend(Backend):
         return tag
 
     def _renamed(self, name: str, tag: str, reason: str) -> None:
-        self._report_once(
+        self.warn_once(
             f"renamed:{reason[:12]}",
             f"rldk_track: tensorboard: name {name[:80]!r} {reason}; logged as {tag[:80]!r} "
             f"(every renamed name is listed in {self.log_dir / RENAMED_FILE})",
@@ -408,10 +407,6 @@ class TensorBoardBackend(Backend):
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"name": _clean(name), "tag": tag, "reason": reason}, ensure_ascii=False) + "\n")
 
-    def _report_once(self, key: str, message: str) -> None:
-        if key not in self._reported:
-            self._reported.add(key)
-            log.warning(message)
 
     # -- records -----------------------------------------------------------------------------
     def _metrics(self, record: Metrics) -> None:
@@ -419,7 +414,7 @@ class TensorBoardBackend(Backend):
         for name in record.values:  # per series: a late checkpoint record is not a step going back
             last = self._max_step.get(name)
             if last is not None and step < last:
-                self._report_once(
+                self.warn_once(
                     "backwards",
                     f"rldk_track: tensorboard: {name!r} went back from step {last} to {step}; the event file keeps "
                     "every point, but TensorBoard's view shows one point per step and drops a series' points after "
@@ -432,7 +427,7 @@ class TensorBoardBackend(Backend):
             try:
                 number = float(value)
             except (TypeError, ValueError, OverflowError):
-                self._report_once(f"not-a-number:{name}", f"rldk_track: tensorboard: metric {name!r} = {value!r} is not a number; not logged")
+                self.warn_once(f"not-a-number:{name}", f"rldk_track: tensorboard: metric {name!r} = {value!r} is not a number; not logged")
                 continue
             values.append(self._scalar(self._tag(name, "scalar:metrics"), number))
         self._emit(step, record.wall_time, values)
@@ -445,7 +440,7 @@ class TensorBoardBackend(Backend):
             self._hparams_written = True
             self._hparam_names = set(flat)
         elif set(flat) - self._hparam_names:
-            self._report_once(
+            self.warn_once(
                 "late-params",
                 "rldk_track: tensorboard: params logged after the first ones are in the 'config' text only; "
                 "TensorBoard keeps the first hparams of a run",
@@ -468,7 +463,7 @@ class TensorBoardBackend(Backend):
                     str(value) if isinstance(value, (int, float)) or value is None
                     else json.dumps(value, ensure_ascii=False, default=str))
                 if len(text) > MAX_HPARAM_CHARS:
-                    self._report_once(
+                    self.warn_once(
                         "long-hparam",
                         f"rldk_track: tensorboard: hparam {name[:80]!r} is longer than {MAX_HPARAM_CHARS} characters; "
                         "shortened in the hparams view (the full value is in the 'config' text)",

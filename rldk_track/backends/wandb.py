@@ -271,7 +271,6 @@ class WandbBackend(Backend):
         self._side: _SideState | None = None
         self._metrics: _Names | None = None
         self._config: _Names | None = None
-        self._reported: set[str] = set()
         self._where = "wandb"
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -284,7 +283,7 @@ class WandbBackend(Backend):
         self._metrics = _Names(metric_key, side.metric_keys, str.casefold, _own_key, "metric")
         self._config = _Names(config_key, side.config_keys, lambda k: k, lambda k: False, "config key")
         if self._id != self.run.run_id:
-            self._report("id", f"rldk_track: wandb: run id {self.run.run_id!r} is W&B run id {self._id!r} (W&B's id characters)")
+            self.warn_once("id", f"rldk_track: wandb: run id {self.run.run_id!r} is W&B run id {self._id!r} (W&B's id characters)")
 
         mode = self._mode(wandb)
         wandb_dir = Path(self.options.get("dir") or os.environ.get("WANDB_DIR") or self.run.dir)
@@ -398,7 +397,7 @@ class WandbBackend(Backend):
         offline (W&B would otherwise prompt on a terminal or fail on every retry)."""
         mode = self.options.get("mode") or os.environ.get("WANDB_MODE") or None
         if mode in (None, "online", "run") and not wandb.login(prompt=False, verify=False):
-            self._report(
+            self.warn_once(
                 "offline",
                 "rldk_track: wandb: no W&B credentials (WANDB_API_KEY or `wandb login`); recording offline -- "
                 "upload later with `wandb sync`",
@@ -410,21 +409,21 @@ class WandbBackend(Backend):
         wanted = self.options.get("project") or os.environ.get("WANDB_PROJECT") or self.run.project
         project = project_name(wanted)
         if project != wanted:
-            self._report("project", f"rldk_track: wandb: project {wanted!r} is recorded as {project!r}")
+            self.warn_once("project", f"rldk_track: wandb: project {wanted!r} is recorded as {project!r}")
         return project
 
     def _short(self, text: str | None, what: str) -> str | None:
         if not text:
             return None
         if len(text) > MAX_NAME_CHARS:
-            self._report(what, f"rldk_track: wandb: {what} cut to W&B's {MAX_NAME_CHARS} characters: {text[:60]!r}...")
+            self.warn_once(what, f"rldk_track: wandb: {what} cut to W&B's {MAX_NAME_CHARS} characters: {text[:60]!r}...")
             return text[:MAX_NAME_CHARS]
         return text
 
     def _tag(self, text: str) -> str:
         tag = tag_text(text, "")
         if tag != text:
-            self._report("tag", f"rldk_track: wandb: tag {text[:80]!r} cut to W&B's {MAX_TAG_CHARS} characters")
+            self.warn_once("tag", f"rldk_track: wandb: tag {text[:80]!r} cut to W&B's {MAX_TAG_CHARS} characters")
         return tag
 
     # -- records ---------------------------------------------------------------------------
@@ -460,7 +459,7 @@ class WandbBackend(Backend):
         self._wb_run.tags = tuple(dict.fromkeys([*keep, *ours]))
         long = {metric_key(f"{TAG_KEY_PREFIX}{k}"): v for k, v in values.items() if tag_text(k, v).endswith("…")}
         if long:
-            self._report("longtag", f"rldk_track: wandb: tags longer than {MAX_TAG_CHARS} characters are cut; full values are in the summary under {TAG_KEY_PREFIX}")
+            self.warn_once("longtag", f"rldk_track: wandb: tags longer than {MAX_TAG_CHARS} characters are cut; full values are in the summary under {TAG_KEY_PREFIX}")
             self._wb_run.summary.update(long)
 
     def _write_alert(self, record: Alert) -> None:
@@ -547,10 +546,10 @@ class WandbBackend(Backend):
         """A config/summary value W&B stores faithfully: NaN becomes the string ``"NaN"`` (W&B
         would store null), strings are capped at :data:`MAX_VALUE_CHARS`."""
         if isinstance(value, float) and math.isnan(value):
-            self._report(f"nan-{where}", f"rldk_track: wandb: NaN in the {where} is stored as the string 'NaN' (W&B stores null)")
+            self.warn_once(f"nan-{where}", f"rldk_track: wandb: NaN in the {where} is stored as the string 'NaN' (W&B stores null)")
             return "NaN"
         if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
-            self._report(
+            self.warn_once(
                 f"long-{where}",
                 f"rldk_track: wandb: a {where} value of {len(value)} characters is cut to {MAX_VALUE_CHARS}; "
                 "the full value is in the event log",
@@ -570,10 +569,6 @@ class WandbBackend(Backend):
         for n in names:
             n.dirty = False
 
-    def _report(self, key: str, message: str) -> None:
-        if key not in self._reported:
-            self._reported.add(key)
-            log.warning(message)
 
 
 def _detach_from_wandb_globals(run: Any) -> None:
