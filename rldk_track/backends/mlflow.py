@@ -58,6 +58,7 @@ from rldk_track.records import (
     RunEnd,
     Summary,
     Tags,
+    run_health,
     to_json,
 )
 
@@ -83,7 +84,6 @@ DEFAULT_HTTP_MAX_RETRIES = 1
 DEFAULT_HTTP_BACKOFF_FACTOR = 1
 
 STATUSES = {"success": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
-HEALTH_ORDER = ("ok", "warning", "critical")
 
 #: The embedded store of a run directory, and the artifacts folder next to a sqlite store.
 STORE_FILE = "mlflow.db"
@@ -595,9 +595,7 @@ class MlflowBackend(Backend):
         raised = record.state != "cleared"
         self._alert_tags[tag] = record.severity if raised else "cleared"
         batch.tags[tag] = self._alert_tags[tag]
-        batch.tags[HEALTH_TAG] = max(
-            (s for s in self._alert_tags.values() if s in HEALTH_ORDER), key=HEALTH_ORDER.index, default="ok"
-        )
+        batch.tags[HEALTH_TAG] = run_health(self._alert_tags.values())
         if raised and record.severity != "info":  # info alerts (end-of-run reports) are not problems
             count = sum(
                 1 for seq, a in self._alerts.items()

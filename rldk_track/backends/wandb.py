@@ -51,6 +51,8 @@ from rldk_track.records import (
     RunEnd,
     Summary,
     Tags,
+    raised_alerts,
+    run_health,
 )
 
 log = logging.getLogger("rldk_track")
@@ -141,12 +143,6 @@ def tag_text(key: str, value: str) -> str:
     return text if len(text) <= MAX_TAG_CHARS else text[: MAX_TAG_CHARS - 1] + "…"
 
 
-def health(active: Mapping[str, str]) -> str:
-    """``ok``, ``warning`` or ``critical``: the worst severity among the alerts still raised."""
-    severities = set(active.values())
-    return "critical" if "critical" in severities else "warning" if "warning" in severities else "ok"
-
-
 class _Names:
     """Maps one namespace of rldk names onto W&B keys without ever merging two names.
 
@@ -220,14 +216,8 @@ class _SideState:
         self.tags: dict[str, str] = data.get("tags", {})
         self.dirty = False
 
-    def active_alerts(self) -> dict[str, str]:
-        active: dict[str, str] = {}
-        for alert in sorted(self.alerts.values(), key=lambda a: a["seq"]):
-            if alert["state"] == "cleared":
-                active.pop(alert["rule"], None)
-            else:
-                active[alert["rule"]] = alert["severity"]
-        return active
+    def health(self) -> str:
+        return run_health(raised_alerts(sorted(self.alerts.values(), key=lambda a: a["seq"])).values())
 
     def save(self, metric_keys: Mapping[str, str], config_keys: Mapping[str, str]) -> None:
         self.metric_keys, self.config_keys = dict(metric_keys), dict(config_keys)
@@ -311,7 +301,7 @@ class WandbBackend(Backend):
         run.define_metric("*", step_metric=GLOBAL_STEP)
         if side.tags:
             self._set_tags({})
-        run.summary.update({HEALTH_KEY: health(side.active_alerts())})
+        run.summary.update({HEALTH_KEY: side.health()})
         if unfinished is not None:
             self._redeliver_lost(unfinished)
         return {"id": self._id, "project": run.project, "entity": getattr(run, "entity", "") or "", "mode": mode or "online"}
@@ -472,7 +462,7 @@ class WandbBackend(Backend):
         side.dirty = True
         summary = self._wb_run.summary
         summary[metric_key(f"{ALERT_KEY_PREFIX}{record.rule}")] = "cleared" if record.state == "cleared" else record.severity
-        summary[HEALTH_KEY] = health(side.active_alerts())
+        summary[HEALTH_KEY] = side.health()
         if record.state != "cleared" and record.severity != "info":  # info alerts are reports, not problems
             raised = sum(
                 1 for a in side.alerts.values()

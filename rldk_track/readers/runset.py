@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from rldk_track.readers.rundata import ALERT_FIELDS, RunData
+from rldk_track.records import raised_alerts, run_health
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,16 +94,8 @@ class RunSet:
 
 
 def health(alerts: Sequence[dict]) -> str:
-    """``critical`` or ``warning`` when an alert of that severity is still raised at the end (a
-    ``cleared`` alert ends its rule's episode), else ``ok`` -- the backends' ``rldk.health`` rule."""
-    active: dict[str, str] = {}
-    for alert in alerts:
-        if alert.get("state") == "cleared":
-            active.pop(alert.get("rule"), None)
-        else:
-            active[alert.get("rule")] = alert.get("severity") or "warning"
-    severities = set(active.values())
-    return "critical" if "critical" in severities else "warning" if "warning" in severities else "ok"
+    """The backends' ``rldk.health`` rule over a run's alert log."""
+    return run_health(raised_alerts(alerts).values())
 
 
 def unique_names(runs: Sequence[RunData]) -> list[str]:

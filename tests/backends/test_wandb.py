@@ -31,7 +31,6 @@ from rldk_track.backends.wandb import (
     _own_key,
     artifact_name,
     config_key,
-    health,
     metric_key,
     project_name,
     tag_text,
@@ -495,11 +494,6 @@ def test_run_ids_and_artifact_names_use_only_characters_wandb_accepts():
 
 def test_project_names_drop_characters_wandb_refuses():
     assert project_name("team/rlhf:v2") == "team-rlhf-v2"
-
-
-def test_health_is_the_worst_active_severity():
-    assert health({}) == "ok" and health({"a": "info"}) == "ok"
-    assert health({"a": "warning"}) == "warning" and health({"a": "warning", "b": "critical"}) == "critical"
 
 
 def test_project_comes_from_the_option_then_wandb_project_then_the_run(monkeypatch, tmp_path):
