@@ -6,6 +6,7 @@
 <dir>/events/<run_id>.<backend>.cursor.json how far each tracker has received the log
 <dir>/events/<run_id>.<backend>.rejected.jsonl  records a tracker refused, kept for inspection
 <dir>/artifacts/<run_id>/<name>             artifacts staged before they reach the trackers
+<dir>/events/<run_id>.launcher-status      a failed OpenRLHF driver's status, for the trainer actor's run
 <dir>/pins/...                              checkpoint files hard-linked for health analysis
 ```
 """
@@ -43,6 +44,11 @@ class RunLayout:
 
     def rejected(self, backend: str) -> Path:
         return self.events_dir / f"{self.run_id}{self.rank_suffix}.{backend}.rejected.jsonl"
+
+    @property
+    def pins_dir(self) -> Path:
+        """Checkpoint files hard-linked here stay readable after the trainer deletes them."""
+        return self.dir / "pins"
 
     @property
     def artifacts_dir(self) -> Path:

@@ -52,8 +52,13 @@ def exit_status() -> str:
     return _exit_status
 
 
+def exit_timeout() -> float:
+    """Seconds a run may take to finish at interpreter exit: ``RLDK_EXIT_TIMEOUT``, default 30."""
+    return float(os.environ.get("RLDK_EXIT_TIMEOUT", "30"))
+
+
 def _finish_live_runs(timeout: float | None = None) -> None:
-    timeout = float(os.environ.get("RLDK_EXIT_TIMEOUT", "30")) if timeout is None else timeout
+    timeout = exit_timeout() if timeout is None else timeout
     with _lock:
         runs = list(_live)
     for run in runs:

@@ -20,11 +20,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from rldk_track import backends as backend_registry
 from rldk_track import lifecycle
-from rldk_track.backends.base import RunInfo
+from rldk_track.backends.base import Backend, RunInfo
 from rldk_track.backends.jsonl import EventLogWriter, summarize
 from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher, Observer
 from rldk_track.distributed import rank_and_world_size
-from rldk_track.layout import DEFAULT_DIR, RunLayout, resolve_run_dir  # noqa: F401  (DEFAULT_DIR: until integrations/openrlhf.py moves to resolve_run_dir)
+from rldk_track.layout import RunLayout, resolve_run_dir
 from rldk_track.normalize import NotAScalar, metric_name, to_jsonable, to_scalar
 from rldk_track.records import (
     SEVERITIES,
@@ -328,6 +328,13 @@ def parse_backends(spec: BackendSpec) -> list[str]:
     return out
 
 
+def resolve_backends(spec: BackendSpec) -> dict[str, type[Backend]]:
+    """The backend classes ``spec`` names (the local event log needs none). A misspelled name or
+    a missing extra fails here, so integrations call it when they are set up, not at the first
+    log after the model has loaded."""
+    return {n: backend_registry.resolve(n) for n in parse_backends(spec) if n != backend_registry.JSONL}
+
+
 def init(
     backend: BackendSpec = None,
     *,
@@ -356,8 +363,7 @@ def init(
     ``analyzers="default"`` (or a list of analyzer names/objects) watches the metric stream off the
     training thread and logs their alerts; ``observers`` adds raw observers (see ``dispatch``).
     """
-    names = parse_backends(backend)
-    backend_classes = {n: backend_registry.resolve(n) for n in names if n != backend_registry.JSONL}
+    backend_classes = resolve_backends(backend)
     per_backend = {**(options or {}), **{k: v for k, v in (("mlflow", mlflow), ("wandb", wandb), ("tensorboard", tensorboard)) if v}}
     unknown = set(per_backend) - set(backend_classes)
     if unknown:

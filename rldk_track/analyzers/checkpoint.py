@@ -47,6 +47,7 @@ from rldk_track.analyzers.checkpoint_files import (
     WeightFiles,
     find_weight_files,
 )
+from rldk_track.layout import RunLayout
 from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, Record, Tags
 from rldk_track.system import lower_thread_priority
 
@@ -638,7 +639,7 @@ class CheckpointMonitor:
         pin_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.run = run
-        self.pin_dir = Path(pin_dir) if pin_dir is not None else Path(run.dir) / "pins"
+        self.pin_dir = Path(pin_dir) if pin_dir is not None else RunLayout(Path(run.dir), run.id).pins_dir
         self.thresholds = thresholds
         self.max_pending = max(1, max_pending)
         self.compare_with_previous = compare_with_previous

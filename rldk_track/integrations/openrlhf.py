@@ -48,10 +48,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from rldk_track import lifecycle
 from rldk_track.integrations import post_import
-from rldk_track.integrations.common import check_backends, system_sampler
+from rldk_track.integrations.common import system_sampler
 from rldk_track.keymaps import canonicalize
-from rldk_track.layout import RunLayout
+from rldk_track.layout import RunLayout, resolve_run_dir
 
 if TYPE_CHECKING:
     from rldk_track.run import Run
@@ -164,7 +165,7 @@ class _Session:
         run = self.run
         if run is None or not run.active:
             return
-        timeout = float(os.environ.get("RLDK_EXIT_TIMEOUT", 30.0)) if timeout is None else timeout
+        timeout = lifecycle.exit_timeout() if timeout is None else timeout
         self._flush_samples()
         if self._monitor is not None:
             self._monitor.close(timeout=timeout)
@@ -181,10 +182,10 @@ class _Session:
             return
         if self.run is None or not self.run.active:
             return
-        status = "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
+        status = lifecycle.status_for(type(exc))
         try:
             self.run.alert("training_error", f"{type(exc).__name__}: {exc}"[:2000], severity="critical")
-            self.close(status, timeout=min(30.0, float(os.environ.get("RLDK_EXIT_TIMEOUT", 30.0))))
+            self.close(status, timeout=min(30.0, lifecycle.exit_timeout()))
         except Exception as inner:  # never mask the training error
             log.warning("rldk_track: could not finish the run after a training error: %s", inner)
 
@@ -527,7 +528,9 @@ def install(
 
     For PPO (Ray) this is not enough on its own: see :func:`ray_runtime_env`.
     """
-    check_backends(backend)
+    from rldk_track.run import resolve_backends  # not at import: Ray workers import this module
+
+    resolve_backends(backend)
     settings = Settings(
         backend=list(backend) if isinstance(backend, (list, tuple)) else backend,
         init=dict(init_kwargs),
@@ -642,9 +645,7 @@ def settings_env(settings: Settings, *, run_id: str) -> dict[str, str]:
 
 def run_dir_of(settings: Settings) -> Path:
     """The (absolute) run directory the settings point at, as every process will see it."""
-    from rldk_track.run import DEFAULT_DIR
-
-    return Path(settings.init.get("dir") or os.environ.get("RLDK_TRACK_DIR") or DEFAULT_DIR).absolute()
+    return resolve_run_dir(settings.init.get("dir"))
 
 
 # -- names the seed documented -----------------------------------------------------------------

@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rldk_track.integrations.common import check_backends
+from rldk_track import lifecycle
 from rldk_track.integrations.openrlhf import (
     Settings,
     launcher_status_path_for,
@@ -44,6 +44,7 @@ from rldk_track.integrations.openrlhf import (
     settings_env,
 )
 from rldk_track.layout import RunLayout
+from rldk_track.run import resolve_backends
 
 log = logging.getLogger("rldk_track")
 
@@ -194,7 +195,7 @@ def launch(
               file=sys.stderr)
         return 2
     try:
-        check_backends(settings.backend)  # a typo stops here, not in every rank after the model loaded
+        resolve_backends(settings.backend)  # a typo stops here, not in every rank after the model loaded
     except (ValueError, ImportError) as exc:
         print(f"rldk-track openrlhf: {exc}", file=sys.stderr)
         return 2
@@ -259,7 +260,7 @@ def _run_ray_driver(
                     "`rldk-track sync %s` delivers whatever the trackers are missing", run_dir_of(settings))
         return code
     gc.collect()  # release actor handles, so Ray ends the trainer actor gracefully
-    timeout = wait if wait is not None else float(os.environ.get("RLDK_EXIT_TIMEOUT", 30.0)) + 30.0
+    timeout = wait if wait is not None else lifecycle.exit_timeout() + 30.0
     if not wait_for_run_end(event_log, timeout, offset=start_offset):
         log.warning("rldk_track: the trainer actor's run did not end within %.0f s (%s); `rldk-track sync "
                     "%s` delivers whatever the trackers are missing", timeout, event_log, run_dir_of(settings))

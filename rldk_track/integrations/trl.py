@@ -39,10 +39,10 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import rldk_track
-from rldk_track.integrations.common import check_backends, system_sampler
+from rldk_track.integrations.common import system_sampler
 from rldk_track.keymaps import canonicalize
 from rldk_track.records import SEVERITIES, Alert, Record
-from rldk_track.run import BackendSpec, Run
+from rldk_track.run import BackendSpec, Run, resolve_backends
 
 log = logging.getLogger("rldk_track")
 
@@ -87,7 +87,7 @@ class RLDKCallback(TrainerCallback):
     ) -> None:
         if stop_on is not None and stop_on not in SEVERITIES[1:]:
             raise ValueError(f"stop_on must be None, 'warning' or 'critical', not {stop_on!r}")
-        check_backends(backend)
+        resolve_backends(backend)
         self.backend = backend
         self.project = project
         self.run_name = run_name
