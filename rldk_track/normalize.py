@@ -108,6 +108,18 @@ def to_jsonable(value: Any, _depth: int = 0) -> Any:
         return str(value)
 
 
+def deep_merge(into: dict[str, Any], tree: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``tree`` into ``into`` and return it: nested mappings merge (copied as dicts),
+    anything else replaces. How a run's config grows when ``log_params`` is called again."""
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            current = into.get(key)
+            into[key] = deep_merge(current if isinstance(current, dict) else {}, value)
+        else:
+            into[key] = value
+    return into
+
+
 def flatten(tree: Mapping[str, Any], sep: str = "/", prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; lists stay values."""
     flat: dict[str, Any] = {}

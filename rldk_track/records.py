@@ -55,7 +55,9 @@ class Metrics:
 
 @dataclass(frozen=True, slots=True)
 class Params:
-    """Run configuration (nested as given; each backend flattens it by its own rules)."""
+    """Run configuration (nested as given; each backend flattens it by its own rules). Params
+    logged again extend the config: nested mappings merge, other values replace
+    (:func:`rldk_track.normalize.deep_merge`)."""
 
     kind: ClassVar[str] = "params"
     seq: int

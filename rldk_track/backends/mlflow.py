@@ -47,7 +47,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from rldk_track.backends.base import Backend, RejectedError, RunInfo
-from rldk_track.normalize import flatten
+from rldk_track.normalize import deep_merge, flatten
 from rldk_track.records import (
     Alert,
     Artifact,
@@ -225,18 +225,6 @@ def truncate(value: str, limit: int, note: str) -> str:
     if len(value) <= limit:
         return value
     return value[: limit - len(note)] + note
-
-
-def _merge(into: dict[str, Any], tree: Mapping[str, Any]) -> None:
-    """Deep-merge ``tree`` into ``into`` (later values win), copying mappings as dicts."""
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        elif isinstance(value, Mapping):
-            into[key] = {}
-            _merge(into[key], value)
-        else:
-            into[key] = value
 
 
 def _json_size(text: str) -> int:
@@ -530,7 +518,7 @@ class MlflowBackend(Backend):
             return None
 
     def _add_params(self, values: Mapping[str, Any], batch: _Batch) -> None:
-        _merge(self._config, values)
+        deep_merge(self._config, values)
         batch.config_changed = True
         for name, value in flatten(values).items():
             key = self._keys["param"].key(name)

@@ -35,7 +35,6 @@ TensorBoard's rules, as this module applies them (see docs/backends/tensorboard.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from rldk_track.backends.base import Backend, RejectedError, RunInfo
-from rldk_track.normalize import flatten
+from rldk_track.normalize import deep_merge, flatten
 from rldk_track.records import (
     Alert,
     Artifact,
@@ -145,15 +144,6 @@ def _table(rows: Mapping[str, Any], header: tuple[str, str] = ("field", "value")
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows.items()]
     return "\n".join(lines)
-
-
-def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
-    """Deep-merge ``update`` into ``into`` (nested mappings merge, anything else replaces)."""
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
 
 
 class TensorBoardBackend(Backend):
@@ -433,7 +423,7 @@ class TensorBoardBackend(Backend):
         self._emit(step, record.wall_time, values)
 
     def _params(self, record: Params) -> None:
-        _merge(self._config, record.values)
+        deep_merge(self._config, record.values)
         flat = flatten(record.values)
         if not self._hparams_written and flat:
             self._emit(0, record.wall_time, [self._session_start(flat, record.wall_time)])

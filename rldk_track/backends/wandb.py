@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from rldk_track.backends.base import Backend, RejectedError, RunInfo
+from rldk_track.normalize import deep_merge
 from rldk_track.readers.wandb_offline import WandbOfflineRun, read_offline_run
 from rldk_track.records import (
     Alert,
@@ -429,8 +430,17 @@ class WandbBackend(Backend):
         self._wb_run.log(row)
 
     def _write_params(self, record: Params) -> None:
-        clean = {self._config(str(k)): self._value(v, "config") for k, v in record.values.items()}
-        self._wb_run.config.update(clean, allow_val_change=True)
+        """Params logged again extend the config: a nested value merges into what W&B holds
+        (``config.update`` alone would replace the whole top-level key)."""
+        config = self._wb_run.config
+        clean = {}
+        for key, value in record.values.items():
+            name, value = self._config(str(key)), self._value(value, "config")
+            current = config.get(name)
+            if isinstance(value, Mapping) and isinstance(current, Mapping):
+                value = deep_merge(deep_merge({}, current), value)
+            clean[name] = value
+        config.update(clean, allow_val_change=True)
 
     def _write_summary(self, record: Summary) -> None:
         self._wb_run.summary.update({self._metrics(str(k)): self._value(v, "summary") for k, v in record.values.items()})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rldk_track.backends.jsonl import read_lines
 from rldk_track.layout import event_logs
-from rldk_track.normalize import flatten
+from rldk_track.normalize import deep_merge, flatten
 from rldk_track.readers.rundata import RunData, normalize_status
 
 
@@ -72,7 +72,7 @@ def read_event_log(path: str | Path) -> RunData:
                 run.name = f"{run.name} (rank {rank})"
             run.start_time = wall
         elif kind == "params":
-            run.params.update(obj.get("values") or {})
+            deep_merge(run.params, obj.get("values") or {})
         elif kind == "tags":
             run.tags.update({str(k): str(v) for k, v in (obj.get("values") or {}).items()})
         elif kind == "summary":

@@ -49,9 +49,10 @@ def log_reference_run(dir: Path, backends: Sequence[str], tracking_uri: str | No
     run = rldk_track.init(
         backend=list(backends), project=project, run_name=name, dir=dir,
         mlflow={"tracking_uri": tracking_uri} if tracking_uri and "mlflow" in backends else None,
-        config={"lr": 3e-6, "model": {"layers": 2, "name": "tiny"}, "seeds": [1, 2]},
+        config={"lr": 3e-6, "model": {"layers": 2}, "seeds": [1, 2]},
         tags={"team": "rl", "long": LONG_TAG},
     )
+    run.log_params({"model": {"name": "tiny"}})  # params logged again extend the config
     for step in range(steps):
         run.log(reference_values(step), step=step)
         if step == 12:
