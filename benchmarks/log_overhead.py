@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from mlflow_server import start_mlflow_server  # benchmarks/mlflow_server.py
+from mlflow_server import start_mlflow_server, stop_mlflow_server  # benchmarks/mlflow_server.py
 
 N_METRICS = 50
 
@@ -55,8 +55,7 @@ def main() -> None:
         run_overhead(args, workdir, uri)
         run_delivery(args, workdir, uri)
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_mlflow_server(server)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,3 +39,12 @@ def start_mlflow_server(workdir: Path, timeout: float = 180.0) -> tuple[subproce
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError(f"the MLflow server did not start within {timeout:.0f} s")
+
+
+def stop_mlflow_server(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server and its worker processes (the whole process group the recipe started)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)

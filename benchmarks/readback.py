@@ -19,27 +19,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-from mlflow_server import start_mlflow_server  # benchmarks/mlflow_server.py
+from mlflow_server import start_mlflow_server, stop_mlflow_server  # benchmarks/mlflow_server.py
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def values(step: int, metrics: int) -> dict[str, float]:
@@ -168,7 +157,7 @@ def main() -> None:
             sqlite = sync_to_sqlite(work / "runs", run_id, work / "sqlite")
             read_back(work / "runs", uri, sqlite, points, args.repeat)
         finally:
-            stop(proc)
+            stop_mlflow_server(proc)
     if not args.skip_compare:
         compare_cost(args.runs, args.metrics, args.steps)
 

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mlflow_server import start_mlflow_server  # benchmarks/mlflow_server.py
+from mlflow_server import start_mlflow_server, stop_mlflow_server  # benchmarks/mlflow_server.py
 
 CONTENDERS = ("none", "transformers", "rldk")
 PROJECT = "trl-overhead"
@@ -218,8 +218,7 @@ def main() -> None:
             print(f"  repetition {repeat + 1}/{options.repeats}, median step: {', '.join(medians)}", flush=True)
         report(results, options)
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_mlflow_server(server)
 
 
 def report(results: dict[str, list[Timings]], options: argparse.Namespace) -> None:

@@ -138,6 +138,11 @@ class CheckpointHealth:
     recommendations: tuple[str, ...] = ()
 
 
+def checkpoint_folder(step: int) -> str:
+    """Where a checkpoint's health files go among the run's artifacts (every tracker alike)."""
+    return f"rldk/checkpoints/step_{step}"
+
+
 @dataclass(frozen=True, slots=True)
 class RunEnd:
     """The run is over, with ``status`` one of :data:`STATUSES`."""

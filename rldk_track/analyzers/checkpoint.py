@@ -48,7 +48,7 @@ from rldk_track.analyzers.checkpoint_files import (
     find_weight_files,
 )
 from rldk_track.layout import RunLayout
-from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, Record, Tags
+from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, Record, Tags, checkpoint_folder
 from rldk_track.system import lower_thread_priority
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class CheckpointReport:
             metrics["checkpoint/drift"] = self.drift
         if self.cosine is not None:
             metrics["checkpoint/cosine"] = self.cosine
-        folder = f"rldk/checkpoints/step_{step}"
+        folder = checkpoint_folder(step)
         return [
             CheckpointHealth(-1, now, step, self.path, self.score, tuple(self.issues), _finite_json(self.summary()),
                              tuple(self.recommendations)),

@@ -58,6 +58,7 @@ from rldk_track.records import (
     RunEnd,
     Summary,
     Tags,
+    checkpoint_folder,
     run_health,
     to_json,
 )
@@ -598,7 +599,7 @@ class MlflowBackend(Backend):
         step = int(record.step)
         brief = {"step": step, "score": record.score, "issues": list(record.issues[:10])}
         batch.tags[CHECKPOINT_TAG] = self._tag_value(CHECKPOINT_TAG, json.dumps(brief, ensure_ascii=False, default=str))
-        batch.texts[f"rldk/checkpoints/step_{step}/health.json"] = json.dumps(
+        batch.texts[f"{checkpoint_folder(step)}/health.json"] = json.dumps(
             to_json(record, self.run.run_id), ensure_ascii=False, indent=2, default=str
         )
 

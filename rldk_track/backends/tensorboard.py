@@ -57,6 +57,7 @@ from rldk_track.records import (
     RunEnd,
     Summary,
     Tags,
+    checkpoint_folder,
     to_json,
 )
 
@@ -532,7 +533,7 @@ class TensorBoardBackend(Backend):
         if record.stats:
             lines += ["", _table(flatten(record.stats), ("stat", "value"))]
         self._emit(record.step, record.wall_time, [self._text(self._tag(CHECKPOINT_PREFIX + "health", "text"), "\n".join(lines))])
-        report = self.log_dir / "rldk" / "checkpoints" / f"step_{record.step}" / "health.json"
+        report = self.log_dir / checkpoint_folder(record.step) / "health.json"
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(to_json(record, self.run.run_id), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
 
