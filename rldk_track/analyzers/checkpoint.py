@@ -616,6 +616,10 @@ class _Job:
     pin: "_Pin"
 
 
+#: Reports a CheckpointMonitor keeps in memory (the oldest are dropped).
+KEEP_REPORTS = 8
+
+
 class CheckpointMonitor:
     """Analyzes each saved checkpoint on its own thread and logs the result to ``run``.
 
@@ -644,6 +648,8 @@ class CheckpointMonitor:
         self.max_pending = max(1, max_pending)
         self.compare_with_previous = compare_with_previous
         self.chunk_elements = chunk_elements
+        #: the latest reports by step (a few: each holds per-tensor stats, and the full record of
+        #: every checkpoint is in the run's artifacts already)
         self.reports: dict[int, CheckpointReport] = {}
         self._alerts = CheckpointAlerts(thresholds)
         self._queue: deque[_Job] = deque()
@@ -717,6 +723,8 @@ class CheckpointMonitor:
             self._unreadable(job.step, exc)
             return
         self.reports[job.step] = report
+        while len(self.reports) > KEEP_REPORTS:
+            del self.reports[next(iter(self.reports))]
         for record in [*report.to_records(job.step), *self._alerts.update(report, job.step)]:
             self.run.emit(record)
         if report.healthy:
