@@ -14,8 +14,7 @@ from typing import Any
 
 from rldk_track.dispatch import DeliveryReport
 from rldk_track.run import Run, init
-
-__version__ = "0.1.0"
+from rldk_track.version import __version__
 
 __all__ = ["DeliveryReport", "Run", "__version__", "compare", "init", "load_runs"]
 

@@ -39,6 +39,7 @@ from rldk_track.records import (
     Tags,
 )
 from rldk_track.redact import redact
+from rldk_track.version import __version__
 
 log = logging.getLogger("rldk_track")
 
@@ -401,8 +402,6 @@ def init(
     dispatcher = Dispatcher(layout, event_log, workers, observers, next_seq)
     active = ([backend_registry.JSONL] if event_log else []) + list(backend_classes)
     run = Run(info, active, dispatcher)
-    from rldk_track import __version__
-
     run.emit(
         RunStart(
             -1, info.start_time, run_id, name, project,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from rldk_track.backends.base import RunInfo
 from rldk_track.backends.jsonl import EventLogWriter, summarize
 from rldk_track.dispatch import BackendWorker
 from rldk_track.layout import RunLayout, event_logs
-from rldk_track.records import RunEnd, RunStart
+from rldk_track.processes import process_alive
+from rldk_track.records import RunEnd
 
 log = logging.getLogger("rldk_track")
 
@@ -33,22 +33,6 @@ class SyncResult:
     delivered: int
     complete: bool
     skipped: str = ""
-
-
-def _process_alive(start: RunStart) -> bool:
-    if start.host != socket.gethostname() or start.pid <= 0 or start.pid == os.getpid():
-        return False
-    try:
-        os.kill(start.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # an exited child its parent has not reaped yet (a zombie) still answers kill(pid, 0)
-        stat = Path(f"/proc/{start.pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2] != "Z"
-    except (OSError, ValueError, IndexError):
-        return True
 
 
 def sync(
@@ -76,7 +60,7 @@ def sync(
         names = list(to) if to else list(start.backends)
         if not names:
             continue
-        if _process_alive(start) and not summary.ended and not force:
+        if process_alive(start.pid, start.host) and not summary.ended and not force:
             results += [SyncResult(start.run_id, n, 0, False, f"process {start.pid} is still running") for n in names]
             continue
         layout = RunLayout.from_event_log(path)

@@ -48,6 +48,7 @@ from rldk_track.analyzers.checkpoint_files import (
     find_weight_files,
 )
 from rldk_track.layout import RunLayout
+from rldk_track.processes import process_alive
 from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, Record, Tags, checkpoint_folder
 from rldk_track.system import lower_thread_priority
 
@@ -788,18 +789,8 @@ def _remove_stale_pins(root: Path) -> None:
     host = socket.gethostname()
     for folder in root.iterdir():
         parts = folder.name.rsplit("-", 3)  # host-pid-step-random
-        if len(parts) == 4 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
+        if len(parts) == 4 and parts[0] == host and parts[1].isdigit() and not process_alive(int(parts[1])):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -421,7 +421,7 @@ class MlflowBackend(Backend):
         return found[0] if found else None
 
     def _run_tags(self) -> dict[str, str]:
-        from rldk_track import __version__
+        from rldk_track.version import __version__
 
         tags = {
             RUN_ID_TAG: self.run.run_id,

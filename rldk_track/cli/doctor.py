@@ -85,7 +85,7 @@ def _version(dist: str) -> str | None:
 
 
 def check_versions() -> list[Check]:
-    from rldk_track import __version__
+    from rldk_track.version import __version__
 
     return [Check("rldk_track", OK, f"{__version__} on Python {sys.version.split()[0]} ({sys.executable})")]
 

@@ -43,6 +43,7 @@ from rldk_track.integrations.common import system_sampler
 from rldk_track.keymaps import canonicalize
 from rldk_track.records import SEVERITIES, Alert, Record
 from rldk_track.run import BackendSpec, Run, resolve_backends
+from rldk_track.version import __version__
 
 log = logging.getLogger("rldk_track")
 
@@ -309,7 +310,7 @@ def model_description(model: Any) -> dict[str, Any]:
 
 def package_versions() -> dict[str, str]:
     """Versions of Python, rldk_track and the training libraries that are installed."""
-    versions = {"python": platform.python_version(), "rldk_track": rldk_track.__version__}
+    versions = {"python": platform.python_version(), "rldk_track": __version__}
     for package in VERSIONED_PACKAGES:
         try:
             versions[package] = metadata.version(package)
