@@ -10,9 +10,9 @@ from pathlib import Path
 
 def process_alive(pid: int, host: str | None = None) -> bool:
     """True when ``pid`` runs on this host. A process of another ``host`` is never judged alive
-    here (it cannot be seen), nor is this process itself or a pid that is not positive. An exited
-    child its parent has not reaped yet (a zombie) answers ``kill(pid, 0)`` but is dead."""
-    if (host is not None and host != socket.gethostname()) or pid <= 0 or pid == os.getpid():
+    here (it cannot be seen), nor is a pid that is not positive. An exited child its parent has
+    not reaped yet (a zombie) answers ``kill(pid, 0)`` but is dead."""
+    if (host is not None and host != socket.gethostname()) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)

@@ -60,7 +60,7 @@ def sync(
         names = list(to) if to else list(start.backends)
         if not names:
             continue
-        if process_alive(start.pid, start.host) and not summary.ended and not force:
+        if start.pid != os.getpid() and process_alive(start.pid, start.host) and not summary.ended and not force:
             results += [SyncResult(start.run_id, n, 0, False, f"process {start.pid} is still running") for n in names]
             continue
         layout = RunLayout.from_event_log(path)
