@@ -154,7 +154,7 @@ def training_interference(path: str, reference: str) -> dict[str, float]:
     import torch
 
     import rldk_track
-    from rldk_track.analyzers.checkpoint import CheckpointMonitor
+    from rldk_track.producers.checkpoint_monitor import CheckpointMonitor
 
     model = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)

@@ -13,16 +13,10 @@ import pytest
 
 import rldk_track
 from rldk_track.backends.jsonl import read_records
+from rldk_track.analyzers.memory import GB, Device, Peak, memory_recommendation
+from rldk_track.producers.system_sampler import SystemSampler, _visible_handles
+from rldk_track.producers.thread_priority import lower_thread_priority
 from rldk_track.records import Metrics, Summary
-from rldk_track.system import (
-    GB,
-    Device,
-    Peak,
-    SystemSampler,
-    _visible_handles,
-    lower_thread_priority,
-    memory_recommendation,
-)
 
 HOST_METRICS = {"system/cpu_pct", "system/mem_used_gb", "system/mem_pct", "system/proc_rss_gb", "system/proc_cpu_pct"}
 

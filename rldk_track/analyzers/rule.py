@@ -6,7 +6,10 @@ pathology is there, ``healthy`` when the metric is back on the safe side of the 
 ``hold`` when it is in between or the rule has too little data. An :class:`Episode` per subject
 turns those checks into alerts: one ``raised`` alert when an episode starts, one more if it
 escalates from warning to critical, and one ``cleared`` alert after ``clear_after`` healthy checks
-in a row. So a pathology that lasts 500 steps costs two alert records, not 500.
+in a row. So a pathology that lasts 500 steps costs two alert records, not 500. Every episodic
+alert of the package goes through :class:`Episode` (the checkpoint-health alerts too), so all share
+one clear semantics: a ``cleared`` alert carries the severity of the episode it ends, no action,
+and ``state="cleared"``; ``state``, never ``severity``, says whether a problem is still there.
 
 A rule is also a dispatcher *observer*: ``observe(records)`` feeds it every ``Metrics`` record of
 a batch (on the log thread) and ``finish()`` lets it add end-of-run records.
@@ -82,6 +85,23 @@ class Episode:
         self._healthy_streak = 0
         return None
 
+    def alert(self, rule: str, step: int, wall_time: float, check: Check) -> Alert | None:
+        """:meth:`update` with ``check``, as the alert to log (``seq=-1``), or None. A raised alert
+        has the check's severity and action; a cleared one the severity of the episode it ends
+        (the highest it reached) and no action. Both take message, metric, value and threshold
+        from ``check``."""
+        severity = self.severity
+        state = self.update(check)
+        if state is None:
+            return None
+        raised = state == "raised"
+        return Alert(
+            seq=-1, wall_time=wall_time, step=step, rule=rule,
+            severity=check.severity if raised else severity or "warning",
+            message=check.message, metric=check.metric, value=check.value, threshold=check.threshold,
+            action=check.action if raised else None, state=state,
+        )
+
 
 class Rule(ABC):
     """Base of the metric-stream rules. Subclasses set ``name`` and implement :meth:`check`."""
@@ -111,13 +131,11 @@ class Rule(ABC):
             episode = self._episodes.get(subject)
             if episode is None:
                 episode = self._episodes[subject] = Episode(self.clear_after)
-            severity = episode.severity
-            state = episode.update(check)
-            if state == "raised":
-                alerts.append(self._alert(subject, step, wall_time, check, check.severity, "raised"))
-                self.raised_at.setdefault(subject, []).append(step)
-            elif state == "cleared":
-                alerts.append(self._alert(subject, step, wall_time, check, severity or "warning", "cleared"))
+            alert = episode.alert(self.alert_name(subject), step, wall_time, check)
+            if alert is not None:
+                alerts.append(alert)
+                if alert.state == "raised":
+                    self.raised_at.setdefault(subject, []).append(step)
         return alerts
 
     def observe(self, records: Sequence[Record]) -> list[Record]:
@@ -135,13 +153,6 @@ class Rule(ABC):
     def alert_name(self, subject: str) -> str:
         """The ``rule`` field of the alerts about ``subject``."""
         return f"{self.name}/{subject}" if self.per_subject_alerts else self.name
-
-    def _alert(self, subject: str, step: int, wall_time: float, check: Check, severity: str, state: str) -> Alert:
-        return Alert(
-            seq=-1, wall_time=wall_time, step=step, rule=self.alert_name(subject), severity=severity,
-            message=check.message, metric=check.metric, value=check.value, threshold=check.threshold,
-            action=check.action if state == "raised" else None, state=state,
-        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

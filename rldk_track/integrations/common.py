@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rldk_track.system import SystemSampler
+    from rldk_track.producers.system_sampler import SystemSampler
 
 
 def system_sampler(system_metrics: bool | float | None) -> "SystemSampler | None":
@@ -13,6 +13,6 @@ def system_sampler(system_metrics: bool | float | None) -> "SystemSampler | None
     many seconds (a number), or none (False/None)."""
     if system_metrics is None or system_metrics is False:
         return None
-    from rldk_track.system import SystemSampler
+    from rldk_track.producers.system_sampler import SystemSampler
 
     return SystemSampler() if system_metrics is True else SystemSampler(interval_s=float(system_metrics))

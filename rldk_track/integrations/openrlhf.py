@@ -247,7 +247,7 @@ class _Session:
         if not os.path.isdir(path):  # saved in DeepSpeed format only, or on another node
             return
         if self._monitor is None:
-            from rldk_track.analyzers.checkpoint import CheckpointMonitor
+            from rldk_track.producers.checkpoint_monitor import CheckpointMonitor
 
             self._monitor = CheckpointMonitor(run)
         self._monitor.submit(path, step)

@@ -200,7 +200,7 @@ class RLDKCallback(TrainerCallback):
             self._sampler = None
             return
         if self.checkpoint_health:
-            from rldk_track.analyzers.checkpoint import CheckpointMonitor
+            from rldk_track.producers.checkpoint_monitor import CheckpointMonitor
 
             self._checkpoints = CheckpointMonitor(self._run)
         if self._sampler is not None:

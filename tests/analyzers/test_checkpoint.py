@@ -18,16 +18,10 @@ import torch
 from safetensors.torch import save_file
 
 import rldk_track
-from rldk_track.analyzers import checkpoint as checkpoint_module
-from rldk_track.analyzers.checkpoint import (
-    CheckpointAlerts,
-    CheckpointFormatError,
-    CheckpointMonitor,
-    HealthThresholds,
-    analyze,
-    health_score,
-    status_of,
-)
+from rldk_track.analyzers.checkpoint import CheckpointFormatError, HealthThresholds, analyze, health_score, status_of
+from rldk_track.analyzers.checkpoint_alerts import CheckpointAlerts
+from rldk_track.producers import checkpoint_monitor
+from rldk_track.producers.checkpoint_monitor import CheckpointMonitor
 from rldk_track.backends.jsonl import read_records
 from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, Tags
 
@@ -337,7 +331,34 @@ def test_alerts_are_raised_once_per_episode_and_cleared_on_recovery(tmp_path):
     assert [(a.rule, a.severity, a.state, a.step) for a in first] == [("checkpoint_nonfinite", "critical", "raised", 2)]
     assert "model.embed.weight" in first[0].message
     assert alerts.update(broken, 3) == []
-    assert [(a.rule, a.state, a.step) for a in alerts.update(healthy, 4)] == [("checkpoint_nonfinite", "cleared", 4)]
+    cleared = alerts.update(healthy, 4)
+    assert [(a.rule, a.severity, a.state, a.step) for a in cleared] == [("checkpoint_nonfinite", "critical", "cleared", 4)]
+    assert cleared[0].action is None
+
+
+def test_a_low_score_is_raised_escalated_once_and_cleared_with_the_episodes_severity(tmp_path):
+    """One zeroed matrix scores 0.9: a warning under ``warning_below=0.95``, critical under
+    ``critical_below=0.95``. A NaN checkpoint in between is the other rule's and leaves the episode."""
+    state = weights()
+    state["model.layers.0.mlp.weight"].zero_()
+    reset = save_checkpoint(tmp_path / "reset", state)
+    warning = analyze(reset, thresholds=HealthThresholds(warning_below=0.95))
+    critical = analyze(reset, thresholds=HealthThresholds(warning_below=0.95, critical_below=0.95))
+    state["model.embed.weight"][0, 0] = float("nan")
+    broken = analyze(save_checkpoint(tmp_path / "nan", state))
+    healthy = analyze(save_checkpoint(tmp_path / "ok", weights()))
+    alerts = CheckpointAlerts(HealthThresholds(warning_below=0.95, critical_below=0.95))
+
+    seen = [(a.rule, a.severity, a.state, a.step)
+            for step, report in enumerate((warning, warning, critical, warning, critical, broken, healthy), start=1)
+            for a in alerts.update(report, step)]
+    assert seen == [
+        ("checkpoint_health", "warning", "raised", 1),
+        ("checkpoint_health", "critical", "raised", 3),
+        ("checkpoint_nonfinite", "critical", "raised", 6),
+        ("checkpoint_nonfinite", "critical", "cleared", 7),
+        ("checkpoint_health", "critical", "cleared", 7),
+    ]
 
 
 # -- the monitor ------------------------------------------------------------------------------------
@@ -349,13 +370,13 @@ def events(run) -> list:
 def analysis_threads(monkeypatch):
     """The thread each analysis ran on (the real ``analyze``, observed)."""
     threads: list[str] = []
-    real = checkpoint_module.analyze
+    real = checkpoint_monitor.analyze
 
     def observed(*args, **kwargs):
         threads.append(threading.current_thread().name)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module, "analyze", observed)
+    monkeypatch.setattr(checkpoint_monitor, "analyze", observed)
     return threads
 
 
@@ -423,13 +444,13 @@ def test_pins_left_by_a_dead_process_of_this_host_are_cleared_once_off_the_train
         folder.mkdir(parents=True)
         (folder / "model.safetensors").write_bytes(b"held")
     sweeps: list[str] = []
-    real = checkpoint_module._remove_stale_pins
+    real = checkpoint_monitor.remove_stale_pins
 
     def observed(root):
         sweeps.append(threading.current_thread().name)
         real(root)
 
-    monkeypatch.setattr(checkpoint_module, "_remove_stale_pins", observed)
+    monkeypatch.setattr(checkpoint_monitor, "remove_stale_pins", observed)
     run = rldk_track.init(dir=tmp_path / "runs")
     monitor = CheckpointMonitor(run)
     for step in (1, 2):
@@ -454,7 +475,7 @@ def test_monitor_alerts_on_a_nan_checkpoint_and_compares_the_next_with_the_last_
     run.finish()
 
     alerts = [(a.rule, a.severity, a.state, a.step) for a in events(run) if isinstance(a, Alert)]
-    assert alerts == [("checkpoint_nonfinite", "critical", "raised", 2), ("checkpoint_nonfinite", "info", "cleared", 3)]
+    assert alerts == [("checkpoint_nonfinite", "critical", "raised", 2), ("checkpoint_nonfinite", "critical", "cleared", 3)]
     assert monitor.reports[2].recommendations[0].startswith("Do not resume from or deploy this checkpoint; go back to "
                                                             "the last healthy one (step 1)")
     assert monitor.reports[3].reference_step == 1
@@ -475,14 +496,14 @@ def test_an_unreadable_checkpoint_becomes_an_alert_not_an_exception(tmp_path):
 
 def test_monitor_skips_the_oldest_waiting_checkpoint_when_it_falls_behind(tmp_path, monkeypatch):
     started, release = threading.Event(), threading.Event()
-    real = checkpoint_module.analyze
+    real = checkpoint_monitor.analyze
 
     def slow(*args, **kwargs):
         started.set()
         release.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module, "analyze", slow)
+    monkeypatch.setattr(checkpoint_monitor, "analyze", slow)
     run = rldk_track.init(dir=tmp_path / "runs")
     monitor = CheckpointMonitor(run, max_pending=1)
     for step in (1, 2, 3):

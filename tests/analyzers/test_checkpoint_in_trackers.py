@@ -18,7 +18,7 @@ from rldk_testsupport.wandb_offline import event_log_records, wandb_stored
 from safetensors.torch import save_file
 
 import rldk_track
-from rldk_track.analyzers.checkpoint import CheckpointMonitor
+from rldk_track.producers.checkpoint_monitor import CheckpointMonitor
 from rldk_track.readers import load_runs
 
 CHECKPOINT_STEPS = (5, 10)

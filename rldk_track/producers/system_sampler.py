@@ -1,4 +1,5 @@
-"""System metrics: GPU and host resources sampled on their own thread, plus a memory verdict.
+"""System metrics: GPU and host resources sampled on their own thread and logged through the
+run, plus a memory verdict (judged by ``rldk_track.analyzers.memory``).
 
 ```python
 sampler = SystemSampler(interval_s=10)
@@ -29,133 +30,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from rldk_track.records import Alert, Metrics, Record, Summary
+from rldk_track.analyzers.memory import GB, Device, Peak, memory_recommendation, memory_summary
+from rldk_track.producers.thread_priority import lower_thread_priority
+from rldk_track.records import Metrics, Record
 
 if TYPE_CHECKING:
     from rldk_track.run import Run
 
 log = logging.getLogger("rldk_track")
 
-GB = 1e9
-#: Fraction of a GPU's memory above which we call it close to out-of-memory.
-NEAR_OOM = 0.95
-#: Fraction of memory a recommendation aims for when there is room to spare.
-TARGET_FILL = 0.9
-RULE_PRESSURE = "memory_pressure"
-RULE_HEADROOM = "memory_headroom"
-
-
-@dataclass
-class Peak:
-    """The highest memory seen (bytes), per GPU and for the process."""
-
-    gpu: list[float] = field(default_factory=list)
-    rss: float = 0.0
-    samples: int = 0
-
-    def add(self, gpu: Sequence[float], rss: float) -> None:
-        if len(self.gpu) < len(gpu):
-            self.gpu.extend([0.0] * (len(gpu) - len(self.gpu)))
-        for i, used in enumerate(gpu):
-            self.gpu[i] = max(self.gpu[i], used)
-        self.rss = max(self.rss, rss)
-        self.samples += 1
-
-
-@dataclass(frozen=True)
-class Device:
-    """A GPU as the recommendation sees it."""
-
-    name: str  # gpu0
-    total: float  # bytes
-
-
-@dataclass(frozen=True)
-class MemoryAdvice:
-    """The memory verdict: what was seen, what to do (may be empty) and how loud to say it."""
-
-    finding: str
-    action: str = ""
-    severity: str | None = None  # None: nothing to change; "info": room to spare; "warning": near OOM
-    metric: str | None = None
-    value: float | None = None
-    threshold: float | None = None
-
-    @property
-    def text(self) -> str:
-        return f"{self.finding} {self.action}".strip()
-
-
-def memory_recommendation(
-    devices: Sequence[Device],
-    overall: Peak,
-    stages: dict[str, Peak],
-    ram_total: float = 0.0,
-) -> MemoryAdvice:
-    """Judge memory on the fullest GPU: above ``NEAR_OOM`` of its memory, halve the per-device
-    batch and double gradient accumulation; when ``TARGET_FILL / fill >= 2``, the batch can grow
-    about that many times (a lower bound: weights and optimizer state do not grow with it).
-    Without a GPU, the process's peak RSS against the machine's RAM."""
-    if not overall.samples:
-        return MemoryAdvice("No memory samples were taken.")
-    if not devices or not overall.gpu:
-        finding = f"No GPU seen (CPU only): peak process memory {overall.rss / GB:.2f} GB"
-        if ram_total:
-            finding += f" of {ram_total / GB:.1f} GB RAM"
-        finding += _stage_list(stages, lambda p: p.rss) + "."
-        fill = overall.rss / ram_total if ram_total else 0.0
-        if fill >= NEAR_OOM:
-            return MemoryAdvice(finding, "Close to running out of RAM: lower the batch size.", "warning",
-                                "system/proc_rss_gb", overall.rss / GB, NEAR_OOM * ram_total / GB)
-        return MemoryAdvice(finding)
-    fill, index = max((overall.gpu[i] / d.total if d.total else 0.0, i) for i, d in enumerate(devices) if i < len(overall.gpu))
-    device = devices[index]
-    worst = max(stages, key=lambda s: _at(stages[s].gpu, index), default=None)
-    during = f" during '{worst}'" if worst and _at(stages[worst].gpu, index) >= overall.gpu[index] else ""
-    finding = (f"{device.name} peaked at {fill:.0%} of {device.total / GB:.1f} GB{during}"
-               f"{_stage_list(stages, lambda p: _at(p.gpu, index))}.")
-    metric = f"system/{device.name}/mem_pct"
-    if fill >= NEAR_OOM:
-        return MemoryAdvice(finding, "Close to out-of-memory: halve the per-device batch size and double "
-                            "gradient_accumulation_steps (same effective batch), or enable gradient checkpointing.",
-                            "warning", metric, 100 * fill, 100 * NEAR_OOM)
-    scale = TARGET_FILL / fill if fill > 0 else 0.0
-    if scale >= 2:
-        return MemoryAdvice(finding, f"Room to spare: the per-device batch size can grow about {int(scale)}x (a lower "
-                            "bound: weights and optimizer state do not grow with the batch); divide "
-                            "gradient_accumulation_steps by the same factor to keep the effective batch.",
-                            "info", metric, 100 * fill, 100 * TARGET_FILL / 2)
-    return MemoryAdvice(finding, "Memory is well used; no change needed.")
-
-
-def _at(values: Sequence[float], index: int) -> float:
-    return values[index] if index < len(values) else 0.0
-
-
-def _stage_list(stages: dict[str, Peak], value: Any) -> str:
-    if not stages:
-        return ""
-    parts = ", ".join(f"{name} {value(peak) / GB:.2f} GB" for name, peak in sorted(stages.items()))
-    return f" (peak by stage: {parts})"
-
-
-def lower_thread_priority(nice: int = 19) -> None:
-    """Give the calling (background) thread the lowest CPU priority, so that under contention the
-    training threads run first; an idle core still runs it at full speed. Linux only, where the
-    nice value belongs to the thread; elsewhere (a thread id is not a process id) a no-op."""
-    if sys.platform != "linux":
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except (OSError, AttributeError):
-        pass
+__all__ = ["SystemSampler"]
 
 
 class SystemSampler:
@@ -225,7 +114,10 @@ class SystemSampler:
             devices = self._nvml.devices if self._nvml else []
             ram_total = self._host.ram_total if self._host else 0.0
             advice = memory_recommendation(devices, self.overall, self.stages, ram_total)
-            records = self._summary_records(devices, advice) if self._thread is not None else []
+            records: list[Record] = []
+            if self._thread is not None:  # it sampled: log what it saw
+                step = max(self.run.step, 0) if self.run is not None else 0
+                records = memory_summary(devices, self.overall, self.stages, advice, step)
             self._result = (advice.text, records)
             if self._nvml is not None:
                 self._nvml.close()
@@ -326,29 +218,6 @@ class SystemSampler:
             values.update(self._host.sample())
         if values:
             run.emit(Metrics(-1, time.time(), max(run.step, 0), values))
-
-    def _summary_records(self, devices: Sequence[Device], advice: MemoryAdvice) -> list[Record]:
-        now = time.time()
-        values: dict[str, Any] = {"system/memory_recommendation": advice.text}
-        if self.overall.samples:
-            values["system/peak_proc_rss_gb"] = round(self.overall.rss / GB, 4)
-        for i, device in enumerate(devices):
-            values[f"system/{device.name}/mem_total_gb"] = round(device.total / GB, 4)
-            values[f"system/{device.name}/peak_mem_gb"] = round(_at(self.overall.gpu, i) / GB, 4)
-        for name, peak in sorted(self.stages.items()):
-            if not peak.samples:
-                continue
-            values[f"system/stage/{name}/peak_proc_rss_gb"] = round(peak.rss / GB, 4)
-            for i, device in enumerate(devices):
-                values[f"system/stage/{name}/{device.name}_peak_mem_gb"] = round(_at(peak.gpu, i) / GB, 4)
-        records: list[Record] = [Summary(-1, now, values)]
-        if advice.severity is not None:
-            step = max(self.run.step, 0) if self.run is not None else 0
-            rule = RULE_PRESSURE if advice.severity == "warning" else RULE_HEADROOM
-            records.append(Alert(-1, now, step, rule, advice.severity, advice.finding, advice.metric,
-                                 advice.value, advice.threshold, advice.action))
-        return records
-
 
 class _Host:
     """Process and system CPU/memory through psutil."""
