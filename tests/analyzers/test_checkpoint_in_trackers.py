@@ -1,7 +1,8 @@
 """Checkpoint health in every tracker at once: a ``CheckpointMonitor`` run into a real MLflow
 server, W&B (offline), TensorBoard and the event log leaves exactly one ``checkpoint/*`` point per
-checkpoint in each, and the analyzer's full report never shares a name with a backend's rendering
-of the ``CheckpointHealth`` record."""
+checkpoint in each, the analyzer's full report never shares a name with a backend's rendering
+of the ``CheckpointHealth`` record, and a NaN checkpoint followed by a healthy one leaves every
+tracker showing the alert cleared and the run healthy."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ from rldk_track.readers import load_runs
 CHECKPOINT_STEPS = (5, 10)
 
 
-def save_checkpoint(folder: Path, seed: int) -> Path:
-    """A small ``checkpoint-N`` folder; a later seed moves the weights a little."""
+def save_checkpoint(folder: Path, seed: int, nan: bool = False) -> Path:
+    """A small ``checkpoint-N`` folder; a later seed moves the weights a little (``nan``: one NaN)."""
     base = torch.Generator().manual_seed(0)
     noise = torch.Generator().manual_seed(seed)
     state = {name: 0.02 * torch.randn(shape, generator=base) + 0.0001 * seed * torch.randn(shape, generator=noise)
              for name, shape in (("layer.0.weight", (32, 16)), ("layer.1.weight", (16, 32)), ("head.bias", (16,)))}
+    if nan:
+        state["layer.1.weight"][3, 4] = float("nan")
     folder.mkdir(parents=True)
     save_file(state, str(folder / "model.safetensors"))
     return folder
@@ -119,3 +122,52 @@ def test_tensorboard_keeps_the_health_record_and_the_full_report_apart(monitored
     health = json.loads((run_dir / "rldk" / "checkpoints" / "step_10" / "health.json").read_text())
     report = json.loads((run_dir / "artifacts" / "rldk" / "checkpoints" / "step_10" / "report.json").read_text())
     assert health["kind"] == "checkpoint_health" and report["reference_step"] == 5
+
+
+# -- an alert raised and cleared ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def recovered(tmp_path_factory: pytest.TempPathFactory, mlflow_server, wandb_home) -> SimpleNamespace:
+    """A NaN checkpoint at step 5, a healthy one at step 10, recorded into every tracker."""
+    root = tmp_path_factory.mktemp("checkpoint-recovered")
+    project = f"ckpt-{uuid.uuid4().hex[:8]}"
+    run = rldk_track.init(backend=["mlflow", "wandb", "tensorboard"], project=project, run_name="recovered",
+                          dir=root / "runs", mlflow={"tracking_uri": mlflow_server.uri})
+    monitor = CheckpointMonitor(run)
+    for step in CHECKPOINT_STEPS:
+        run.log({"loss": 1.0 / step}, step=step)
+        assert monitor.submit(save_checkpoint(root / "output" / f"checkpoint-{step}", seed=step, nan=step == 5), step=step)
+    assert monitor.close(timeout=60)
+    report = run.finish(timeout=120)
+    assert report.complete, report.describe()
+    client = mlflow_server.client()
+    (mlflow_run,) = client.search_runs([client.get_experiment_by_name(project).experiment_id])
+    return SimpleNamespace(run=run, dir=root / "runs", project=project, uri=mlflow_server.uri, client=client,
+                           mlflow_id=mlflow_run.info.run_id)
+
+
+def test_mlflow_shows_the_cleared_checkpoint_alert_and_a_healthy_run(recovered):
+    tags = recovered.client.get_run(recovered.mlflow_id).data.tags
+    assert tags["rldk.alert.checkpoint_nonfinite"] == "cleared"
+    assert tags["rldk.health"] == "ok"
+    assert tags["rldk.checkpoint.health"] == "ok"
+    count = recovered.client.get_metric_history(recovered.mlflow_id, "alerts/count")
+    assert [(m.step, m.value) for m in count] == [(5, 1.0)]  # the clear is not counted
+
+
+def test_wandb_shows_the_cleared_checkpoint_alert_and_a_healthy_run(recovered):
+    stored = wandb_stored(recovered.dir, recovered.run.id)
+    assert stored.summary["rldk/alert/checkpoint_nonfinite"] == "cleared"
+    assert stored.summary["rldk/health"] == "ok"
+    assert stored.series("alerts/count") == [(5, 1)]
+
+
+@pytest.mark.parametrize("source", ["jsonl", "mlflow", "wandb", "tensorboard"])
+def test_every_reader_sees_the_episode_raised_then_cleared_and_the_run_healthy(recovered, source):
+    location = {"jsonl": str(recovered.dir), "mlflow": f"mlflow://{recovered.project}",
+                "wandb": str(recovered.dir / "wandb"), "tensorboard": f"tensorboard://{recovered.dir / 'tensorboard'}"}
+    runs = load_runs(location[source], tracking_uri=recovered.uri)
+    alerts = runs.alerts
+    assert [(a.rule, a.severity, a.state, a.step) for a in alerts.itertuples()] == [
+        ("checkpoint_nonfinite", "critical", "raised", 5), ("checkpoint_nonfinite", "critical", "cleared", 10)]
+    (row,) = runs.runs.itertuples()
+    assert (row.health, row.alerts) == ("ok", 1)
