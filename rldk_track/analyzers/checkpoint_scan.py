@@ -38,6 +38,7 @@ class TensorStats:
     ref_norm: float | None = None
     drift: float | None = None
     cosine: float | None = None
+    #: what is wrong with it, set by ``checkpoint_score.flag_anomalies``
     flags: list[str] = field(default_factory=list)
 
     @property
@@ -69,6 +70,7 @@ class Comparison:
         return _clamp((self.xx + self.yy - self.dd) / (2.0 * math.sqrt(self.xx * self.yy)))
 
     def notes(self, reference: CheckpointReader, current: CheckpointReader) -> list[str]:
+        """What the report's notes say about how the two checkpoints' tensors matched."""
         out = []
         new = [n for n, t in current.tensors.items() if t.is_float and n not in reference.tensors]
         gone = [n for n, t in reference.tensors.items() if t.is_float and n not in current.tensors]

@@ -35,6 +35,7 @@ class Pin:
 
     @classmethod
     def create(cls, weights: WeightFiles, step: int, root: Path) -> "Pin":
+        """Link ``weights`` (saved at ``step``) into a new folder of ``root``; in place if that fails."""
         folder = root / f"{socket.gethostname()}-{os.getpid()}-{step}-{uuid.uuid4().hex[:6]}"
         try:
             folder.mkdir(parents=True)
@@ -52,7 +53,7 @@ class Pin:
         return cls(WeightFiles(weights.origin, files, weights.format), folder)
 
     def release(self) -> None:
-        """Remove the links (and the pin folder's parent, once empty)."""
+        """Remove the links (and ``root``, once no pin is left in it)."""
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             try:
