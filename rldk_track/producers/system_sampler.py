@@ -18,8 +18,9 @@ raises into the caller. All NVML/psutil calls happen on the sampler thread; ``st
 training thread only sets a name and wakes the sampler.
 
 Peak memory per stage: memory is polled every ``poll_s`` (0.5 s) and each sample is credited to
-the stages that were running at that moment, either explicit ``sampler.stage(name)`` blocks (one
-sample is always taken as a stage starts) or ``run.timer(name)`` blocks, seen through their
+the stages that were running at that moment, either explicit ``sampler.stage(name)`` blocks (a
+stage's start asks for a sample, and a stage that no sample fell into gets the first one taken
+after it started) or ``run.timer(name)`` blocks, seen through their
 ``perf/<name>_s`` metric when the sampler is one of the run's observers. A spike shorter than
 ``poll_s`` can be missed, and NVML reports what the CUDA caching allocator holds (reserved, not
 allocated), so the peaks are the device's view, which is the one that decides out-of-memory.
@@ -198,14 +199,23 @@ class SystemSampler:
         self.overall.add(gpu, rss)
 
     def _drain_intervals(self) -> None:
+        """Credit each finished stage with the samples taken while it ran; a stage no sample fell
+        into gets the first one taken after it started (the one its start asked for, which the
+        low-priority sampler thread may only have taken once the stage was over)."""
         while self._intervals:
             name, start, end = self._intervals.popleft()
             peak = self.stages.setdefault(name, Peak())
-            for t, gpu, rss in reversed(self._history):
-                if t < start:
+            first_after_start = None
+            credited = False
+            for sample in reversed(self._history):
+                if sample[0] < start:
                     break
-                if t <= end:
-                    peak.add(gpu, rss)
+                first_after_start = sample
+                if sample[0] <= end:
+                    peak.add(*sample[1:])
+                    credited = True
+            if not credited and first_after_start is not None:
+                peak.add(*first_after_start[1:])
 
     def _log_sample(self) -> None:
         run = self.run
