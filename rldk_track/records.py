@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping, Union
+from typing import Any, ClassVar, Mapping, Union
 
 SCHEMA_VERSION = 1
 
@@ -151,25 +151,6 @@ class RunEnd:
     seq: int
     wall_time: float
     status: str
-
-
-def raised_alerts(alerts: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Rule -> severity of the alerts still raised after ``alerts`` (JSON forms, in log order):
-    a ``cleared`` alert ends its rule's episode."""
-    active: dict[str, str] = {}
-    for alert in alerts:
-        if alert.get("state") == "cleared":
-            active.pop(alert.get("rule"), None)
-        else:
-            active[alert.get("rule")] = alert.get("severity") or "warning"
-    return active
-
-
-def run_health(severities: Iterable[str]) -> str:
-    """A run's ``rldk.health``: ``critical`` or ``warning`` if any of ``severities`` is, else ``ok``
-    (``info`` alerts are reports, not problems)."""
-    found = set(severities)
-    return "critical" if "critical" in found else "warning" if "warning" in found else "ok"
 
 
 Record = Union[RunStart, Metrics, Params, Tags, Summary, Alert, Artifact, CheckpointHealth, RunEnd]

@@ -1,4 +1,4 @@
-"""The record model: a stable JSON form that reads back as the same record, and one health rule."""
+"""The record model: a stable JSON form that reads back as the same record."""
 
 import math
 
@@ -13,8 +13,6 @@ from rldk_track.records import (
     Summary,
     Tags,
     from_json,
-    raised_alerts,
-    run_health,
     to_json,
 )
 
@@ -46,10 +44,3 @@ def test_a_seed_event_line_without_kind_reads_as_metrics():
     record = from_json({"step": 5, "wall_time": 1.0, "metrics": {"reward_mean": 0.5}, "rng": {}, "notes": []})
     assert isinstance(record, Metrics) and record.step == 5 and record.values == {"reward_mean": 0.5}
 
-
-def test_health_is_the_worst_severity_still_raised():
-    assert run_health({}.values()) == "ok" and run_health(["info"]) == "ok"
-    assert run_health(["warning"]) == "warning" and run_health(["warning", "critical"]) == "critical"
-    log = [{"rule": "a", "severity": "critical"}, {"rule": "b", "severity": "warning"}, {"rule": "a", "state": "cleared"}]
-    assert raised_alerts(log) == {"b": "warning"}
-    assert run_health(raised_alerts(log).values()) == "warning"

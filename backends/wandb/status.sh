@@ -12,4 +12,4 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
     sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
-exec "${PYTHON:-python3}" -m rldk_track.readers.wandb_offline "${1:-${WANDB_DIR:-${RLDK_TRACK_DIR:-./rldk_runs}}}"
+exec "${PYTHON:-python3}" -m rldk_track.backends.wandb_offline "${1:-${WANDB_DIR:-${RLDK_TRACK_DIR:-./rldk_runs}}}"

@@ -39,13 +39,12 @@ import math
 import os
 import re
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from rldk_track.alerts import ALERT_COUNT_METRIC, AlertLog, rule_state
 from rldk_track.backends.base import Backend, RejectedError, RunInfo
 from rldk_track.normalize import deep_merge, flatten
 from rldk_track.records import (
@@ -59,8 +58,31 @@ from rldk_track.records import (
     Summary,
     Tags,
     checkpoint_folder,
-    run_health,
     to_json,
+)
+from rldk_track.vocab.mlflow import (
+    ALERT_TAG_PREFIX,
+    ALERTS_ARTIFACT,
+    ARTIFACTS_FOLDER,
+    CHECKPOINT_TAG,
+    CONFIG_ARTIFACT,
+    HEALTH_TAG,
+    KEYS_ARTIFACT,
+    PARAM_CHANGED_TAG_PREFIX,
+    PARAMS_TRUNCATED_TAG,
+    PROJECT_TAG,
+    RANK_TAG,
+    RUN_ID_TAG,
+    STORE_FILE,
+    SUMMARY_ARTIFACT,
+    SUMMARY_TAG_PREFIX,
+    VERSION_TAG,
+    WORLD_SIZE_TAG,
+    KeyMapFile,
+    SummaryFile,
+    read_state_artifacts,
+    sqlite_path,
+    sqlite_uri,
 )
 
 log = logging.getLogger("rldk_track")
@@ -86,40 +108,6 @@ DEFAULT_HTTP_BACKOFF_FACTOR = 1
 
 STATUSES = {"success": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
 
-#: The embedded store of a run directory, and the artifacts folder next to a sqlite store.
-STORE_FILE = "mlflow.db"
-ARTIFACTS_FOLDER = "mlartifacts"
-
-CONFIG_ARTIFACT = "rldk/config.json"
-ALERTS_ARTIFACT = "rldk/alerts.jsonl"
-KEYS_ARTIFACT = "rldk/mlflow_keys.json"
-SUMMARY_ARTIFACT = "rldk/summary.json"
-#: The artifacts that hold the run's state (rewritten whole when it changes).
-STATE_ARTIFACTS = (KEYS_ARTIFACT, CONFIG_ARTIFACT, ALERTS_ARTIFACT, SUMMARY_ARTIFACT)
-#: Tags this backend sets on every run.
-RUN_ID_TAG = "rldk.run_id"
-PROJECT_TAG = "rldk.project"
-RANK_TAG = "rldk.rank"
-WORLD_SIZE_TAG = "rldk.world_size"
-VERSION_TAG = "rldk.version"
-#: The worst severity among alerts still raised (``ok`` when none).
-HEALTH_TAG = "rldk.health"
-#: The MLflow keys of params that had to be truncated, comma-separated.
-PARAMS_TRUNCATED_TAG = "rldk.params_truncated"
-#: Tag holding the latest checkpoint verdict in brief (``rldk.checkpoint.health`` is the
-#: analyzer's own ok|warning|critical tag, so it is not overwritten here).
-CHECKPOINT_TAG = "rldk.checkpoint"
-#: ``rldk.alert.<rule>`` = severity; ``rldk.param_changed.<name>`` = a param's later value;
-#: ``summary.<name>`` = a summary value that is not a number.
-ALERT_TAG_PREFIX = "rldk.alert."
-PARAM_CHANGED_TAG_PREFIX = "rldk.param_changed."
-SUMMARY_TAG_PREFIX = "summary."
-#: Tags that are bookkeeping, not the user's: this backend's own, and MLflow's ``mlflow.*``.
-OWN_TAGS = frozenset({RUN_ID_TAG, PROJECT_TAG, RANK_TAG, WORLD_SIZE_TAG, VERSION_TAG, HEALTH_TAG,
-                      PARAMS_TRUNCATED_TAG, CHECKPOINT_TAG})
-OWN_TAG_PREFIXES = ("mlflow.", ALERT_TAG_PREFIX, PARAM_CHANGED_TAG_PREFIX)
-#: The series derived from the alerts: warning/critical alerts raised so far, at each alert's step.
-ALERT_COUNT_METRIC = "alerts/count"
 PARAM_NOTE = " ...[truncated by rldk_track; full value in rldk/config.json]"
 TAG_NOTE = " ...[truncated by rldk_track; full value in the event log]"
 
@@ -312,8 +300,7 @@ class MlflowBackend(Backend):
         self._params: dict[str, str] = {}
         self._truncated: set[str] = set()
         self._config: dict[str, Any] = {}
-        self._alerts: dict[int, dict[str, Any]] = {}
-        self._alert_tags: dict[str, str] = {}
+        self._alerts = AlertLog()
         self._summary: dict[str, Any] = {}
         #: metric key -> [[step, timestamp ms, value as stored], ...]: the points that show summary values
         self._summary_points: dict[str, list[list[float]]] = {}
@@ -443,24 +430,21 @@ class MlflowBackend(Backend):
         for kind, keys in (("metric", data.metrics), ("param", data.params), ("tag", data.tags)):
             for key in keys:
                 self._keys[kind].claim(key)
-        self._alert_tags = {k: v for k, v in data.tags.items() if k.startswith(ALERT_TAG_PREFIX)}
         self._truncated = {k for k in data.tags.get(PARAMS_TRUNCATED_TAG, "").split(", ") if k}
         self._last_step = max((m.step for m in getattr(data, "_metric_objs", ())), default=-1)
         saved = read_state_artifacts(client, run.info.run_id)
         if KEYS_ARTIFACT in saved:
-            for kind, pairs in json.loads(saved[KEYS_ARTIFACT]).items():
+            key_map: KeyMapFile = json.loads(saved[KEYS_ARTIFACT])
+            for kind, pairs in key_map.items():
                 for name, key in pairs:
                     self._keys[kind].restore(name, key)
             self._keys_saved = sum(len(k.changed) for k in self._keys.values())
         if CONFIG_ARTIFACT in saved:
             self._config = json.loads(saved[CONFIG_ARTIFACT])
         if ALERTS_ARTIFACT in saved:
-            for line in saved[ALERTS_ARTIFACT].splitlines():
-                if line.strip():
-                    alert = json.loads(line)
-                    self._alerts[int(alert["seq"])] = alert
+            self._alerts = AlertLog.from_jsonl(saved[ALERTS_ARTIFACT])
         if SUMMARY_ARTIFACT in saved:
-            saved_summary = json.loads(saved[SUMMARY_ARTIFACT])
+            saved_summary: SummaryFile = json.loads(saved[SUMMARY_ARTIFACT])
             self._summary = dict(saved_summary.get("values", {}))
             self._summary_points = {k: list(v) for k, v in saved_summary.get("points", {}).items()}
         if run.info.status != "RUNNING":
@@ -574,22 +558,16 @@ class MlflowBackend(Backend):
                 batch.tags[key] = self._tag_value(key, param_value(value))
 
     def _add_alert(self, record: Alert, batch: _Batch) -> None:
-        """Tag ``rldk.alert.<rule>`` = severity (``cleared`` when it clears), ``rldk.health`` =
-        the worst severity still raised, metric ``alerts/count`` = warning/critical alerts raised so far."""
+        """The alert policy (:mod:`rldk_track.alerts`) in MLflow: tag ``rldk.alert.<rule>`` = the
+        rule's state, tag ``rldk.health``, metric ``alerts/count``, artifact ``rldk/alerts.jsonl``."""
         from mlflow.entities import Metric
 
-        self._alerts[record.seq] = to_json(record, self.run.run_id)
+        self._alerts.add(record)
         batch.alerts_changed = True
-        tag = self._keys["tag"].key(f"{ALERT_TAG_PREFIX}{record.rule}")
-        raised = record.state != "cleared"
-        self._alert_tags[tag] = record.severity if raised else "cleared"
-        batch.tags[tag] = self._alert_tags[tag]
-        batch.tags[HEALTH_TAG] = run_health(self._alert_tags.values())
-        if raised and record.severity != "info":  # info alerts (end-of-run reports) are not problems
-            count = sum(
-                1 for seq, a in self._alerts.items()
-                if seq <= record.seq and a.get("state", "raised") != "cleared" and a.get("severity") != "info"
-            )
+        batch.tags[self._keys["tag"].key(f"{ALERT_TAG_PREFIX}{record.rule}")] = rule_state(record)
+        batch.tags[HEALTH_TAG] = self._alerts.health()
+        count = self._alerts.count_point(record)
+        if count is not None:
             batch.metrics.append(Metric(ALERT_COUNT_METRIC, float(count), int(record.wall_time * 1000), int(record.step)))
 
     def _add_checkpoint(self, record: CheckpointHealth, batch: _Batch) -> None:
@@ -611,16 +589,14 @@ class MlflowBackend(Backend):
             self._log_params(batch)
             self._save_keys()
         if batch.summary_changed:  # before the points it lists, so none is ever read as a series point
-            summary = {"values": self._summary, "points": self._summary_points}
+            summary: SummaryFile = {"values": self._summary, "points": self._summary_points}
             client.log_text(run_id, json.dumps(summary, ensure_ascii=False, indent=1, default=str), SUMMARY_ARTIFACT)
         for request in self._requests(batch.metrics, batch.tags):
             client.log_batch(run_id, metrics=request[0], tags=request[1])
         if batch.config_changed:
             batch.texts[CONFIG_ARTIFACT] = json.dumps(self._config, ensure_ascii=False, indent=2, default=str)
         if batch.alerts_changed:
-            batch.texts[ALERTS_ARTIFACT] = "".join(
-                json.dumps(self._alerts[seq], ensure_ascii=False, default=str) + "\n" for seq in sorted(self._alerts)
-            )
+            batch.texts[ALERTS_ARTIFACT] = self._alerts.jsonl()
         for name, text in batch.texts.items():
             client.log_text(run_id, text, name)
         for path, name in batch.files:
@@ -632,8 +608,8 @@ class MlflowBackend(Backend):
         """Upload the name mapping when it grew, before any data that uses the new keys."""
         changed = sum(len(k.changed) for k in self._keys.values())
         if changed != self._keys_saved:
-            text = json.dumps({kind: sorted(keys.changed.items()) for kind, keys in self._keys.items()},
-                              ensure_ascii=False, indent=1)
+            key_map: KeyMapFile = {kind: sorted(keys.changed.items()) for kind, keys in self._keys.items()}
+            text = json.dumps(key_map, ensure_ascii=False, indent=1)
             self._client.log_text(self._run_id, text, KEYS_ARTIFACT)
             self._keys_saved = changed
 
@@ -724,15 +700,6 @@ class MlflowBackend(Backend):
 
 
 
-def read_state_artifacts(client: Any, run_id: str) -> dict[str, str]:
-    """The text of each artifact in :data:`STATE_ARTIFACTS` that the MLflow run has, by name: what
-    a resumed run picks up and what readers map the run back with."""
-    present = {f.path for f in client.list_artifacts(run_id, "rldk")}
-    with tempfile.TemporaryDirectory(prefix="rldk-mlflow-") as tmp:
-        return {name: Path(client.download_artifacts(run_id, name, tmp)).read_text(encoding="utf-8")
-                for name in STATE_ARTIFACTS if name in present}
-
-
 def _as_stored(value: float) -> float:
     """A metric value as MLflow's SQL stores keep it (they have no infinities)."""
     return math.copysign(sys.float_info.max, value) if math.isinf(value) else value
@@ -745,18 +712,6 @@ def _masked(uri: str) -> str:
         return uri
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-
-
-def sqlite_uri(path: str | os.PathLike[str]) -> str:
-    """The tracking URI of the sqlite store in the file ``path``."""
-    return f"sqlite:///{Path(path).absolute()}"
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (None for any other store)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).absolute()
 
 
 def _http_status(exc: BaseException) -> int | None:

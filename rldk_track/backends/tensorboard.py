@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from rldk_track.alerts import ALERT_FIELDS, AlertLog, alert_json, alert_line
 from rldk_track.backends.base import Backend, RejectedError, RunInfo
 from rldk_track.normalize import deep_merge, flatten
 from rldk_track.records import (
@@ -60,6 +61,21 @@ from rldk_track.records import (
     checkpoint_folder,
     to_json,
 )
+from rldk_track.vocab.tensorboard import (
+    ALERT_PREFIX,
+    ALERTS_FILE,
+    ARTIFACTS_DIR,
+    CHECKPOINT_PREFIX,
+    CONFIG_TAG,
+    DEFAULT_LOG_DIR,
+    OWNER_FILE,
+    RENAMED_FILE,
+    STATUS_TAG,
+    SUMMARY_PREFIX,
+    TAGS_TAG,
+    OwnerFile,
+    RenamedTag,
+)
 
 log = logging.getLogger("rldk_track")
 
@@ -71,21 +87,10 @@ MAX_HPARAM_CHARS = 1024
 FLOAT32_MAX = 3.4028234663852886e38
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-OWNER_FILE = "rldk/run.json"
-ALERTS_FILE = "rldk/alerts.jsonl"
-RENAMED_FILE = "rldk/renamed_tags.jsonl"
-ARTIFACTS_DIR = "artifacts"
-
-#: Tags of the text series this backend writes (the scalar ones come from record names).
-CONFIG_TAG = "config"
-TAGS_TAG = "tags"
-STATUS_TAG = "run/status"
-ALERT_PREFIX = "alerts/"
-CHECKPOINT_PREFIX = "checkpoint/"
-SUMMARY_PREFIX = "summary/"
-
 #: Who writes a tag, in words for messages.
 _SERIES_KINDS = {"scalar:metrics": "metric", "scalar:summary": "summary", "text": "text", "hparams": "hparams plugin"}
+#: Alert fields left out of an alert's text table: bookkeeping, and the rule (in the text's tag).
+_NOT_IN_ALERT_TEXT = frozenset({"seq", "wall_time", "rule"})
 _OPTIONS = {"log_dir": (str, os.PathLike), "flush_secs": (int, float), "max_queue": (int,)}
 
 
@@ -169,7 +174,7 @@ class TensorBoardBackend(Backend):
                 raise ValueError(f"unknown tensorboard option {key!r}; use {', '.join(_OPTIONS)}")
             if value is not None and not isinstance(value, _OPTIONS[key]):
                 raise TypeError(f"tensorboard option {key!r} must be {_OPTIONS[key][0].__name__}, not {type(value).__name__}")
-        self.root = Path(self.options.get("log_dir") or Path(run.dir) / "tensorboard").absolute()
+        self.root = Path(self.options.get("log_dir") or Path(run.dir) / DEFAULT_LOG_DIR).absolute()
         self.flush_secs = float(self.options.get("flush_secs", 5.0))
         self.max_queue = int(self.options.get("max_queue", 100))
         self.log_dir: Path | None = None
@@ -184,7 +189,7 @@ class TensorBoardBackend(Backend):
         self._hparams_written = False
         self._hparam_names: set[str] = set()
         self._run_tags: dict[str, str] = {}
-        self._alert_seqs: set[int] | None = None
+        self._alerts: AlertLog | None = None  # rldk/alerts.jsonl as written so far
         self._pb: Any = None  # the tensorboard proto modules, imported in open()
         self._handlers: dict[str, Callable[[Any], None]] = {
             Metrics.kind: self._metrics,
@@ -271,8 +276,8 @@ class TensorBoardBackend(Backend):
         """Write ``rldk/run.json``; with ``exclusive`` only if no run claimed ``path`` first."""
         marker = path / OWNER_FILE
         marker.parent.mkdir(parents=True, exist_ok=True)
-        info = {"run_id": self.run.run_id, "name": self.run.name, "project": self.run.project,
-                "start_time": self.run.start_time, **extra}
+        info: OwnerFile = {"run_id": self.run.run_id, "name": self.run.name, "project": self.run.project,
+                           "start_time": self.run.start_time, **extra}
         text = json.dumps(info, ensure_ascii=False, default=str)
         if exclusive:
             try:
@@ -396,7 +401,8 @@ class TensorBoardBackend(Backend):
         path = self.log_dir / RENAMED_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"name": _clean(name), "tag": tag, "reason": reason}, ensure_ascii=False) + "\n")
+            renamed: RenamedTag = {"name": _clean(name), "tag": tag, "reason": reason}
+            f.write(json.dumps(renamed, ensure_ascii=False) + "\n")
 
 
     # -- records -----------------------------------------------------------------------------
@@ -480,11 +486,10 @@ class TensorBoardBackend(Backend):
         self._emit(0, record.wall_time, values)
 
     def _alert(self, record: Alert) -> None:
-        fields = {
-            "message": record.message, "severity": record.severity, "step": record.step,
-            "metric": record.metric, "value": record.value, "threshold": record.threshold,
-            "action": record.action, "state": record.state,
-        }
+        """The alert policy (:mod:`rldk_track.alerts`) in TensorBoard: text ``alerts/<rule>`` at the
+        alert's step (its fields as a table) and a line in ``rldk/alerts.jsonl``."""
+        entry = alert_json(record)
+        fields = {k: entry[k] for k in ("message", *ALERT_FIELDS) if k not in _NOT_IN_ALERT_TEXT}
         text = f"**{record.severity}** `{record.rule}` at step {record.step} ({record.state})\n\n" + _table(
             {k: v for k, v in fields.items() if v is not None}
         )
@@ -493,20 +498,14 @@ class TensorBoardBackend(Backend):
 
     def _append_alert(self, record: Alert) -> None:
         path = self.log_dir / ALERTS_FILE
-        if self._alert_seqs is None:  # after a restart: what an earlier process already wrote
-            self._alert_seqs = set()
-            if path.exists():
-                for line in path.read_text(encoding="utf-8").splitlines():
-                    try:
-                        self._alert_seqs.add(int(json.loads(line)["seq"]))
-                    except (ValueError, KeyError, TypeError):
-                        continue
-        if record.seq in self._alert_seqs:
+        if self._alerts is None:  # after a restart: what an earlier process already wrote
+            self._alerts = AlertLog.from_jsonl(path.read_text(encoding="utf-8") if path.exists() else "")
+        if record.seq in self._alerts:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(to_json(record, self.run.run_id), ensure_ascii=False, default=str) + "\n")
-        self._alert_seqs.add(record.seq)
+            f.write(alert_line(alert_json(record)))
+        self._alerts.add(record)
 
     def _artifact(self, record: Artifact) -> None:
         artifacts = (self.log_dir / ARTIFACTS_DIR).resolve()

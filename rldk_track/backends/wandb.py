@@ -39,9 +39,10 @@ import re
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
+from rldk_track.alerts import ALERT_COUNT_METRIC, ALERT_FIELDS, AlertLog, alert_row, rule_state
 from rldk_track.backends.base import Backend, RejectedError, RunInfo
+from rldk_track.backends.wandb_offline import WandbOfflineRun, read_offline_run
 from rldk_track.normalize import deep_merge
-from rldk_track.readers.wandb_offline import WandbOfflineRun, read_offline_run
 from rldk_track.records import (
     Alert,
     Artifact,
@@ -52,14 +53,31 @@ from rldk_track.records import (
     RunEnd,
     Summary,
     Tags,
-    raised_alerts,
-    run_health,
+)
+from rldk_track.vocab.wandb import (
+    ALERT_KEY_PREFIX,
+    ALERTS_ARTIFACT_TYPE,
+    ALERTS_TABLE,
+    ARTIFACT_TYPE,
+    CHECKPOINT_ARTIFACT_TYPE,
+    CHECKPOINT_FILE,
+    CHECKPOINT_KEY,
+    EXIT_CODES,
+    GLOBAL_STEP,
+    HEALTH_KEY,
+    KEY_MAP_FILE,
+    OWN_PREFIX,
+    STATUS_KEY,
+    TAG_KEY_PREFIX,
+    WANDB_FOLDER,
+    WANDB_TIMESTAMP,
+    KeyMapFile,
+    SideStateFile,
+    side_state_name,
 )
 
 log = logging.getLogger("rldk_track")
 
-#: The x-axis every metric is plotted against (W&B's own ``_step`` must only grow).
-GLOBAL_STEP = "global_step"
 #: Longest metric/summary/config key we send (W&B documents no limit; longer keys are unusable
 #: in its UI and have failed server-side processing).
 MAX_KEY_CHARS = 256
@@ -69,26 +87,6 @@ MAX_TAG_CHARS = 64
 MAX_NAME_CHARS = 128
 #: Longest string kept in config/summary (W&B recommends values < 1 MB and config < 10 MB).
 MAX_VALUE_CHARS = 100_000
-#: W&B shows exit code 0 as Finished and anything else as Failed; its "Killed" state is set
-#: only by its server (a run stopped from the UI or a sweep), so killed uses 255, the code
-#: W&B's own exit hook reports for Ctrl-C. ``rldk/status`` in the summary tells them apart.
-EXIT_CODES = {"success": 0, "failed": 1, "killed": 255}
-#: Summary keys under this prefix are rldk_track's own (health, alerts, checkpoint, status).
-OWN_PREFIX = "rldk/"
-HEALTH_KEY = f"{OWN_PREFIX}health"
-STATUS_KEY = f"{OWN_PREFIX}status"
-CHECKPOINT_KEY = f"{OWN_PREFIX}checkpoint"
-#: ``rldk/alert/<rule>`` = severity; ``rldk/tag/<key>`` = the full value of a tag cut to 64 characters.
-ALERT_KEY_PREFIX = f"{OWN_PREFIX}alert/"
-TAG_KEY_PREFIX = f"{OWN_PREFIX}tag/"
-#: The series derived from the alerts: warning/critical alerts raised so far, at each alert's step.
-ALERT_COUNT_METRIC = "alerts/count"
-#: Artifact types: the run's artifacts and the key map; the alerts table (its table name below).
-ARTIFACT_TYPE = "rldk"
-ALERTS_ARTIFACT_TYPE = "rldk-alerts"
-ALERTS_TABLE = "alerts"
-KEY_MAP_FILE = "wandb_key_map.json"
-
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _PROJECT_BAD_CHARS = re.compile(r"[/\\#?%:]")
@@ -195,11 +193,6 @@ def _own_key(key: str) -> bool:
     return key.casefold() == GLOBAL_STEP or key.casefold().startswith(OWN_PREFIX)
 
 
-def side_state_name(run_id: str) -> str:
-    """The side-state file of run ``run_id``, kept in ``<dir>/wandb/`` next to W&B's run folders."""
-    return f"rldk-{run_id}.json"
-
-
 class _SideState:
     """What the backend must remember across a crash and ``rldk-track sync`` that W&B cannot
     give back offline: the name maps, the alert log (by seq, so a replay adds nothing) and the
@@ -208,23 +201,23 @@ class _SideState:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data: SideStateFile = json.loads(path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             data = {}
         self.metric_keys: dict[str, str] = data.get("metric_keys", {})
         self.config_keys: dict[str, str] = data.get("config_keys", {})
-        self.alerts: dict[str, dict[str, Any]] = data.get("alerts", {})
+        self.alerts = AlertLog(data.get("alerts", {}).values())
         self.tags: dict[str, str] = data.get("tags", {})
         self.dirty = False
-
-    def health(self) -> str:
-        return run_health(raised_alerts(sorted(self.alerts.values(), key=lambda a: a["seq"])).values())
 
     def save(self, metric_keys: Mapping[str, str], config_keys: Mapping[str, str]) -> None:
         self.metric_keys, self.config_keys = dict(metric_keys), dict(config_keys)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        payload = {"metric_keys": self.metric_keys, "config_keys": self.config_keys, "alerts": self.alerts, "tags": self.tags}
+        payload: SideStateFile = {
+            "metric_keys": self.metric_keys, "config_keys": self.config_keys,
+            "alerts": {str(entry["seq"]): entry for entry in self.alerts}, "tags": self.tags,
+        }
         tmp.write_text(json.dumps(payload, ensure_ascii=False, allow_nan=True), encoding="utf-8")
         os.replace(tmp, self.path)
         self.dirty = False
@@ -269,7 +262,7 @@ class WandbBackend(Backend):
         """Start the W&B run (or resume it, same id, when ``state`` is given)."""
         import wandb
 
-        side = _SideState(Path(self.run.dir) / "wandb" / side_state_name(self.run.run_id))
+        side = _SideState(Path(self.run.dir) / WANDB_FOLDER / side_state_name(self.run.run_id))
         self._side = side
         self._metrics = _Names(metric_key, side.metric_keys, str.casefold, _own_key, "metric")
         self._config = _Names(config_key, side.config_keys, lambda k: k, lambda k: False, "config key")
@@ -302,7 +295,7 @@ class WandbBackend(Backend):
         run.define_metric("*", step_metric=GLOBAL_STEP)
         if side.tags:
             self._set_tags({})
-        run.summary.update({HEALTH_KEY: side.health()})
+        run.summary.update({HEALTH_KEY: side.alerts.health()})
         if unfinished is not None:
             self._redeliver_lost(unfinished)
         return {"id": self._id, "project": run.project, "entity": getattr(run, "entity", "") or "", "mode": mode or "online"}
@@ -338,7 +331,7 @@ class WandbBackend(Backend):
     def _unfinished_segments(self, wandb_dir: Path) -> WandbOfflineRun | None:
         """What earlier offline segments of this run hold, if the last one never finished."""
         try:
-            stored = read_offline_run(wandb_dir / "wandb", self._id)
+            stored = read_offline_run(wandb_dir / WANDB_FOLDER, self._id)
         except FileNotFoundError:
             return None
         return stored if stored.exit_code is None else None
@@ -362,7 +355,7 @@ class WandbBackend(Backend):
         cursor = int(read_cursor(layout.cursor(self.name)).get("seq", -1))
         stored_seq = -1
         if stored.history:
-            step, stamp = stored.history[-1].get(GLOBAL_STEP), stored.history[-1].get("_timestamp")
+            step, stamp = stored.history[-1].get(GLOBAL_STEP), stored.history[-1].get(WANDB_TIMESTAMP)
             rows = ("metrics", "alert")  # the record kinds that write a history row
             match = next((r.seq for _, r in read_records(layout.event_log)
                           if r.kind in rows and r.step == step and r.wall_time == stamp), None)
@@ -426,7 +419,7 @@ class WandbBackend(Backend):
 
     def _log_row(self, row: dict[str, Any], step: int, wall_time: float) -> None:
         row[GLOBAL_STEP] = step
-        row["_timestamp"] = wall_time
+        row[WANDB_TIMESTAMP] = wall_time
         self._wb_run.log(row)
 
     def _write_params(self, record: Params) -> None:
@@ -463,22 +456,18 @@ class WandbBackend(Backend):
             self._wb_run.summary.update(long)
 
     def _write_alert(self, record: Alert) -> None:
-        side = self._side
-        side.alerts[str(record.seq)] = {
-            "seq": record.seq, "wall_time": record.wall_time, "step": record.step, "rule": record.rule,
-            "severity": record.severity, "state": record.state, "metric": record.metric, "value": record.value,
-            "threshold": record.threshold, "action": record.action, "message": record.message,
-        }
-        side.dirty = True
+        """The alert policy (:mod:`rldk_track.alerts`) in W&B: summary ``rldk/alert/<rule>`` = the
+        rule's state, summary ``rldk/health``, a history row ``alerts/count``; the log is kept in
+        the side state and logged as the ``alerts`` table at the end."""
+        alerts = self._side.alerts
+        alerts.add(record)
+        self._side.dirty = True
         summary = self._wb_run.summary
-        summary[metric_key(f"{ALERT_KEY_PREFIX}{record.rule}")] = "cleared" if record.state == "cleared" else record.severity
-        summary[HEALTH_KEY] = side.health()
-        if record.state != "cleared" and record.severity != "info":  # info alerts are reports, not problems
-            raised = sum(
-                1 for a in side.alerts.values()
-                if a["state"] != "cleared" and a["severity"] != "info" and a["seq"] <= record.seq
-            )
-            self._log_row({ALERT_COUNT_METRIC: raised}, record.step, record.wall_time)
+        summary[metric_key(f"{ALERT_KEY_PREFIX}{record.rule}")] = rule_state(record)
+        summary[HEALTH_KEY] = alerts.health()
+        count = alerts.count_point(record)
+        if count is not None:
+            self._log_row({ALERT_COUNT_METRIC: count}, record.step, record.wall_time)
 
     def _write_checkpoint(self, record: CheckpointHealth) -> None:
         """Summary ``rldk/checkpoint`` (the latest verdict) and an artifact with the record; no
@@ -490,9 +479,9 @@ class WandbBackend(Backend):
             "recommendations": list(record.recommendations),
         }
         self._wb_run.summary[CHECKPOINT_KEY] = self._value(report, "summary")
-        artifact = wandb.Artifact(artifact_name(f"run-{self._id}-checkpoint-health"), type="rldk-checkpoint-health",
+        artifact = wandb.Artifact(artifact_name(f"run-{self._id}-checkpoint-health"), type=CHECKPOINT_ARTIFACT_TYPE,
                                   metadata={"step": record.step, "score": _jsonable(record.score)})
-        with artifact.new_file("checkpoint_health.json", mode="w", encoding="utf-8") as f:
+        with artifact.new_file(CHECKPOINT_FILE, mode="w", encoding="utf-8") as f:
             json.dump({**report, "stats": record.stats}, f, default=str, allow_nan=True)
         self._wb_run.log_artifact(artifact, aliases=[f"step-{record.step}"])
 
@@ -515,12 +504,11 @@ class WandbBackend(Backend):
 
         run, side = self._wb_run, self._side
         if side.alerts:
-            columns = ["seq", "step", "wall_time", "rule", "severity", "state", "metric", "value", "threshold", "action", "message"]
-            rows = [[a[c] for c in columns] for a in sorted(side.alerts.values(), key=lambda a: a["seq"])]
+            rows = [list(alert_row(entry).values()) for entry in side.alerts]
             artifact = wandb.Artifact(artifact_name(f"run-{self._id}-rldk-alerts"), type=ALERTS_ARTIFACT_TYPE)
-            artifact.add(wandb.Table(columns=columns, data=rows), ALERTS_TABLE)
+            artifact.add(wandb.Table(columns=list(ALERT_FIELDS), data=rows), ALERTS_TABLE)
             run.log_artifact(artifact)
-        renames = {"metrics": self._metrics.renames(), "config": self._config.renames()}
+        renames: KeyMapFile = {"metrics": self._metrics.renames(), "config": self._config.renames()}
         if any(renames.values()):
             artifact = wandb.Artifact(artifact_name(f"run-{self._id}-rldk-key-map"), type=ARTIFACT_TYPE)
             with artifact.new_file(KEY_MAP_FILE, mode="w", encoding="utf-8") as f:

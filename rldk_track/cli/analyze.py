@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(exc)
     from rldk_track.compare.posthoc import analyze_run
     from rldk_track.compare.writeback import WriteBackError, write_back
-    from rldk_track.readers.sources import progress_bar
+    from rldk_track.readers.progress import progress_bar
     from rldk_track.records import Alert
 
     notable = False

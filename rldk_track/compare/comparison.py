@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from rldk_track.alerts import ALERT_FIELDS
 from rldk_track.compare import stats
 from rldk_track.compare.align import Curve, curves
-from rldk_track.readers.rundata import ALERT_FIELDS
 from rldk_track.readers.runset import FRAME_COLUMNS, RUN_COLUMNS, RunSet
 
 if TYPE_CHECKING:

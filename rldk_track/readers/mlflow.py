@@ -4,16 +4,17 @@
 ``mlflow://EXPERIMENT/RUN`` one run, by MLflow run id, run name or rldk run id (tag
 ``rldk.run_id``). An experiment whose name contains ``/`` is matched whole first.
 
-What rldk_track's MLflow backend writes is mapped back (``rldk_track/backends/mlflow.py``): keys
-it had to adapt through the ``rldk/mlflow_keys.json`` artifact; params from the full config in
-``rldk/config.json`` (MLflow's params are strings, possibly truncated) or else the params; alerts
-from ``rldk/alerts.jsonl`` or else the ``rldk.alert.<rule>`` tags (severity only); the
-``alerts/count`` series (derived from the alerts) is left out of the points. The summary is
-``rldk/summary.json``, which also lists the metric points the backend wrote to show summary
-numbers in MLflow's UI; those points are left out of the series. A run without that artifact
-(recorded by an older rldk_track) has its non-numeric summary values in the ``summary.<name>``
-tags and its numbers only as points. The ``rldk.checkpoint`` tag (the latest checkpoint verdict)
-and MLflow's own ``mlflow.*`` tags are dropped. Metric timestamps are milliseconds.
+What rldk_track's MLflow backend writes is mapped back (the names are in
+:mod:`rldk_track.vocab.mlflow`): keys it had to adapt through the ``rldk/mlflow_keys.json``
+artifact; params from the full config in ``rldk/config.json`` (MLflow's params are strings,
+possibly truncated) or else the params; alerts from ``rldk/alerts.jsonl`` or else the
+``rldk.alert.<rule>`` tags (severity only); the ``alerts/count`` series (derived from the alerts)
+is left out of the points. The summary is ``rldk/summary.json``, which also lists the metric
+points the backend wrote to show summary numbers in MLflow's UI; those points are left out of the
+series. A run without that artifact (recorded by an older rldk_track) has its non-numeric summary
+values in the ``summary.<name>`` tags and its numbers only as points. The ``rldk.checkpoint`` tag
+(the latest checkpoint verdict) and MLflow's own ``mlflow.*`` tags are dropped. Metric timestamps
+are milliseconds.
 
 Metric histories are fetched in bulk where MLflow allows it (``fetch``):
 
@@ -41,8 +42,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from rldk_track.backends.mlflow import (
-    ALERT_COUNT_METRIC,
+from rldk_track.alerts import ALERT_COUNT_METRIC
+from rldk_track.normalize import flatten
+from rldk_track.readers.progress import progress_bar
+from rldk_track.readers.rundata import RunData, normalize_status
+from rldk_track.vocab.mlflow import (
     ALERT_TAG_PREFIX,
     ALERTS_ARTIFACT,
     CONFIG_ARTIFACT,
@@ -54,12 +58,12 @@ from rldk_track.backends.mlflow import (
     STORE_FILE,
     SUMMARY_ARTIFACT,
     SUMMARY_TAG_PREFIX,
+    KeyMapFile,
+    SummaryFile,
     read_state_artifacts,
     sqlite_path,
     sqlite_uri,
 )
-from rldk_track.normalize import flatten
-from rldk_track.readers.rundata import RunData, normalize_status
 
 log = logging.getLogger("rldk_track")
 
@@ -99,8 +103,6 @@ def read_mlflow(
     runs = _find_runs(client, ref)
     if not runs:
         return []
-    from rldk_track.readers.sources import progress_bar
-
     keys_by_run = {run.info.run_id: sorted(run.data.metrics) for run in runs}
     total = sum(len(keys) for keys in keys_by_run.values())
     bar = progress_bar(None, total, f"mlflow metric histories ({uri})", progress) if total else None
@@ -289,7 +291,7 @@ def _run_data(client: Any, uri: str, experiment: str, run: Any, histories: dict[
     info, data = run.info, run.data
     tags = dict(data.tags)
     files = _rldk_artifacts(client, info.run_id)
-    keys = json.loads(files[KEYS_ARTIFACT]) if KEYS_ARTIFACT in files else {}
+    keys: KeyMapFile = json.loads(files[KEYS_ARTIFACT]) if KEYS_ARTIFACT in files else {}
     metric_names = {key: name for name, key in keys.get("metric", [])}
     tag_names = {key: name for name, key in keys.get("tag", [])}
     param_names = {key: name for name, key in keys.get("param", [])}
@@ -301,7 +303,7 @@ def _run_data(client: Any, uri: str, experiment: str, run: Any, histories: dict[
         end_time=info.end_time / 1000.0 if info.end_time else None,
         origin={"tracking_uri": uri, "mlflow_run_id": info.run_id, "experiment_id": info.experiment_id},
     )
-    summary = json.loads(files[SUMMARY_ARTIFACT]) if SUMMARY_ARTIFACT in files else None
+    summary: SummaryFile | None = json.loads(files[SUMMARY_ARTIFACT]) if SUMMARY_ARTIFACT in files else None
     summary_points = {key: {_point(*point) for point in points}
                       for key, points in (summary or {}).get("points", {}).items()}
     for key, history in histories.items():

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from rldk_track.alerts import alert_row
+
 #: Tracker run states mapped onto rldk_track's ``RunEnd`` statuses (plus ``running``/``unfinished``).
 STATUS_ALIASES = {
     "finished": "success",
@@ -22,8 +24,6 @@ STATUS_ALIASES = {
     "scheduled": "running",
 }
 
-ALERT_FIELDS = ("step", "rule", "severity", "metric", "value", "threshold", "message", "state", "action")
-
 
 @dataclass
 class RunData:
@@ -32,7 +32,7 @@ class RunData:
     ``steps``, ``metrics``, ``values`` and ``wall_times`` are parallel: point ``i`` is metric
     ``metrics[i]`` at step ``steps[i]``. ``wall_times`` entries are seconds since the epoch
     (NaN where the tracker keeps no time). ``alerts`` holds one dict per alert with the keys of
-    :data:`ALERT_FIELDS` (missing ones None).
+    :data:`rldk_track.alerts.ALERT_FIELDS` (missing ones None).
     """
 
     name: str
@@ -73,9 +73,7 @@ class RunData:
 
     def add_alert(self, **fields: Any) -> None:
         """Record one alert; unknown keys are ignored, missing ones are None."""
-        alert = {key: fields.get(key) for key in ALERT_FIELDS}
-        alert["state"] = alert["state"] or "raised"
-        self.alerts.append(alert)
+        self.alerts.append(alert_row(fields))
 
     @property
     def points(self) -> int:

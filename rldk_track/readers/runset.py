@@ -8,11 +8,13 @@ A :class:`RunSet` holds three frames:
 ``runs``   (one row per run, indexed by ``run``)
     ``name, run_id, project, source, backend, status, health, params, tags, summary, alerts,
     start_time, end_time, steps, points, origin`` -- ``params`` (flattened with ``/``), ``tags`` and
-    ``summary`` are dicts; ``alerts`` counts raised alerts; ``health`` is the worst severity
-    among alerts raised and not cleared (``ok`` when none); ``origin`` says where the run lives in
+    ``summary`` are dicts; ``alerts`` counts raised alerts; ``health`` is the run's health by the
+    alert policy (:func:`rldk_track.alerts.health`: the worst severity among alerts raised and not
+    cleared, ``ok`` when none); ``origin`` says where the run lives in
     its tracker (see :class:`~rldk_track.readers.rundata.RunData`).
 ``alerts`` (one row per alert)
-    ``run, step, rule, severity, metric, value, threshold, message, state, action``.
+    ``run`` and the alert's fields (:data:`rldk_track.alerts.ALERT_FIELDS`): ``seq, step,
+    wall_time, rule, severity, state, metric, value, threshold, action, message``.
 
 ``run`` is the run's name, made unique within the set: a name seen in several sources gets
 `` [backend]`` and then `` #2``, `` #3``... appended, in load order.
@@ -23,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from rldk_track.readers.rundata import ALERT_FIELDS, RunData
-from rldk_track.records import raised_alerts, run_health
+from rldk_track.alerts import ALERT_FIELDS, health
+from rldk_track.readers.rundata import RunData
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,11 +93,6 @@ class RunSet:
             metric=frame["metric"].cat.remove_unused_categories(),
         ).reset_index(drop=True)
         return RunSet(frame, table, alerts.reset_index(drop=True))
-
-
-def health(alerts: Sequence[dict]) -> str:
-    """The backends' ``rldk.health`` rule over a run's alert log."""
-    return run_health(raised_alerts(alerts).values())
 
 
 def unique_names(runs: Sequence[RunData]) -> list[str]:

@@ -20,7 +20,7 @@ TensorBoard; ``rldk_runs`` itself is the event log (the run's complete write-ahe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from rldk_track.readers.rundata import RunData
 
@@ -111,7 +111,8 @@ def _event_log(source: str, **_: object) -> list[RunData]:
 
 
 def _mlflow(source: str, *, tracking_uri: str | None = None, progress: bool | None = None) -> list[RunData]:
-    from rldk_track.readers.mlflow import read_mlflow, sqlite_uri
+    from rldk_track.readers.mlflow import read_mlflow
+    from rldk_track.vocab.mlflow import sqlite_uri
 
     if not source.startswith("mlflow://"):  # a sqlite store file: every experiment in it
         return read_mlflow(None, tracking_uri=sqlite_uri(Path(source)), progress=progress)
@@ -141,14 +142,3 @@ def _wandb_online(source: str, *, progress: bool | None = None, **_: object) -> 
         raise SourceError("wandb:// needs ENTITY/PROJECT[/RUN], e.g. wandb://my-team/rlhf/abc123")
     return read_wandb_online(parts[0], parts[1], parts[2] if len(parts) == 3 else None, progress=progress)
 
-
-def progress_bar(iterable: Iterable, total: int | None, desc: str, enabled: bool | None) -> Iterable:
-    """``iterable`` wrapped in a tqdm bar on stderr (when tqdm is installed and ``enabled``;
-    ``None`` means: only on a terminal)."""
-    if enabled is False:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, unit="", leave=False, disable=None if enabled is None else not enabled)

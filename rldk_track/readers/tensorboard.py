@@ -5,14 +5,15 @@ event (``size_guidance`` 0; images, audio and histograms are not read, so one of
 every point (``purge_orphaned_data=False``: TensorBoard's view drops points after a step that goes
 back, the event file and this reader do not).
 
-What rldk_track's TensorBoard backend writes is mapped back (``rldk_track/backends/tensorboard.py``):
-scalar tags are metrics (renamed ones mapped back through ``rldk/renamed_tags.jsonl``), except
-``summary/<name>`` (the run's summary); ``rldk/run.json`` gives the run id, name, project, times
-and status; the ``config`` text holds the full config (JSON), the ``tags`` text the run tags,
-``rldk/alerts.jsonl`` the alert log. A run directory written by anything else (PyTorch's
-``SummaryWriter``, transformers' ``TensorBoardCallback``) reads as its path under the log dir, with
-its scalars (simple values and scalar tensors) and hparams as params. Scalars are float32 in
-TensorBoard, so values read back are float32-exact, not float64.
+What rldk_track's TensorBoard backend writes is mapped back (names in
+:mod:`rldk_track.vocab.tensorboard`): scalar tags are metrics (renamed ones mapped back through
+``rldk/renamed_tags.jsonl``), except ``summary/<name>`` (the run's summary); ``rldk/run.json``
+gives the run id, name, project, times and status; the ``config`` text holds the full config
+(JSON), the ``tags`` text the run tags, ``rldk/alerts.jsonl`` the alert log. A run directory
+written by anything else (PyTorch's ``SummaryWriter``, transformers' ``TensorBoardCallback``)
+reads as its path under the log dir, with its scalars (simple values and scalar tensors) and
+hparams as params. Scalars are float32 in TensorBoard, so values read back are float32-exact, not
+float64.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rldk_track.backends.tensorboard import (
+from rldk_track.normalize import flatten
+from rldk_track.readers.progress import progress_bar
+from rldk_track.readers.rundata import RunData, normalize_status
+from rldk_track.vocab.tensorboard import (
     ALERTS_FILE,
     CONFIG_TAG,
     OWNER_FILE,
@@ -30,9 +34,8 @@ from rldk_track.backends.tensorboard import (
     STATUS_TAG,
     SUMMARY_PREFIX,
     TAGS_TAG,
+    OwnerFile,
 )
-from rldk_track.normalize import flatten
-from rldk_track.readers.rundata import RunData, normalize_status
 
 
 def is_tensorboard_source(path: Path) -> bool:
@@ -51,8 +54,6 @@ def run_dirs(logdir: str | Path) -> list[Path]:
 
 def read_tensorboard(logdir: str | Path, progress: bool | None = None) -> list[RunData]:
     """Every run under ``logdir``, named by ``rldk/run.json`` or by its path under ``logdir``."""
-    from rldk_track.readers.sources import progress_bar
-
     root = Path(logdir)
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist")
@@ -69,7 +70,7 @@ def read_run_dir(run_dir: Path, logdir: Path | None = None) -> RunData:
     accumulator = ea.EventAccumulator(str(run_dir), size_guidance=guidance, purge_orphaned_data=False)
     accumulator.Reload()
     relative = run_dir.relative_to(logdir).as_posix() if logdir and run_dir != logdir else run_dir.name
-    owner = _json_file(run_dir / OWNER_FILE) or {}
+    owner: OwnerFile = _json_file(run_dir / OWNER_FILE) or {}
     run = RunData(
         name=owner.get("name") or relative, source=str(run_dir), backend="tensorboard",
         run_id=str(owner.get("run_id") or ""), project=str(owner.get("project") or ""),

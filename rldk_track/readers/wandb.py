@@ -1,15 +1,15 @@
-"""Read W&B runs: offline run directories (through :mod:`rldk_track.readers.wandb_offline`) and
-online runs through ``wandb.Api()``.
+"""Read W&B runs: offline run directories (through W&B's run-file parser,
+:mod:`rldk_track.backends.wandb_offline`) and online runs through ``wandb.Api()``.
 
-What rldk_track's W&B backend writes is mapped back (``rldk_track/backends/wandb.py``): history
-rows are points at their ``global_step`` (W&B's own ``_step`` only counts rows) and ``_timestamp``;
-names the backend had to adapt are mapped back through its side-state file
+What rldk_track's W&B backend writes is mapped back (names in :mod:`rldk_track.vocab.wandb`):
+history rows are points at their ``global_step`` (W&B's own ``_step`` only counts rows) and
+``_timestamp``; names the backend had to adapt are mapped back through its side-state file
 (``<dir>/wandb/rldk-<run_id>.json``) or, online, its ``wandb_key_map.json`` artifact; run tags
 ``key=value`` become tags; ``rldk/*`` summary keys hold health, alerts and the status. Alerts come
 from the side-state file or the ``alerts`` table artifact; failing both, from the summary's
 ``rldk/alert/<rule>`` (severity only, no step). The ``alerts/count`` series (derived from the
-alerts) is left out of the points. W&B's summary also repeats each metric's last
-value, so only keys that are not history metrics stay in the run's summary.
+alerts) is left out of the points. W&B's summary also repeats each metric's last value, so only
+keys that are not history metrics stay in the run's summary.
 
 A run not written by rldk_track (no ``global_step``) reads at W&B's ``_step``.
 """
@@ -21,8 +21,12 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from rldk_track.backends.wandb import (
-    ALERT_COUNT_METRIC,
+from rldk_track.alerts import ALERT_COUNT_METRIC
+from rldk_track.backends import wandb_offline
+from rldk_track.normalize import flatten
+from rldk_track.readers.progress import progress_bar
+from rldk_track.readers.rundata import RunData, normalize_status
+from rldk_track.vocab.wandb import (
     ALERT_KEY_PREFIX,
     ALERTS_ARTIFACT_TYPE,
     ALERTS_TABLE,
@@ -33,11 +37,12 @@ from rldk_track.backends.wandb import (
     OWN_PREFIX,
     STATUS_KEY,
     TAG_KEY_PREFIX,
+    WANDB_STEP,
+    WANDB_TIMESTAMP,
+    KeyMapFile,
+    SideStateFile,
     side_state_name,
 )
-from rldk_track.normalize import flatten
-from rldk_track.readers import wandb_offline
-from rldk_track.readers.rundata import RunData, normalize_status
 
 #: W&B exit codes as rldk_track statuses (any other code: failed).
 EXIT_STATUS = {code: status for status, code in EXIT_CODES.items()}
@@ -52,8 +57,6 @@ def is_offline_source(path: Path) -> bool:
 
 def read_wandb_offline(source: str | Path, progress: bool | None = None) -> list[RunData]:
     """Every W&B run (by run id, resumed segments merged) under ``source``."""
-    from rldk_track.readers.sources import progress_bar
-
     segments = wandb_offline.segments_by_run(source)
     runs = []
     for run_id in progress_bar(list(segments), len(segments), "wandb runs", progress):
@@ -76,8 +79,6 @@ def read_wandb_online(entity: str, project: str, run: str | None = None, progres
     """Runs of ``entity/project`` (or the one run whose id or display name is ``run``) through
     ``wandb.Api()``; every history row is read (``scan_history``, not the sampled ``history``)."""
     import wandb
-
-    from rldk_track.readers.sources import progress_bar
 
     api = wandb.Api(timeout=60)
     path = f"{entity}/{project}"
@@ -113,10 +114,10 @@ def _run_data(
     raw_keys: set[str] = set()
     first_time = last_time = None
     for row in rows:
-        step = row.get(GLOBAL_STEP, row.get("_step"))
+        step = row.get(GLOBAL_STEP, row.get(WANDB_STEP))
         if step is None:
             continue
-        wall = _number(row.get("_timestamp"))
+        wall = _number(row.get(WANDB_TIMESTAMP))
         if wall is None:
             wall = math.nan
         else:
@@ -186,7 +187,7 @@ def _reverse(mapping: Mapping[str, str]) -> dict[str, str]:
     return {key: name for name, key in mapping.items()}
 
 
-def _side_state(run_file: Path, run_id: str) -> dict[str, Any] | None:
+def _side_state(run_file: Path, run_id: str) -> SideStateFile | None:
     """The backend's ``rldk-<run_id>.json`` next to the run directories (None if absent)."""
     for folder in (run_file.parent.parent, run_file.parent):
         path = folder / side_state_name(run_id)
@@ -202,7 +203,8 @@ def _artifact_key_map(offline: Any) -> dict[str, str]:
         local = artifact.entries.get(KEY_MAP_FILE)
         if local:
             try:
-                return _reverse(json.loads(Path(local).read_text(encoding="utf-8")).get("metrics", {}))
+                key_map: KeyMapFile = json.loads(Path(local).read_text(encoding="utf-8"))
+                return _reverse(key_map.get("metrics", {}))
             except (OSError, ValueError):
                 pass
     return {}
@@ -238,5 +240,6 @@ def _online_artifacts(remote: Any) -> tuple[dict[str, str], list[dict[str, Any]]
                 alerts = [dict(zip(table.columns, row)) for row in table.data]
         elif artifact.type == ARTIFACT_TYPE and KEY_MAP_FILE in {f.name for f in artifact.files()}:
             folder = artifact.download()
-            key_map = _reverse(json.loads((Path(folder) / KEY_MAP_FILE).read_text(encoding="utf-8")).get("metrics", {}))
+            stored: KeyMapFile = json.loads((Path(folder) / KEY_MAP_FILE).read_text(encoding="utf-8"))
+            key_map = _reverse(stored.get("metrics", {}))
     return key_map, alerts

@@ -22,7 +22,6 @@ import pytest
 
 import rldk_track
 from rldk_track.backends.wandb import (
-    EXIT_CODES,
     MAX_KEY_CHARS,
     MAX_TAG_CHARS,
     MAX_VALUE_CHARS,
@@ -38,8 +37,9 @@ from rldk_track.backends.wandb import (
 )
 from rldk_track.backends.base import RunInfo
 from rldk_track.cli import main as cli_main
-from rldk_track.readers.wandb_offline import iter_record_bytes, read_run_file
+from rldk_track.backends.wandb_offline import iter_record_bytes, read_run_file
 from rldk_track.records import Alert, CheckpointHealth
+from rldk_track.vocab.wandb import EXIT_CODES
 from rldk_testsupport.wandb_offline import event_log_records, wandb_stored, wandb_table
 
 pytestmark = pytest.mark.usefixtures("wandb_home")

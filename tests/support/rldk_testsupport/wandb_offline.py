@@ -12,7 +12,7 @@ import pytest
 
 from rldk_track.backends.jsonl import read_records
 from rldk_track.layout import RunLayout
-from rldk_track.readers.wandb_offline import WandbArtifact, WandbOfflineRun, read_offline_run
+from rldk_track.backends.wandb_offline import WandbArtifact, WandbOfflineRun, read_offline_run
 
 #: Variables that would point W&B elsewhere than the test's offline run directory.
 _WANDB_ENV = (

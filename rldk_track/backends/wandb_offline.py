@@ -295,7 +295,7 @@ def _artifact(rec: Any) -> WandbArtifact:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rldk_track.readers.wandb_offline DIR``: one line per W&B run under DIR."""
+    """``python -m rldk_track.backends.wandb_offline DIR``: one line per W&B run under DIR."""
     import argparse
 
     parser = argparse.ArgumentParser(description="List the W&B runs stored under a directory (offline run files).")

@@ -1,0 +1,90 @@
+"""MLflow: the names rldk_track's MLflow backend stores and its reader reads back.
+
+The backend (:mod:`rldk_track.backends.mlflow`) sets these tags and logs these artifacts on every
+run; the reader (:mod:`rldk_track.readers.mlflow`) maps a run back through them. Alert tags and
+``rldk.health`` follow :mod:`rldk_track.alerts`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypedDict
+
+#: The embedded store of a run directory, and the artifacts folder next to a sqlite store.
+STORE_FILE = "mlflow.db"
+ARTIFACTS_FOLDER = "mlartifacts"
+
+#: The full config (MLflow's params are strings, possibly truncated).
+CONFIG_ARTIFACT = "rldk/config.json"
+#: The alert log, one alert's JSON form a line (:func:`rldk_track.alerts.alert_json`).
+ALERTS_ARTIFACT = "rldk/alerts.jsonl"
+#: Names that had to change to become MLflow keys (:class:`KeyMapFile`).
+KEYS_ARTIFACT = "rldk/mlflow_keys.json"
+#: The run's summary and the metric points that show it in MLflow's UI (:class:`SummaryFile`).
+SUMMARY_ARTIFACT = "rldk/summary.json"
+#: The artifacts that hold the run's state (rewritten whole when it changes).
+STATE_ARTIFACTS = (KEYS_ARTIFACT, CONFIG_ARTIFACT, ALERTS_ARTIFACT, SUMMARY_ARTIFACT)
+
+#: Tags the backend sets on every run.
+RUN_ID_TAG = "rldk.run_id"
+PROJECT_TAG = "rldk.project"
+RANK_TAG = "rldk.rank"
+WORLD_SIZE_TAG = "rldk.world_size"
+VERSION_TAG = "rldk.version"
+#: The run's health (:func:`rldk_track.alerts.run_health`).
+HEALTH_TAG = "rldk.health"
+#: The MLflow keys of params that had to be truncated, comma-separated.
+PARAMS_TRUNCATED_TAG = "rldk.params_truncated"
+#: The latest checkpoint verdict in brief (``rldk.checkpoint.health`` is the analyzer's own
+#: ok|warning|critical tag, so it is not overwritten).
+CHECKPOINT_TAG = "rldk.checkpoint"
+#: ``rldk.alert.<rule>`` = the rule's state (:func:`rldk_track.alerts.rule_state`);
+#: ``rldk.param_changed.<name>`` = a param's later value; ``summary.<name>`` = a summary value
+#: that is not a number.
+ALERT_TAG_PREFIX = "rldk.alert."
+PARAM_CHANGED_TAG_PREFIX = "rldk.param_changed."
+SUMMARY_TAG_PREFIX = "summary."
+#: Tags that are bookkeeping, not the user's: the backend's own, and MLflow's ``mlflow.*``.
+OWN_TAGS = frozenset({RUN_ID_TAG, PROJECT_TAG, RANK_TAG, WORLD_SIZE_TAG, VERSION_TAG, HEALTH_TAG,
+                      PARAMS_TRUNCATED_TAG, CHECKPOINT_TAG})
+OWN_TAG_PREFIXES = ("mlflow.", ALERT_TAG_PREFIX, PARAM_CHANGED_TAG_PREFIX)
+
+
+class KeyMapFile(TypedDict, total=False):
+    """``rldk/mlflow_keys.json``: per namespace, ``[original name, MLflow key]`` pairs of the names
+    that changed."""
+
+    metric: list[list[str]]
+    param: list[list[str]]
+    tag: list[list[str]]
+
+
+class SummaryFile(TypedDict):
+    """``rldk/summary.json``: the summary values as given, and per metric key the points
+    ``[step, timestamp ms, value as stored]`` that were logged only to show them in the UI."""
+
+    values: dict[str, Any]
+    points: dict[str, list[list[float]]]
+
+
+def sqlite_uri(path: str | os.PathLike[str]) -> str:
+    """The tracking URI of the sqlite store in the file ``path``."""
+    return f"sqlite:///{Path(path).absolute()}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for any other store)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).absolute()
+
+
+def read_state_artifacts(client: Any, run_id: str) -> dict[str, str]:
+    """The text of each artifact in :data:`STATE_ARTIFACTS` that the MLflow run has, by name: what
+    a resumed run picks up and what readers map the run back with."""
+    present = {f.path for f in client.list_artifacts(run_id, "rldk")}
+    with tempfile.TemporaryDirectory(prefix="rldk-mlflow-") as tmp:
+        return {name: Path(client.download_artifacts(run_id, name, tmp)).read_text(encoding="utf-8")
+                for name in STATE_ARTIFACTS if name in present}
