@@ -25,10 +25,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from rldk_track import lifecycle
-from rldk_track.backends.base import Backend, RejectedError
+from rldk_track.backends.base import Backend, RejectedError, Resume
 from rldk_track.backends.jsonl import EventLogWriter, dumps, read_cursor, read_records, write_cursor
 from rldk_track.layout import RunLayout
 from rldk_track.records import Artifact, Record, RunEnd, to_json
@@ -228,9 +228,18 @@ class BackendWorker:
         self._closed.set()
 
     def _open(self) -> None:
-        self._retry(lambda: self._set_state(self.backend.open(self._state)), "start", rejectable=False)
+        resume = Resume(self._delivered, self._logged_after)
+        self._retry(lambda: self._set_state(self.backend.open(self._state, resume)), "start", rejectable=False)
         lifecycle.finish_runs_first()  # the tracker library may have just registered its own exit hook
         self._persist()
+
+    def _logged_after(self, seq: int) -> Iterator[Record]:
+        """The event log's records after ``seq`` that this backend supports (a backend's resume)."""
+        if not self._has_event_log or not self._layout.event_log.exists():
+            return
+        for _, record in read_records(self._layout.event_log, seq):
+            if record.kind in self.backend.supports:
+                yield record
 
     def _set_state(self, state: Mapping[str, Any] | None) -> None:
         """Keep the backend's resume state (None: unchanged); it is persisted with the cursor."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from rldk_track.backends.base import Backend, BackendUnavailable, RejectedError, RunInfo
+from rldk_track.backends.base import Backend, BackendUnavailable, RejectedError, Resume, RunInfo
 
-__all__ = ["Backend", "BackendUnavailable", "RejectedError", "RunInfo", "register", "resolve", "available"]
+__all__ = ["Backend", "BackendUnavailable", "RejectedError", "Resume", "RunInfo", "register", "resolve", "available"]
 
 #: The local event log; always on unless ``RLDK_DISABLE_JSONL=1``, so it is not a worker backend.
 JSONL = "jsonl"

@@ -1,10 +1,12 @@
 """The one small interface every tracker backend implements.
 
 A backend owns its tracker's rules (name characters, limits, step semantics) and nothing else: it
-never sees the training thread. The dispatcher gives each backend its own worker thread and calls,
-in order, ``open`` once, ``write`` with batches of records in ``seq`` order, and ``close`` when the
-run ends. Any exception from ``write`` is treated as transient (retried with backoff, the batch
-kept) except :class:`RejectedError`, which says the tracker refuses the data itself.
+never sees the training thread, the event log or the cursor files. The dispatcher gives each
+backend its own worker thread and calls, in order, ``open`` once (with the state the backend
+returned before and its :class:`Resume` position), ``write`` with batches of records in ``seq``
+order, and ``close`` when the run ends. Any exception from ``open`` or ``write`` is treated as
+transient (retried with backoff, the batch kept) except :class:`RejectedError` from ``write``,
+which says the tracker refuses the data itself. ``docs/backends.md`` says how to write one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from rldk_track.records import Record
 
@@ -40,6 +42,29 @@ class RunInfo:
     start_time: float
     rank: int = 0
     world_size: int = 1
+
+
+def _no_records(after_seq: int) -> Iterator[Record]:
+    return iter(())
+
+
+@dataclass(frozen=True)
+class Resume:
+    """How far this backend got with the run before, as the dispatcher knows it from its cursor.
+
+    ``delivered_seq`` is the last ``seq`` the dispatcher recorded as delivered to this backend
+    (-1: none yet, a new run, or ``rldk-track sync --from-start``); after ``open`` the dispatcher
+    delivers every record after it. ``records_after(seq)`` yields the run's logged records after
+    ``seq`` that this backend supports, in ``seq`` order (none when the event log is off).
+
+    A tracker that keeps what it acknowledged needs neither. One that can lose acknowledged data
+    in a crash reads what it did keep and delivers the gap again inside ``open``: W&B's offline
+    run file drops its unwritten tail when the process is killed, so the W&B backend resends the
+    records between the last row W&B wrote and ``delivered_seq``.
+    """
+
+    delivered_seq: int = -1
+    records_after: Callable[[int], Iterator[Record]] = _no_records
 
 
 class Backend(ABC):
@@ -73,9 +98,10 @@ class Backend(ABC):
             log.warning(message)
 
     @abstractmethod
-    def open(self, state: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    def open(self, state: Mapping[str, Any] | None, resume: Resume) -> Mapping[str, Any]:
         """Start the tracker's run, or resume the one described by ``state`` (what an earlier
-        ``open`` returned). Return the state to persist so ``rldk-track sync`` can resume it."""
+        ``open`` or ``write`` returned; None for a new run), given how far delivery got
+        (``resume``). Return the state to persist so ``rldk-track sync`` can resume it."""
 
     @abstractmethod
     def write(self, records: Sequence[Record]) -> Mapping[str, Any] | None:

@@ -45,7 +45,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from rldk_track.alerts import ALERT_COUNT_METRIC, AlertLog, rule_state
-from rldk_track.backends.base import Backend, RejectedError, RunInfo
+from rldk_track.backends.base import Backend, RejectedError, Resume, RunInfo
 from rldk_track.normalize import deep_merge, flatten
 from rldk_track.records import (
     Alert,
@@ -335,8 +335,9 @@ class MlflowBackend(Backend):
             _thread_limits.values = previous
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def open(self, state: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        """Create the MLflow run, or resume the one in ``state`` / tagged with this run id."""
+    def open(self, state: Mapping[str, Any] | None, resume: Resume) -> Mapping[str, Any]:
+        """Create the MLflow run, or resume the one in ``state`` / tagged with this run id. MLflow
+        keeps what it acknowledged, so ``resume`` is not needed: the dispatcher resends the rest."""
         from mlflow import MlflowClient
 
         _install_thread_http_limits()

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from rldk_track.alerts import ALERT_FIELDS, AlertLog, alert_json, alert_line
-from rldk_track.backends.base import Backend, RejectedError, RunInfo
+from rldk_track.backends.base import Backend, RejectedError, Resume, RunInfo
 from rldk_track.normalize import deep_merge, flatten
 from rldk_track.records import (
     Alert,
@@ -203,8 +203,9 @@ class TensorBoardBackend(Backend):
         }
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def open(self, state: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        """Claim this run's directory (or reopen the one in ``state``) and start an event file."""
+    def open(self, state: Mapping[str, Any] | None, resume: Resume) -> Mapping[str, Any]:
+        """Claim this run's directory (or reopen the one in ``state``) and start an event file.
+        Every ``write`` ends with a flush, so ``resume`` is not needed: the dispatcher resends the rest."""
         self._pb = _Protos()
         for tag in self._pb.HPARAMS_TAGS:  # a metric never takes the hparams plugin's own tags
             self._tag_owner[tag] = "hparams"

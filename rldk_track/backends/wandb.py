@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from rldk_track.alerts import ALERT_COUNT_METRIC, ALERT_FIELDS, AlertLog, alert_row, rule_state
-from rldk_track.backends.base import Backend, RejectedError, RunInfo
+from rldk_track.backends.base import Backend, RejectedError, Resume, RunInfo
 from rldk_track.backends.wandb_offline import WandbOfflineRun, read_offline_run
 from rldk_track.normalize import deep_merge
 from rldk_track.records import (
@@ -258,8 +258,9 @@ class WandbBackend(Backend):
         self._where = "wandb"
 
     # -- lifecycle -----------------------------------------------------------------------
-    def open(self, state: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        """Start the W&B run (or resume it, same id, when ``state`` is given)."""
+    def open(self, state: Mapping[str, Any] | None, resume: Resume) -> Mapping[str, Any]:
+        """Start the W&B run (or resume it, same id, when ``state`` is given); an offline run that
+        never finished gets what W&B lost in the crash again (see :meth:`_redeliver_lost`)."""
         import wandb
 
         side = _SideState(Path(self.run.dir) / WANDB_FOLDER / side_state_name(self.run.run_id))
@@ -297,7 +298,7 @@ class WandbBackend(Backend):
             self._set_tags({})
         run.summary.update({HEALTH_KEY: side.alerts.health()})
         if unfinished is not None:
-            self._redeliver_lost(unfinished)
+            self._redeliver_lost(unfinished, resume)
         return {"id": self._id, "project": run.project, "entity": getattr(run, "entity", "") or "", "mode": mode or "online"}
 
     def write(self, records: Sequence[Record]) -> None:
@@ -336,43 +337,37 @@ class WandbBackend(Backend):
             return None
         return stored if stored.exit_code is None else None
 
-    def _redeliver_lost(self, stored: WandbOfflineRun) -> None:
+    def _redeliver_lost(self, stored: WandbOfflineRun, resume: Resume) -> None:
         """Deliver again what W&B lost in a crash, and never what it kept.
 
         W&B's service writes an offline run file in 32 KiB blocks; when the training process is
         killed it drops the unwritten tail, although ``run.log`` had long returned. The last
         history row W&B did write is matched (by ``global_step`` and ``_timestamp``, the record's
-        ``wall_time``) to its record in the event log; records after it, up to this backend's
-        cursor, are delivered again into the resumed run, and records up to it are skipped even
-        if the cursor had not recorded them yet.
+        ``wall_time``) to its logged record; records after it, up to what the dispatcher had
+        recorded as delivered, are delivered again into the resumed run, and records up to it are
+        skipped even if the dispatcher's cursor had not recorded them yet.
         """
-        from rldk_track.backends.jsonl import read_cursor, read_records
-        from rldk_track.layout import RunLayout
-
-        layout = RunLayout(Path(self.run.dir), self.run.run_id)
-        if not layout.event_log.exists():
-            return
-        cursor = int(read_cursor(layout.cursor(self.name)).get("seq", -1))
+        delivered = resume.delivered_seq
         stored_seq = -1
         if stored.history:
             step, stamp = stored.history[-1].get(GLOBAL_STEP), stored.history[-1].get(WANDB_TIMESTAMP)
             rows = ("metrics", "alert")  # the record kinds that write a history row
-            match = next((r.seq for _, r in read_records(layout.event_log)
+            match = next((r.seq for r in resume.records_after(-1)
                           if r.kind in rows and r.step == step and r.wall_time == stamp), None)
             if match is None:
                 log.warning("rldk_track: %s: cannot tell what W&B kept before the crash; nothing is resent", self._where)
                 return
             stored_seq = match
         lost = 0
-        for _, record in read_records(layout.event_log, after_seq=stored_seq):
-            if record.seq > cursor:
+        for record in resume.records_after(stored_seq):
+            if record.seq > delivered:
                 break
-            if record.kind in self.supports and record.kind != RunEnd.kind:
+            if record.kind != RunEnd.kind:
                 self._HANDLERS[record.kind](self, record)
                 lost += 1
         if lost:
             log.warning("rldk_track: %s: W&B lost %d records in the crash; they were delivered again", self._where, lost)
-        self._done_seq = max(stored_seq, cursor)
+        self._done_seq = max(stored_seq, delivered)
         self._save_side_state()
 
     # -- options ---------------------------------------------------------------------------

@@ -98,14 +98,14 @@ def _to_event_log(path: Path, run: Mapping[str, Any], records: Sequence[Record],
 
 def _to_backend(cls: type, options: dict[str, Any], state: dict[str, Any], run: Mapping[str, Any],
                 records: Sequence[Record], status: str, where: str) -> WriteBackResult:
-    from rldk_track.backends.base import RunInfo
+    from rldk_track.backends.base import Resume, RunInfo
     from rldk_track.dispatch import stage_artifact
 
     with tempfile.TemporaryDirectory(prefix="rldk-writeback-") as tmp:
         info = RunInfo(str(run.get("run_id") or run.get("name")), str(run.get("name")), str(run.get("project") or ""),
                        Path(tmp), float(run.get("start_time") or time.time()))
         backend = cls(info, options)
-        backend.open(state)
+        backend.open(state, Resume())  # no event log here: nothing was delivered through one
         out = []
         for i, record in enumerate(records):
             if isinstance(record, Artifact):

@@ -694,7 +694,7 @@ def test_sync_completes_a_killed_run_and_a_second_sync_adds_nothing(server: Any,
 
 
 def test_a_batch_written_again_after_a_failure_is_stored_once(server: Any, tmp_path: Path) -> None:
-    from rldk_track.backends.base import RunInfo
+    from rldk_track.backends.base import Resume, RunInfo
     from rldk_track.records import Alert, Metrics, Params, RunEnd
 
     project = new_project()
@@ -707,7 +707,7 @@ def test_a_batch_written_again_after_a_failure_is_stored_once(server: Any, tmp_p
     ]
     mlflow_backend = backend.MlflowBackend(RunInfo(uuid.uuid4().hex[:12], "twice", project, tmp_path, now),
                                            {"tracking_uri": server.uri})
-    mlflow_backend.open(None)
+    mlflow_backend.open(None, Resume())
     mlflow_backend.write(records)
     mlflow_backend.write(records)  # as the dispatcher does when a reply was lost
     mlflow_backend.close()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import rldk_track
-from rldk_track.backends.base import RunInfo
+from rldk_track.backends.base import Resume, RunInfo
 from rldk_track.backends.jsonl import read_records
 from rldk_track.backends.tensorboard import MAX_HPARAM_CHARS, MAX_TAG_BYTES, TensorBoardBackend
 from rldk_track.cli import main as cli
@@ -139,7 +139,7 @@ def test_odd_and_huge_names_never_raise_and_every_metric_arrives_once(tmp_path, 
 
 def test_names_that_are_not_valid_utf8_become_distinct_valid_tags(tmp_path):
     backend = TensorBoardBackend(RunInfo("r1", "direct", "rlhf", tmp_path, 1000.0))
-    state = backend.open(None)
+    state = backend.open(None, Resume())
     backend.write([Metrics(0, 1000.0, 0, {"kl\ud800": 1.0, "kl\udc00": 2.0})])
     backend.close()
     stored = read_tb(Path(state["log_dir"])).scalars
@@ -339,7 +339,7 @@ def test_artifacts_are_copied_under_the_run_dir(tmp_path):
 # -- retries, sync, crash ----------------------------------------------------------------------
 def test_a_batch_is_in_the_event_file_when_write_returns(tmp_path):
     backend = TensorBoardBackend(RunInfo("r4", "durable", "rlhf", tmp_path, 1000.0), {"flush_secs": 3600})
-    state = backend.open(None)
+    state = backend.open(None, Resume())
     backend.write([Metrics(0, 1000.0, 0, {"x": 1.0}), Metrics(1, 1001.0, 1, {"x": 2.0})])
     assert [(s, v) for s, v, _ in read_tb(Path(state["log_dir"])).scalars["x"]] == [(0, 1.0), (1, 2.0)]
     backend.close()
@@ -347,7 +347,7 @@ def test_a_batch_is_in_the_event_file_when_write_returns(tmp_path):
 
 def test_a_batch_written_again_after_a_failure_is_stored_once(tmp_path):
     backend = TensorBoardBackend(RunInfo("r2", "retry", "rlhf", tmp_path, 1000.0))
-    state = backend.open(None)
+    state = backend.open(None, Resume())
     batch = [Metrics(seq, 1000.0 + seq, seq, {"x": float(seq)}) for seq in range(5)]
     backend.write(batch)
     backend.write(batch)
@@ -359,14 +359,14 @@ def test_a_batch_written_again_after_a_failure_is_stored_once(tmp_path):
 def test_a_resumed_run_adds_an_event_file_that_tensorboard_reads_after_the_earlier_ones(tmp_path):
     info = RunInfo("r3", "resumed", "rlhf", tmp_path, 1000.0)
     first = TensorBoardBackend(info)
-    state = first.open(None)
+    state = first.open(None, Resume())
     first.write([Metrics(0, 1000.0, 0, {"x": 0.0})])
     first.close()
     (earlier,) = Path(state["log_dir"]).glob("events.out.tfevents.*")
     # as if the crashed process had started its file in the coming second on another host
     earlier.rename(earlier.with_name(f"events.out.tfevents.{int(time.time()) + 1:010d}.zz-host.1.0"))
     second = TensorBoardBackend(info)
-    assert second.open(state) == state
+    assert second.open(state, Resume()) == state
     second.write([Metrics(1, 1001.0, 1, {"x": 1.0})])
     second.close()
     assert [s for s, _, _ in read_tb(Path(state["log_dir"])).scalars["x"]] == [0, 1]

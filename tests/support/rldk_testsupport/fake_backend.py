@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pytest
 
 from rldk_track import backends as registry
-from rldk_track.backends.base import Backend, RejectedError
+from rldk_track.backends.base import Backend, RejectedError, Resume
 from rldk_track.records import Record, RunEnd
 
 #: Every FakeBackend created, by run id (the test reads what "the tracker" stored).
@@ -23,6 +23,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.records: list[Record] = []
         self.opens: list[Mapping[str, Any] | None] = []
+        self.resumes: list[Resume] = []  # what each open was handed
         self.status: str | None = None
         self.down = False
         self.gate = threading.Event()  # cleared = writes hang
@@ -42,10 +43,11 @@ class FakeBackend(Backend):
         super().__init__(run, options)
         self.store = STORES.setdefault(run.run_id, FakeStore())
 
-    def open(self, state):
+    def open(self, state, resume):
         if self.store.down:
             raise ConnectionError("fake tracker is down")
         self.store.opens.append(state)
+        self.store.resumes.append(resume)
         return {"fake_run": self.run.run_id, "opened": len(self.store.opens)}
 
     def write(self, records: Sequence[Record]) -> None:
