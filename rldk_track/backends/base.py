@@ -11,6 +11,7 @@ which says the tracker refuses the data itself. ``docs/backends.md`` says how to
 
 from __future__ import annotations
 
+import difflib
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -68,10 +69,15 @@ class Resume:
 
 
 class Backend(ABC):
-    """One tracker. Subclasses set ``name``, ``supports`` and ``requires`` and implement the three
-    lifecycle methods; the constructor must be cheap (no imports of the tracker, no I/O)."""
+    """One tracker. Subclasses set ``name``, ``supports``, ``requires`` and ``accepted_options`` and
+    implement the three lifecycle methods; the constructor must be cheap (no imports of the
+    tracker, no I/O) and is where a bad option fails, at ``init``, before the run starts."""
 
     name: ClassVar[str]
+    #: The options ``init(options={name: {...}})`` takes: option name -> what it means, in one line
+    #: (with its default). Any other name fails at ``init`` with these listed, so a typo never
+    #: records somewhere else without a word.
+    accepted_options: ClassVar[Mapping[str, str]] = {}
     #: record kinds this backend stores; the dispatcher passes it only these.
     supports: ClassVar[frozenset[str]] = frozenset(
         {"metrics", "params", "tags", "summary", "alert", "artifact", "checkpoint_health", "run_end"}
@@ -88,7 +94,22 @@ class Backend(ABC):
     def __init__(self, run: RunInfo, options: Mapping[str, Any] | None = None) -> None:
         self.run = run
         self.options = dict(options or {})
+        self._check_options()
         self._warned: set[str] = set()
+
+    def _check_options(self) -> None:
+        """Fail fast on an option this backend does not declare, naming the close match and the
+        valid ones."""
+        accepted = self.accepted_options
+        unknown = [str(key) for key in self.options if key not in accepted]
+        if not unknown:
+            return
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        valid = "".join(f"\n  {key}: {meaning}" for key, meaning in accepted.items()) or " none"
+        raise ValueError(f"unknown {self.name} option {', '.join(hints)}; {self.name} options are:{valid}")
 
     def warn_once(self, key: str, message: str) -> None:
         """Log ``message`` the first time ``key`` comes up: a tracker rule that adapted data (a

@@ -275,16 +275,17 @@ class _Batch:
 
 
 class MlflowBackend(Backend):
-    """Records a run into MLflow (a tracking server or an embedded sqlite store).
-
-    Options: ``tracking_uri``, ``experiment`` (default: the project), ``artifact_location`` (for
-    a new experiment; default for a sqlite store: ``mlartifacts`` next to the database file, so
-    the embedded store uses ``<dir>/mlartifacts``), ``http_timeout`` (seconds
-    per request, default ``MLFLOW_HTTP_REQUEST_TIMEOUT`` if set, else 15) and
-    ``http_max_retries`` (default 1; the dispatcher retries with backoff after that).
-    """
+    """Records a run into MLflow (a tracking server or an embedded sqlite store), with the
+    options in ``accepted_options`` (``mlflow={...}``)."""
 
     name = "mlflow"
+    accepted_options = {
+        "tracking_uri": "where to record (else the run resumed's, else MLFLOW_TRACKING_URI, else <dir>/mlflow.db)",
+        "experiment": "MLflow experiment name (default: the project; created if missing)",
+        "artifact_location": "artifact root of a new experiment (default for sqlite: mlartifacts/ next to the database)",
+        "http_timeout": "seconds per HTTP request (default: MLFLOW_HTTP_REQUEST_TIMEOUT if set, else 15)",
+        "http_max_retries": "MLflow's own retries per request (default 1; rldk_track retries with backoff after that)",
+    }
     requires = ("mlflow",)
     extra = "mlflow"
     max_batch = 2000

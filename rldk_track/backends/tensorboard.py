@@ -91,7 +91,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _SERIES_KINDS = {"scalar:metrics": "metric", "scalar:summary": "summary", "text": "text", "hparams": "hparams plugin"}
 #: Alert fields left out of an alert's text table: bookkeeping, and the rule (in the text's tag).
 _NOT_IN_ALERT_TEXT = frozenset({"seq", "wall_time", "rule"})
-_OPTIONS = {"log_dir": (str, os.PathLike), "flush_secs": (int, float), "max_queue": (int,)}
+_OPTION_TYPES = {"log_dir": (str, os.PathLike), "flush_secs": (int, float), "max_queue": (int,)}
 
 
 def tag_name(name: str) -> tuple[str, str]:
@@ -153,16 +153,17 @@ def _table(rows: Mapping[str, Any], header: tuple[str, str] = ("field", "value")
 
 
 class TensorBoardBackend(Backend):
-    """Writes one TensorBoard run directory per rldk_track run.
-
-    Options: ``log_dir`` (the root that ``tensorboard --logdir`` points at; default
-    ``<dir>/tensorboard``), ``flush_secs`` (how often the event writer flushes while a large batch
-    is still being written; default 5), ``max_queue`` (events buffered between this worker and the
-    event writer's thread; default 100). Every ``write`` ends with a flush, so what the dispatcher
-    counts as delivered is in the event file.
+    """Writes one TensorBoard run directory per rldk_track run, with the options in
+    ``accepted_options`` (``tensorboard={...}``). Every ``write`` ends with a flush, so what the
+    dispatcher counts as delivered is in the event file.
     """
 
     name = "tensorboard"
+    accepted_options = {
+        "log_dir": "the root that `tensorboard --logdir` points at (default <dir>/tensorboard)",
+        "flush_secs": "how often the event writer flushes while a large batch is still being written (default 5)",
+        "max_queue": "events buffered between this worker and the event writer's thread (default 100)",
+    }
     requires = ("tensorboard",)
     extra = "tensorboard"
     linger_s = 0.5  # every write ends with a flush: fewer, larger writes
@@ -170,10 +171,9 @@ class TensorBoardBackend(Backend):
     def __init__(self, run: RunInfo, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(run, options)
         for key, value in self.options.items():
-            if key not in _OPTIONS:
-                raise ValueError(f"unknown tensorboard option {key!r}; use {', '.join(_OPTIONS)}")
-            if value is not None and not isinstance(value, _OPTIONS[key]):
-                raise TypeError(f"tensorboard option {key!r} must be {_OPTIONS[key][0].__name__}, not {type(value).__name__}")
+            types = _OPTION_TYPES.get(key)
+            if value is not None and types and not isinstance(value, types):
+                raise TypeError(f"tensorboard option {key!r} must be {types[0].__name__}, not {type(value).__name__}")
         self.root = Path(self.options.get("log_dir") or Path(run.dir) / DEFAULT_LOG_DIR).absolute()
         self.flush_secs = float(self.options.get("flush_secs", 5.0))
         self.max_queue = int(self.options.get("max_queue", 100))

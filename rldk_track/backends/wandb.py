@@ -224,31 +224,27 @@ class _SideState:
 
 
 class WandbBackend(Backend):
-    """Records a run into Weights & Biases (online, or offline for ``wandb sync`` later).
-
-    Options (``wandb={...}``): ``project`` (else ``WANDB_PROJECT``, else the run's project),
-    ``entity`` (else ``WANDB_ENTITY``), ``mode`` (``online``/``offline``; else ``WANDB_MODE``),
-    ``dir`` (else ``WANDB_DIR``, else the run directory), ``group``, ``job_type``, ``tags``
-    (extra W&B run tags), ``init_timeout`` (seconds, default 90) and ``settings`` (a dict of
-    ``wandb.Settings`` fields; by default ``console="off"`` so W&B leaves stdout/stderr alone).
-    """
+    """Records a run into Weights & Biases (online, or offline for ``wandb sync`` later), with the
+    options in ``accepted_options`` (``wandb={...}``)."""
 
     name = "wandb"
+    accepted_options = {
+        "project": "W&B project (else WANDB_PROJECT, else the run's project)",
+        "entity": "W&B user or team (else WANDB_ENTITY, else your default entity)",
+        "mode": "online, offline (upload later with `wandb sync`) or disabled (else WANDB_MODE, else online)",
+        "dir": "where W&B writes its run folders (else WANDB_DIR, else the run directory)",
+        "group": "W&B run group",
+        "job_type": "W&B job type",
+        "tags": "extra W&B run tags",
+        "init_timeout": "seconds wandb.init may take before it fails and is retried (default 90)",
+        "settings": "dict of wandb.Settings fields (default console='off': W&B leaves stdout/stderr alone)",
+    }
     requires = ("wandb",)
     extra = "wandb"
     max_batch = 1000
 
-    OPTIONS: ClassVar[frozenset[str]] = frozenset(
-        {"project", "entity", "mode", "dir", "group", "job_type", "tags", "init_timeout", "settings"}
-    )
-
     def __init__(self, run: RunInfo, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(run, options)
-        unknown = set(self.options) - self.OPTIONS
-        if unknown:
-            raise ValueError(
-                f"unknown wandb option(s) {', '.join(sorted(unknown))}; choose from {', '.join(sorted(self.OPTIONS))}"
-            )
         self._wb_run: Any = None
         self._id = wandb_id(run.run_id)
         self._done_seq = -1

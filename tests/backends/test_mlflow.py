@@ -165,6 +165,14 @@ def test_importing_the_backend_does_not_import_mlflow() -> None:
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
+def test_a_mistyped_option_fails_fast_instead_of_recording_to_the_local_store(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"'tracking_url' \(did you mean 'tracking_uri'\?\)") as error:
+        rldk_track.init(backend="mlflow", dir=tmp_path, project=new_project(),
+                        mlflow={"tracking_url": "http://127.0.0.1:5000"})
+    assert all(f"\n  {name}: " in str(error.value) for name in backend.MlflowBackend.accepted_options)
+    assert not (tmp_path / backend.STORE_FILE).exists() and not (tmp_path / "events").exists()
+
+
 def test_a_server_that_is_down_at_start_never_holds_up_init_log_or_finish(tmp_path: Path) -> None:
     from rldk_testsupport.mlflow_server import free_port
 
