@@ -13,17 +13,13 @@ A rule raises an :class:`~rldk_track.records.Alert` and may clear it later. From
   raised so far, one point at each such alert's step.
 
 Backends only map these onto their tracker; readers rebuild the alerts table (:data:`ALERT_FIELDS`)
-and the health from the stored log:
+and the health from the stored log::
 
-============  ===========================  ============================  ==========================
-              MLflow                       W&B                           TensorBoard
-============  ===========================  ============================  ==========================
-alert log     artifact ``rldk/alerts.jsonl``  table ``alerts`` (artifact     file ``rldk/alerts.jsonl``
-                                           of type ``rldk-alerts``)
-rule state    tag ``rldk.alert.<rule>``    summary ``rldk/alert/<rule>``  text series ``alerts/<rule>``
-health        tag ``rldk.health``          summary ``rldk/health``        (read back from the log)
-alerts/count  metric ``alerts/count``      history key ``alerts/count``   (not written)
-============  ===========================  ============================  ==========================
+                  MLflow                      W&B                                TensorBoard
+    alert log     artifact rldk/alerts.jsonl  table "alerts" (type rldk-alerts)  file rldk/alerts.jsonl
+    rule state    tag rldk.alert.<rule>       summary rldk/alert/<rule>          text series alerts/<rule>
+    health        tag rldk.health             summary rldk/health                (read back from the log)
+    alerts/count  metric alerts/count         history key alerts/count           (not written)
 """
 
 from __future__ import annotations
