@@ -348,6 +348,7 @@ def init(
     mlflow: Mapping[str, Any] | None = None,
     wandb: Mapping[str, Any] | None = None,
     tensorboard: Mapping[str, Any] | None = None,
+    trackio: Mapping[str, Any] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     per_rank: bool = False,
     analyzers: str | Mapping[str, Any] | Sequence[Any] | None = None,
@@ -357,7 +358,7 @@ def init(
 
     The local event log (``<dir>/events/<run_id>.jsonl``) is always written first unless
     ``RLDK_DISABLE_JSONL=1``. Per-backend options go in ``mlflow=``, ``wandb=``,
-    ``tensorboard=`` or ``options={"name": {...}}`` for third-party backends. Passing the
+    ``tensorboard=``, ``trackio=`` or ``options={"name": {...}}`` for third-party backends. Passing the
     ``run_id`` of an earlier run resumes it (same tracker runs, numbering continues).
     Only global rank 0 records unless ``per_rank=True`` (then other ranks write their own event
     log, tagged with their rank, and send nothing to trackers).
@@ -365,7 +366,7 @@ def init(
     training thread and logs their alerts; ``observers`` adds raw observers (see ``dispatch``).
     """
     backend_classes = resolve_backends(backend)
-    per_backend = {**(options or {}), **{k: v for k, v in (("mlflow", mlflow), ("wandb", wandb), ("tensorboard", tensorboard)) if v}}
+    per_backend = {**(options or {}), **{k: v for k, v in (("mlflow", mlflow), ("wandb", wandb), ("tensorboard", tensorboard), ("trackio", trackio)) if v}}
     unknown = set(per_backend) - set(backend_classes)
     if unknown:
         log.warning("rldk_track: options given for backends not in use: %s", ", ".join(sorted(unknown)))

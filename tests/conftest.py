@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pkgutil
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,6 +20,9 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.pop("RLDK_TRACK_BACKENDS", None)
+# trackio reads its store folder once, at import: every test (and child process) gets this one.
+os.environ["TRACKIO_DIR"] = tempfile.mkdtemp(prefix="rldk-test-trackio-")
+atexit.register(shutil.rmtree, os.environ["TRACKIO_DIR"], True)
 os.environ.pop("RLDK_DISABLE_JSONL", None)
 
 _SUPPORT = Path(__file__).parent / "support"

@@ -17,6 +17,7 @@ _BUILTIN = {
     "mlflow": "rldk_track.backends.mlflow:MlflowBackend",
     "wandb": "rldk_track.backends.wandb:WandbBackend",
     "tensorboard": "rldk_track.backends.tensorboard:TensorBoardBackend",
+    "trackio": "rldk_track.backends.trackio:TrackioBackend",
 }
 _registered: dict[str, type[Backend] | str] = {}
 
