@@ -50,7 +50,14 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from rldk_track import lifecycle
 from rldk_track.integrations import post_import
-from rldk_track.integrations.common import system_sampler
+from rldk_track.integrations.common import (
+    GIT_COMMIT_ENV,
+    TRAINER_TAG,
+    framework_tags,
+    git_commit,
+    provenance,
+    system_sampler,
+)
 from rldk_track.keymaps import canonicalize
 from rldk_track.layout import RunLayout, resolve_run_dir
 
@@ -67,6 +74,9 @@ SETUP_HOOK = "rldk_track.integrations.openrlhf.setup_worker"
 LAUNCHER_STATUS_SUFFIX = ".launcher-status"
 
 FRAMEWORK = "openrlhf"
+#: OpenRLHF's own packages whose versions go into the run's config (next to the common training
+#: libraries of :data:`rldk_track.integrations.common.VERSIONED_PACKAGES`).
+FRAMEWORK_PACKAGES = ("openrlhf", "ray", "vllm", "flash_attn")
 SAMPLES_KEY = "generated_samples"
 GB = 1e9  # as rldk_track.system reports memory
 
@@ -138,20 +148,19 @@ class _Session:
         if not kwargs.get("run_name") and isinstance(wandb_name, str) and wandb_name:
             kwargs["run_name"] = wandb_name
         kwargs.setdefault("analyzers", "default")
-        tags = {"framework": FRAMEWORK, "openrlhf.trainer": _class_name(trainer), "openrlhf.version": _openrlhf_version()}
-        tags.update(kwargs.pop("tags", None) or {})
+        tags = {**framework_tags(FRAMEWORK, _class_name(trainer)), **(kwargs.pop("tags", None) or {})}
         observers = list(kwargs.pop("observers", ()))
         if self.settings.system_metrics and _samples_this_node(bool(kwargs.get("per_rank"))):
             self._sampler = system_sampler(self.settings.system_metrics)
             observers.append(self._sampler)
-        # OpenRLHF's nested SimpleNamespace args: the Run turns them into a dict and redacts
-        # --logger.wandb.key (a bare "key" holding a key-like value).
-        run = rldk_track.init(self.settings.backend, config=args, tags=tags, observers=observers, **kwargs)
+        # OpenRLHF's nested SimpleNamespace args, with the versions and git commit beside them;
+        # the Run redacts --logger.wandb.key (a bare "key" holding a key-like value).
+        run = rldk_track.init(self.settings.backend, config=run_config(args), tags=tags, observers=observers, **kwargs)
         if self._sampler is not None:
             self._sampler.start(run)
         if run.active:
             log.info("rldk_track: recording OpenRLHF %s as run %s (%s) in %s",
-                     tags["openrlhf.trainer"], run.id, run.name, ", ".join(run.backends))
+                     tags[TRAINER_TAG], run.id, run.name, ", ".join(run.backends))
         return run
 
     def close(self, status: str | None = None, timeout: float | None = None) -> None:
@@ -611,7 +620,8 @@ def ray_runtime_env(
     base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Ray ``runtime_env`` that records OpenRLHF PPO in the trainer actor: the setup hook plus
-    the settings, run id and run directory as environment variables, merged into ``base``.
+    the settings, run id, run directory and git commit as environment variables, merged into
+    ``base``.
 
     OpenRLHF's ``train()`` calls ``ray.init`` only when Ray is not initialised yet, so its own
     defaults (``TOKENIZERS_PARALLELISM``, ``NCCL_DEBUG``, ``RAY_ENABLE_ZERO_COPY_TORCH_TENSORS``)
@@ -636,10 +646,14 @@ def ray_runtime_env(
 
 
 def settings_env(settings: Settings, *, run_id: str) -> dict[str, str]:
-    """Environment variables that make every process of one training run record into one run."""
+    """Environment variables that make every process of one training run record into one run,
+    with the git commit checked out here (a Ray actor may run on a node without the repository)."""
     init = dict(settings.init)
     env = {SETTINGS_ENV: settings.to_json(), "RLDK_RUN_ID": init.get("run_id") or run_id}
     env["RLDK_TRACK_DIR"] = str(run_dir_of(settings))
+    sha = os.environ.get(GIT_COMMIT_ENV, "").strip() or git_commit(Path.cwd())
+    if sha:
+        env[GIT_COMMIT_ENV] = sha
     return env
 
 
@@ -758,13 +772,16 @@ def _class_name(obj: Any) -> str:
     return getattr(cls, "__ray_actor_class__", cls).__name__
 
 
-def _openrlhf_version() -> str:
-    try:
-        from importlib.metadata import version
+def run_config(args: Any) -> dict[str, Any]:
+    """The run's config: OpenRLHF's argument tree (``--actor.*``, ``--logger.*``...) plus the
+    ``versions`` and ``git`` keys every integration records. (OpenRLHF has no argument group
+    named ``versions`` or ``git``, so neither hides an argument.)"""
+    from rldk_track.normalize import to_jsonable
 
-        return version("openrlhf")
-    except Exception:
-        return "unknown"
+    tree = to_jsonable(args) if args is not None else {}
+    config = dict(tree) if isinstance(tree, Mapping) else {"args": tree}
+    config.update(provenance(FRAMEWORK_PACKAGES))
+    return config
 
 
 def launcher_status_path_for(run_dir: str | os.PathLike[str], run_id: str) -> Path:

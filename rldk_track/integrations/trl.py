@@ -10,7 +10,8 @@ Works with every TRL trainer (GRPO, RLOO, DPO, SFT, Reward, KTO, OnlineDPO) and 
 event becomes:
 
 - ``on_train_begin``: the run starts; its config is the TrainingArguments, the model config, the
-  trainer class, library versions, the git commit and the seeds.
+  trainer class, library versions, the git commit and the seeds; its tags ``rldk.framework``,
+  ``rldk.framework_version`` and ``rldk.trainer`` (:mod:`rldk_track.integrations.common`).
 - ``on_log``: the logged values at ``state.global_step``, under their TRL names and their
   canonical names (``reward`` -> ``reward/mean``, ``eval_loss`` -> ``eval/loss/total``; see
   ``docs/metrics.md``). The end-of-training line (``train_runtime``, ``train_loss``...) is the
@@ -30,8 +31,6 @@ event is a no-op.
 from __future__ import annotations
 
 import logging
-import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -39,11 +38,10 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import rldk_track
-from rldk_track.integrations.common import system_sampler
+from rldk_track.integrations.common import STOPPED_BY_TAG, framework_tags, provenance, system_sampler
 from rldk_track.keymaps import canonicalize
 from rldk_track.records import SEVERITIES, Alert, Record
 from rldk_track.run import BackendSpec, Run, resolve_backends
-from rldk_track.version import __version__
 
 log = logging.getLogger("rldk_track")
 
@@ -54,8 +52,9 @@ FRAMEWORK = "trl"
 #: ``train_tokens_per_second`` when tokens are counted; those stay step series.)
 SUMMARY_MARKERS = frozenset({"train_loss", "total_flos", "train_samples_per_second", "train_steps_per_second"})
 
-#: Libraries whose versions go into the run's config.
-VERSIONED_PACKAGES = ("trl", "transformers", "torch", "accelerate", "datasets", "peft", "deepspeed")
+#: TRL's own packages whose versions go into the run's config (next to the common training
+#: libraries of :data:`rldk_track.integrations.common.VERSIONED_PACKAGES`).
+FRAMEWORK_PACKAGES = ("trl", "vllm")
 
 #: How long ``on_train_end`` waits for checkpoint analyses still running.
 CHECKPOINT_DRAIN_TIMEOUT_S = 120.0
@@ -191,7 +190,7 @@ class RLDKCallback(TrainerCallback):
             self.backend,
             run_name=self.run_name or args.run_name or None,
             config=config,
-            tags={"rldk.framework": FRAMEWORK, "rldk.trainer": trainer_class_name(args), **self._user_tags},
+            tags={**framework_tags(FRAMEWORK, trainer_class_name(args)), **self._user_tags},
             analyzers=self.analyzers,
             observers=observers,
             **kwargs,
@@ -219,7 +218,7 @@ class RLDKCallback(TrainerCallback):
         log.warning("rldk_track: stopping training at step %d (stop_on=%r): %s", state.global_step, self.stop_on, reason)
         run = self._run
         assert run is not None
-        run.set_tags({"rldk.stopped_by": reason})
+        run.set_tags({STOPPED_BY_TAG: reason})
         run.alert(
             "training_stopped",
             f"training stopped at step {state.global_step} by stop_on={self.stop_on!r} after {reason}",
@@ -272,7 +271,6 @@ def run_config(args: TrainingArguments, state: TrainerState, model: Any, process
         "trainer": {"class": trainer_class_name(args), "args_class": f"{type(args).__module__}.{type(args).__name__}"},
         "args": args.to_dict(),
         "seeds": {"seed": args.seed, "data_seed": args.data_seed, "full_determinism": args.full_determinism},
-        "versions": package_versions(),
         "state": {"max_steps": state.max_steps, "num_train_epochs": state.num_train_epochs,
                   "train_batch_size": state.train_batch_size},
     }
@@ -283,9 +281,7 @@ def run_config(args: TrainingArguments, state: TrainerState, model: Any, process
             log.warning("rldk_track: the model's description is not recorded: %s: %s", type(exc).__name__, exc)
     if processing_class is not None:
         config["processing_class"] = type(processing_class).__name__
-    sha = git_commit(Path.cwd())
-    if sha:
-        config["git"] = {"commit": sha}
+    config.update(provenance(FRAMEWORK_PACKAGES))
     return config
 
 
@@ -306,56 +302,3 @@ def model_description(model: Any) -> dict[str, Any]:
     if callable(to_dict):
         out["config"] = to_dict()
     return out
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python, rldk_track and the training libraries that are installed."""
-    versions = {"python": platform.python_version(), "rldk_track": __version__}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def git_commit(start: Path) -> str | None:
-    """The commit checked out in the git repository containing ``start``, read from ``.git``
-    without running git (no subprocess on the training thread); None outside a repository."""
-    for directory in (start, *start.parents):
-        git = directory / ".git"
-        if git.is_file():  # a worktree or submodule: "gitdir: <path>"
-            text = git.read_text(encoding="utf-8", errors="replace").strip()
-            if not text.startswith("gitdir:"):
-                return None
-            git = (directory / text[len("gitdir:"):].strip()).resolve()
-        if git.is_dir():
-            return _resolve_head(git)
-    return None
-
-
-def _resolve_head(git_dir: Path) -> str | None:
-    try:
-        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    if not head.startswith("ref:"):
-        return head or None
-    ref = head[len("ref:"):].strip()
-    common = git_dir
-    commondir = git_dir / "commondir"
-    if commondir.is_file():  # refs of a linked worktree live in the main repository
-        common = (git_dir / commondir.read_text(encoding="utf-8").strip()).resolve()
-    for base in (git_dir, common):
-        try:
-            return (base / ref).read_text(encoding="utf-8").strip()
-        except OSError:
-            continue
-    try:
-        for line in (common / "packed-refs").read_text(encoding="utf-8").splitlines():
-            sha, _, name = line.partition(" ")
-            if name == ref:
-                return sha
-    except OSError:
-        pass
-    return None

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,6 +24,7 @@ from rldk_testsupport import openrlhf_minimal as om
 
 from rldk_track.backends.jsonl import read_records
 from rldk_track.integrations import openrlhf as integration
+from rldk_track.integrations.common import git_commit
 from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, RunEnd, RunStart
 
 pytestmark = pytest.mark.timeout(300)
@@ -227,7 +229,21 @@ def test_run_config_is_openrlhfs_args_with_the_wandb_key_redacted(ppo_trainer: A
     [start] = [r for r in recs if isinstance(r, RunStart)]
     assert start.name == "openrlhf-test-run"  # OpenRLHF's --logger.wandb.run_name
     tags = {k: v for r in recs if r.kind == "tags" for k, v in r.values.items()}
-    assert tags["framework"] == "openrlhf" and tags["openrlhf.trainer"] == "BasePPOTrainer"
+    assert tags["rldk.framework"] == "openrlhf" and tags["rldk.trainer"] == "BasePPOTrainer"
+    assert tags["rldk.framework_version"] == metadata.version("openrlhf")
+
+
+def test_run_config_records_the_library_versions_and_the_git_commit(ppo_trainer: Any, tmp_path: Path) -> None:
+    integration.install(dir=tmp_path / "runs", run_id="ppo-provenance", analyzers=None)
+    ppo_trainer().save_logs_and_checkpoints(1, om.ppo_logs(1))
+    integration.uninstall()
+
+    [params] = [r for r in records(tmp_path / "runs", "ppo-provenance") if r.kind == "params"]
+    versions = params.values["versions"]
+    assert versions["openrlhf"] == metadata.version("openrlhf") and versions["torch"] == metadata.version("torch")
+    assert versions["ray"] == metadata.version("ray") and versions["rldk_track"]
+    assert params.values["git"]["commit"] == git_commit(Path.cwd())  # the tests run inside the repository
+    assert len(params.values["git"]["commit"]) == 40
 
 
 # -- SFT / DPO ------------------------------------------------------------------------------------

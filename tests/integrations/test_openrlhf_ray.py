@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rldk_testsupport.openrlhf_minimal import ppo_trainer_actor_class
-from rldk_testsupport.ray_local import SUPPORT
+from rldk_testsupport.ray_local import WORKER_PYTHONPATH
 
 from rldk_track.backends.jsonl import read_records
 from rldk_track.integrations import openrlhf as integration
@@ -27,6 +28,7 @@ from rldk_track.records import Metrics, RunEnd, RunStart
 pytestmark = pytest.mark.timeout(400)
 
 JOB = Path(__file__).with_name("openrlhf_ray_job.py")
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +41,7 @@ def launch_job(ray_address: str, tmp_path: Path, run_id: str, mode: str) -> subp
     command = [
         sys.executable, "-m", "rldk_track.integrations.openrlhf",
         "--address", ray_address, "--dir", str(tmp_path / "runs"), "--run-id", run_id, "--no-analyzers",
-        "--runtime-env-json", json.dumps({"env_vars": {"PYTHONPATH": SUPPORT}}),
+        "--runtime-env-json", json.dumps({"env_vars": {"PYTHONPATH": WORKER_PYTHONPATH}}),
         "--", sys.executable, str(JOB), str(tmp_path / "ckpt"), mode,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=360, cwd=tmp_path)
@@ -67,6 +69,8 @@ def test_a_patch_applied_in_the_driver_does_not_reach_the_ray_actor(ray_local: s
 
 
 def test_the_launchers_setup_hook_patches_the_trainer_actor_which_records_one_run(ray_local: str, tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()  # the launcher starts in a checkout of this commit
+    (tmp_path / ".git" / "HEAD").write_text(COMMIT + "\n")
     out = launch_job(ray_local, tmp_path, "ray-hook", "ok")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert printed(out.stdout, "PATCHED") == "True"
@@ -79,6 +83,9 @@ def test_the_launchers_setup_hook_patches_the_trainer_actor_which_records_one_ru
     kl = {r.step: r.values["kl/mean"] for r in recs if isinstance(r, Metrics) and "kl/mean" in r.values}
     assert kl == {1: 0.01, 2: 0.01, 3: 0.01}
     assert [r.status for r in recs if isinstance(r, RunEnd)] == ["success"]  # ended as the driver let go
+    [params] = [r for r in recs if r.kind == "params"]
+    assert params.values["git"] == {"commit": COMMIT}  # the launcher's checkout, wherever the actor runs
+    assert params.values["versions"]["openrlhf"] == metadata.version("openrlhf")
 
 
 def test_a_failing_driver_ends_the_actors_run_as_failed(ray_local: str, tmp_path: Path) -> None:

@@ -204,6 +204,7 @@ def test_grpo_config_is_in_mlflow_params_arguments_model_trainer_versions_seed_c
     assert len(params["git/commit"]) == 40  # the tests run inside the project's repository
     tags = mlflow_run.run.data.tags
     assert tags["rldk.framework"] == "trl" and tags["rldk.trainer"] == "GRPOTrainer"
+    assert tags["rldk.framework_version"] == trl.__version__
 
 
 def test_end_of_training_line_is_the_summary_not_a_step_series(grpo_run):
