@@ -662,44 +662,6 @@ def run_dir_of(settings: Settings) -> Path:
     return resolve_run_dir(settings.init.get("dir"))
 
 
-# -- names the seed documented -----------------------------------------------------------------
-class OpenRLHFCallback:
-    """The seed's name for "record this OpenRLHF run": creating one calls :func:`install` with
-    the same arguments. OpenRLHF has no callback system, so there is nothing to pass it to."""
-
-    _defaults: dict[str, Any] = {}
-
-    def __init__(self, backend: str | Sequence[str] | None = None, **kwargs: Any) -> None:
-        self.installed = install(backend, **{**self._defaults, **kwargs})
-
-    @property
-    def run(self) -> "Run | None":
-        """This process's run, once OpenRLHF has logged."""
-        return current_run()
-
-    def uninstall(self, status: str | None = None) -> None:
-        uninstall(status)
-
-
-class OpenRLHFMonitor(OpenRLHFCallback):
-    """Same as :class:`OpenRLHFCallback` (the seed's "simple" name)."""
-
-
-class DistributedTrainingMonitor(OpenRLHFCallback):
-    """:class:`OpenRLHFCallback` with ``per_rank=True``: every rank writes its own event log (rank,
-    host, step time, peak memory); ``rldk-track merge`` lines them up. Rank 0 alone reaches the
-    trackers."""
-
-    _defaults = {"per_rank": True}
-
-
-class MultiGPUMonitor(DistributedTrainingMonitor):
-    """:class:`DistributedTrainingMonitor` plus ``system_metrics=True``: GPU utilisation, memory,
-    power and temperature of every GPU of every node (one sampler per node)."""
-
-    _defaults = {"per_rank": True, "system_metrics": True}
-
-
 # -- helpers ---------------------------------------------------------------------------------
 def _get(obj: Any, dotted: str, default: Any = None) -> Any:
     """``args.logger.logging_steps`` from OpenRLHF's nested namespace (or a flat ``logging_steps``)."""

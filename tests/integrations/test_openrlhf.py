@@ -295,7 +295,7 @@ def test_sft_on_a_non_zero_rank_with_per_rank_writes_its_own_log(
 ) -> None:
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    integration.DistributedTrainingMonitor(dir=tmp_path / "runs", run_id="sft-perrank", analyzers=None)
+    integration.install(dir=tmp_path / "runs", run_id="sft-perrank", analyzers=None, per_rank=True)
     args = om.openrlhf_args()
     om.sft_trainer(tiny_model, args, train_steps=2, eval_batches=0).fit(args)
     integration.uninstall()
@@ -309,13 +309,13 @@ def test_sft_on_a_non_zero_rank_with_per_rank_writes_its_own_log(
 
 
 @pytest.mark.parametrize(("local_rank", "samples_system"), [("0", True), ("1", False)])
-def test_multi_gpu_monitor_samples_the_system_on_one_rank_per_node(
+def test_per_rank_system_metrics_are_sampled_on_one_rank_per_node(
     tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, local_rank: str, samples_system: bool
 ) -> None:
     monkeypatch.setenv("RANK", "1")  # global rank 1: node 0's rank 1, or node 1's first rank
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", local_rank)
-    integration.MultiGPUMonitor(dir=tmp_path / "runs", run_id="sft-system", analyzers=None)
+    integration.install(dir=tmp_path / "runs", run_id="sft-system", analyzers=None, per_rank=True, system_metrics=True)
     args = om.openrlhf_args()
     om.sft_trainer(tiny_model, args, train_steps=2, eval_batches=0).fit(args)
     integration.uninstall()
