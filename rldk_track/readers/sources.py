@@ -10,6 +10,8 @@ Sources (see ``docs/compare.md``):
 ``tensorboard://LOGDIR``, a log dir     every TensorBoard run (directory of event files) under it
 ``path/to/wandb``, ``offline-run-*``    W&B offline runs
 ``wandb://ENTITY/PROJECT[/RUN]``        W&B runs through ``wandb.Api()`` (needs an API key)
+``trackio://PROJECT[/RUN]``             trackio runs in its local store (``TRACKIO_DIR``), RUN
+                                        a run name or id
 ``jsonl://PATH``                        force the event-log reader for PATH
 =====================================  =====================================================
 
@@ -76,13 +78,15 @@ def resolve_source(source: str) -> Reader:
         return _wandb_online
     if source.startswith("tensorboard://"):
         return _tensorboard
+    if source.startswith("trackio://"):
+        return _trackio
     if source.startswith("jsonl://"):
         return _event_log
     path = Path(source)
     if not path.exists():
         raise SourceError(
             f"{source} is neither an existing path nor a tracker URI "
-            "(mlflow://EXPERIMENT[/RUN], wandb://ENTITY/PROJECT[/RUN], tensorboard://LOGDIR)"
+            "(mlflow://EXPERIMENT[/RUN], wandb://ENTITY/PROJECT[/RUN], tensorboard://LOGDIR, trackio://PROJECT[/RUN])"
         )
     from rldk_track.readers import eventlog, tensorboard, wandb
 
@@ -126,6 +130,15 @@ def _tensorboard(source: str, *, progress: bool | None = None, **_: object) -> l
     from rldk_track.readers.tensorboard import read_tensorboard
 
     return read_tensorboard(_strip(source, "tensorboard://"), progress=progress)
+
+
+def _trackio(source: str, *, progress: bool | None = None, **_: object) -> list[RunData]:
+    from rldk_track.readers.trackio import read_trackio
+
+    project, _, run = _strip(source, "trackio://").strip("/").partition("/")
+    if not project:
+        raise SourceError("trackio:// needs a project: trackio://PROJECT[/RUN]")
+    return read_trackio(project, run or None, progress=progress)
 
 
 def _wandb_offline(source: str, *, progress: bool | None = None, **_: object) -> list[RunData]:

@@ -74,5 +74,5 @@ def reference() -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def all_backends_run(tmp_path_factory: pytest.TempPathFactory, mlflow_server) -> LoggedRun:
     """The reference run recorded into every tracker at once (MLflow: the shared test server)."""
-    return log_reference_run(tmp_path_factory.mktemp("all_backends"), ["mlflow", "wandb", "tensorboard"],
+    return log_reference_run(tmp_path_factory.mktemp("all_backends"), ["mlflow", "wandb", "tensorboard", "trackio"],
                              tracking_uri=mlflow_server.uri)

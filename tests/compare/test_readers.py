@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ def sources(run) -> dict[str, str]:
         "mlflow": f"mlflow://{run.project}",
         "wandb": str(run.dir / "wandb"),
         "tensorboard": f"tensorboard://{run.dir / 'tensorboard'}",
+        "trackio": f"trackio://{run.project}",
     }
 
 
@@ -46,7 +48,7 @@ def test_event_log_holds_every_point_as_logged(read_back, reference):
     assert math.isnan(frame[(frame["metric"] == "loss/total") & (frame["step"] == 20)]["value"].iloc[0])
 
 
-@pytest.mark.parametrize("kind", ["mlflow", "wandb", "tensorboard"])
+@pytest.mark.parametrize("kind", ["mlflow", "wandb", "tensorboard", "trackio"])
 def test_every_tracker_reads_back_the_same_points(read_back, kind):
     expected, got = points(read_back["jsonl"]), points(read_back[kind])
     assert list(zip(got["metric"], got["step"])) == list(zip(expected["metric"], expected["step"]))
@@ -55,7 +57,7 @@ def test_every_tracker_reads_back_the_same_points(read_back, kind):
     np.testing.assert_allclose(got["wall_time"], expected["wall_time"], atol=0.001)  # MLflow keeps milliseconds
 
 
-@pytest.mark.parametrize("kind", ["mlflow", "wandb", "tensorboard"])
+@pytest.mark.parametrize("kind", ["mlflow", "wandb", "tensorboard", "trackio"])
 def test_every_tracker_reads_back_the_same_run(read_back, kind, all_backends_run, reference):
     expected, got = read_back["jsonl"].runs.iloc[0], read_back[kind].runs.iloc[0]
     assert got["name"] == "reference" and got["run_id"] == all_backends_run.run_id
@@ -68,7 +70,7 @@ def test_every_tracker_reads_back_the_same_run(read_back, kind, all_backends_run
     assert got["start_time"] == pytest.approx(expected["start_time"], abs=0.001 if kind != "wandb" else 30)
 
 
-@pytest.mark.parametrize("kind", ["mlflow", "wandb", "tensorboard"])
+@pytest.mark.parametrize("kind", ["mlflow", "wandb", "tensorboard", "trackio"])
 def test_every_tracker_reads_back_the_same_alerts(read_back, kind):
     columns = ["step", "rule", "severity", "metric", "value", "threshold", "message", "state"]
     expected = read_back["jsonl"].alerts[columns]
@@ -207,3 +209,24 @@ def test_frame_and_runs_unpack_as_a_pair(tmp_path):
     assert str(frame["metric"].dtype) == "category" and frame["step"].dtype == np.int64
     assert runs.loc["pair", "params"] == {"a/b": 1}
     assert Path(runs.loc["pair", "origin"]["event_log"]).exists()
+
+
+def test_trackio_run_written_by_trackio_itself_reads_with_its_metrics_config_and_alerts(tmp_path):
+    import trackio
+
+    project = f"own-{uuid.uuid4().hex[:8]}"
+    own = trackio.init(project=project, name="plain", config={"lr": 0.1}, auto_log_cpu=False, auto_log_gpu=False)
+    for step in range(3):
+        trackio.log({"loss": 1.0 / (step + 1), "step": step}, step=step)
+    trackio.alert("loss stalled", text="no progress", level=trackio.AlertLevel.ERROR)
+    trackio.finish()
+    (run,) = load_runs(f"trackio://{project}/plain").runs.to_dict("records")
+    assert (run["name"], run["run_id"], run["params"], run["health"]) == ("plain", own.id, {"lr": 0.1}, "critical")
+    frame = load_runs(f"trackio://{project}").frame
+    assert sorted(frame[frame["metric"] == "loss"]["value"]) == sorted([1.0, 0.5, 1 / 3])
+    assert list(frame[frame["metric"] == "step"]["value"]) == [0.0, 1.0, 2.0]  # trackio's __step, named back
+
+
+def test_unknown_trackio_project_says_where_it_looked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no trackio project 'nope-none' in"):
+        load_runs("trackio://nope-none")
