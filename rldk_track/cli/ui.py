@@ -1,8 +1,9 @@
-"""``rldk-track ui``: open the local trackers' web UIs (MLflow and TensorBoard) on 127.0.0.1."""
+"""``rldk-track ui``: open the local trackers' web UIs (MLflow, TensorBoard, trackio) on 127.0.0.1."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +24,11 @@ Starts, on this machine only (127.0.0.1):
   mlflow ui    on the embedded store <dir>/mlflow.db (or --tracking-uri when it is a sqlite or
                file store; a tracking server given by MLFLOW_TRACKING_URI is just printed)
   tensorboard  on <dir>/tensorboard
+  trackio      trackio's dashboard on its local store (TRACKIO_DIR), when runs in <dir> recorded to
+               trackio; no share link
 prints their URLs and keeps them running until Ctrl-C (or SIGTERM). A busy port is replaced
 by a free one.
-From another machine, forward the ports: ssh -L 5000:127.0.0.1:5000 -L 6006:127.0.0.1:6006 HOST
+From another machine, forward the ports: ssh -L 5000:127.0.0.1:5000 -L 6006:127.0.0.1:6006 -L 7860:127.0.0.1:7860 HOST
 
 exit codes: 0 served (or --check passed); 1 a UI failed to start; 2 nothing to show.
 """
@@ -54,8 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", help="MLflow store to serve (default: MLFLOW_TRACKING_URI, else <dir>/mlflow.db)")
     p.add_argument("--mlflow-port", type=int, default=5000, help="port for MLflow (default 5000; 0: any free port)")
     p.add_argument("--tensorboard-port", type=int, default=6006, help="port for TensorBoard (default 6006; 0: any free port)")
+    p.add_argument("--trackio-port", type=int, default=7860, help="port for trackio's dashboard (default 7860; 0: any free port)")
     p.add_argument("--no-mlflow", action="store_true", help="do not start MLflow")
     p.add_argument("--no-tensorboard", action="store_true", help="do not start TensorBoard")
+    p.add_argument("--no-trackio", action="store_true", help="do not start trackio's dashboard")
     p.add_argument("--check", action="store_true", help="start, wait until both answer, print the URLs, stop")
     p.set_defaults(func=run)
 
@@ -69,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
             servers.append(server)
     if not args.no_tensorboard:
         server = tensorboard_server(run_dir, args.tensorboard_port)
+        if server:
+            servers.append(server)
+    if not args.no_trackio:
+        server = trackio_server(run_dir, args.trackio_port)
         if server:
             servers.append(server)
     if not servers:
@@ -132,6 +142,32 @@ def tensorboard_server(run_dir: Path, port: int) -> Server | None:
     return Server("tensorboard", f"http://127.0.0.1:{port}", "/data/runs", command)
 
 
+#: Serves trackio's dashboard like ``trackio show`` does, on 127.0.0.1 only, with no share link
+#: and no browser opened (``trackio show`` has no port option).
+#: The store is the one the run recorded to (``TRACKIO_DIR`` is read when trackio is imported).
+TRACKIO_SHOW = ("import os, sys; os.environ['TRACKIO_DIR'] = sys.argv[3] or os.environ.get('TRACKIO_DIR', ''); "
+                "os.environ['TRACKIO_DIR'] or os.environ.pop('TRACKIO_DIR'); import trackio; "
+                "trackio.show(project=sys.argv[1] or None, host='127.0.0.1', server_port=int(sys.argv[2]), "
+                "share=False, open_browser=False, block_thread=True)")
+
+
+def trackio_server(run_dir: Path, port: int) -> Server | None:
+    """Trackio's dashboard, when a run in ``run_dir`` recorded to trackio (a trackio cursor file
+    is next to its event log), on the store and project the latest such run recorded to."""
+    cursors = sorted((run_dir / "events").glob("*.trackio.cursor.json"), key=lambda p: p.stat().st_mtime)
+    if not cursors:
+        return None
+    try:
+        state = json.loads(cursors[-1].read_text(encoding="utf-8")).get("state") or {}
+    except (OSError, ValueError, AttributeError):
+        state = {}
+    project, store = str(state.get("project") or ""), str(state.get("trackio_dir") or "")
+    port = free_port(port)
+    command = [sys.executable, "-c", TRACKIO_SHOW, project, str(port), store]
+    query = f"/?project={urllib.parse.quote(project)}" if project else "/"
+    return Server("trackio", f"http://127.0.0.1:{port}{query}", "/version", command)
+
+
 def free_port(wanted: int) -> int:
     """``wanted`` if nothing listens on it on 127.0.0.1, else (or for 0) a free port the OS picks."""
     if wanted:
@@ -158,12 +194,14 @@ def _start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 def wait_ready(server: Server, timeout: float) -> bool:
     """True once ``server`` answers 200 on its ready path (False if it exits or times out)."""
+    parts = urllib.parse.urlsplit(server.url)  # the URL may carry a query (trackio's ?project=)
+    ready_url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}{server.ready_path}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process is not None and server.process.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(server.url.rstrip("/") + server.ready_path, timeout=3) as response:
+            with urllib.request.urlopen(ready_url, timeout=3) as response:
                 if response.status == 200:
                     return True
         except (urllib.error.URLError, OSError):

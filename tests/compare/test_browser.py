@@ -1,10 +1,10 @@
 """The trackers' own web UIs, opened in headless Chromium, show what rldk_track recorded.
 
 Two demo-like runs (one healthy, one pushed into a KL spike and an entropy collapse, both with the
-default analyzers) go to the embedded MLflow store and TensorBoard; ``rldk-track ui`` serves them
+default analyzers) go to the embedded MLflow store, TensorBoard and trackio's local store; ``rldk-track ui`` serves them
 on 127.0.0.1; Chromium renders MLflow's runs table and the sick run's page (DOM dumps are checked,
 screenshots saved under ``docs/img/``); TensorBoard's HTTP API lists the runs and their canonical
-scalar tags. Select with ``-m browser``; needs Debian's ``chromium``. ``RLDK_UPDATE_SCREENSHOTS=1``
+scalar tags; trackio's dashboard lists both runs. Select with ``-m browser``; needs Debian's ``chromium``. ``RLDK_UPDATE_SCREENSHOTS=1``
 refreshes the committed screenshots.
 """
 
@@ -42,7 +42,7 @@ CANONICAL = {"reward/mean", "kl/mean", "entropy/mean", "loss/total"}
 def log_demo_runs(dir: Path) -> None:
     for name, sick in (("grpo-healthy", False), ("grpo-lr-too-high", True)):
         rng = random.Random(name)
-        run = rldk_track.init(backend=["mlflow", "tensorboard"], dir=dir, project=PROJECT, run_name=name,
+        run = rldk_track.init(backend=["mlflow", "tensorboard", "trackio"], dir=dir, project=PROJECT, run_name=name,
                               config={"learning_rate": 1e-3 if sick else 1e-6}, analyzers="default")
         for step in range(150):
             run.log({
@@ -56,23 +56,24 @@ def log_demo_runs(dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """``rldk-track ui`` on the demo store: ``{"dir", "mlflow", "tensorboard"}`` URLs."""
+    """``rldk-track ui`` on the demo store: ``{"dir", "mlflow", "tensorboard", "trackio"}`` URLs."""
     dir = tmp_path_factory.mktemp("demo")
     log_demo_runs(dir)
     process = subprocess.Popen(
-        [sys.executable, "-m", "rldk_track.cli", "ui", "--dir", str(dir), "--mlflow-port", "0", "--tensorboard-port", "0"],
+        [sys.executable, "-m", "rldk_track.cli", "ui", "--dir", str(dir), "--mlflow-port", "0", "--tensorboard-port", "0",
+         "--trackio-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=dir,
     )
     urls: dict[str, str] = {}
     deadline = time.monotonic() + 240
-    while len(urls) < 2 and time.monotonic() < deadline:
+    while len(urls) < 3 and time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
             break
         name, _, url = line.partition(" ")
         urls[name] = url.strip()
     try:
-        assert len(urls) == 2, f"ui did not print both URLs: {urls}\n{process.stderr.read() if process.poll() is not None else ''}"
+        assert len(urls) == 3, f"ui did not print the three URLs: {urls}\n{process.stderr.read() if process.poll() is not None else ''}"
         yield {"dir": dir, **urls}
     finally:
         process.send_signal(signal.SIGTERM)
@@ -144,3 +145,12 @@ def test_tensorboard_lists_the_runs_and_canonical_tags(served, tmp_path):
     # the Scalars tab (SVG charts); the Time Series tab draws on a canvas that headless Chromium
     # may leave blank
     screenshot(f"{base}/#scalars", tmp_path, "tensorboard_scalars.png", size="1400,1000")
+
+
+def test_trackio_dashboard_lists_both_runs(served, tmp_path):
+    url = served["trackio"]
+    assert url.startswith("http://127.0.0.1:") and url.endswith(f"?project={PROJECT}")
+    dom = chromium(url, tmp_path, "--dump-dom", budget_ms=20_000)
+    for name in ("grpo-healthy", "grpo-lr-too-high"):
+        assert 'class="run-name' in dom and f'title="{name}"' in dom
+    screenshot(url, tmp_path, "trackio_runs.png")
