@@ -180,6 +180,19 @@ def python_target(command: Sequence[str]) -> tuple[str, str, list[str]] | None:
     return None
 
 
+def uses_ray(command: Sequence[str], ray: bool | None = None) -> bool:
+    """Whether the launcher initialises Ray for ``command``: as ``--ray``/``--no-ray`` say, else
+    for ``python [-m] X`` whose last name part contains ``ray`` (``openrlhf.cli.train_ppo_ray``)."""
+    if ray is not None:
+        return ray
+    target = python_target(command)
+    if target is None:
+        return False
+    kind, name, _ = target
+    last = name.rsplit(".", 1)[-1] if kind == "module" else Path(name).stem  # not Path(module).stem: "openrlhf.cli"
+    return "ray" in last
+
+
 def launch(
     command: Sequence[str],
     settings: Settings,
@@ -203,8 +216,7 @@ def launch(
     env = settings_env(settings, run_id=run_id)
     os.environ.update(env)  # this process and everything it starts share the run
     target = python_target(command)
-    use_ray = ray if ray is not None else target is not None and "ray" in Path(target[1]).stem.rsplit(".", 1)[-1]
-    if not use_ray:
+    if not uses_ray(command, ray):
         return _run_child(command, env)
     if target is None:
         print("rldk-track openrlhf: --ray needs a Python command (python -m MODULE ... or python SCRIPT.py ...)",

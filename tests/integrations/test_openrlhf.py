@@ -465,6 +465,18 @@ def test_launcher_tells_python_commands_from_others() -> None:
     assert python_target(["torchrun", "--nproc_per_node", "2", "train.py"]) is None
 
 
+def test_launcher_starts_ray_for_openrlhfs_ray_entry_points_only() -> None:
+    from rldk_track.integrations.openrlhf_launch import uses_ray
+
+    assert uses_ray(["python", "-m", "openrlhf.cli.train_ppo_ray", "--a", "1"])
+    assert uses_ray([sys.executable, "scripts/my_ray_job.py"])
+    assert not uses_ray(["python", "-m", "openrlhf.cli.train_sft"])
+    assert not uses_ray(["python", "-m", "rayless.cli.train_sft"])  # the module's last name decides
+    assert not uses_ray(["deepspeed", "--module", "openrlhf.cli.train_ppo_ray"])
+    assert uses_ray(["python", "-m", "openrlhf.cli.train_sft"], ray=True)
+    assert not uses_ray(["python", "-m", "openrlhf.cli.train_ppo_ray"], ray=False)
+
+
 def test_launcher_patches_every_python_process_of_a_command_and_keeps_the_users_sitecustomize(
     tmp_path: Path, openrlhf_installed: None
 ) -> None:
