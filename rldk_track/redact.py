@@ -61,3 +61,20 @@ def redact(value: Any, key: str = "") -> Any:
         if "://" in value:
             return _URL_PASSWORD.sub(rf"\g<head>{REDACTED}\g<tail>", value)
     return value
+
+
+def redact_url(url: str) -> str:
+    """``url`` with everything that can hold a credential hidden: user info, path and query
+    (a Slack or Discord webhook's secret is its path). Scheme, host and port stay, to say where."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return REDACTED
+    if not parts.scheme or not host:
+        return REDACTED
+    hidden = "/" + REDACTED if (parts.path.strip("/") or parts.query or parts.username) else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"

@@ -353,6 +353,7 @@ def init(
     per_rank: bool = False,
     analyzers: str | Mapping[str, Any] | Sequence[Any] | None = None,
     observers: Sequence[Observer] = (),
+    notify: str | Sequence[str] | Any = None,
 ) -> Run:
     """Start a run that records into ``backend`` (one name or several).
 
@@ -364,6 +365,9 @@ def init(
     log, tagged with their rank, and send nothing to trackers).
     ``analyzers="default"`` (or a list of analyzer names/objects) watches the metric stream off the
     training thread and logs their alerts; ``observers`` adds raw observers (see ``dispatch``).
+    ``notify=["webhook", "wandb"]`` (or a :class:`rldk_track.notify.NotifySettings`; default
+    ``RLDK_NOTIFY``) sends critical alert episodes and an end-of-run digest to a person, off the
+    training thread (see :mod:`rldk_track.notify`).
     """
     backend_classes = resolve_backends(backend)
     per_backend = {**(options or {}), **{k: v for k, v in (("mlflow", mlflow), ("wandb", wandb), ("tensorboard", tensorboard), ("trackio", trackio)) if v}}
@@ -391,6 +395,12 @@ def init(
     use_event_log = os.environ.get("RLDK_DISABLE_JSONL", "").strip().lower() not in ("1", "true", "yes")
     if not use_event_log and not backend_instances:
         raise ValueError("RLDK_DISABLE_JSONL=1 turns the event log off, and no other backend is configured")
+    if rank == 0:  # only the rank that records to trackers tells a person
+        from rldk_track.notify import build_notifier
+
+        notifier = build_notifier(notify, run_name=name, run_id=run_id, backends=backend_instances, run_dir=run_dir)
+        if notifier is not None:
+            observers = [*observers, notifier]
 
     event_log: EventLogWriter | None = None
     next_seq = 0

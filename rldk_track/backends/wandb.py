@@ -324,6 +324,16 @@ class WandbBackend(Backend):
     def describe(self) -> str:
         return self._where
 
+    def send_alert(self, title: str, text: str, severity: str) -> None:
+        """Tell a person through W&B (``run.alert``: an e-mail or Slack message per the user's W&B
+        settings; offline, an alert record in the run file that ``wandb sync`` uploads). Called by
+        the notifier's thread; raises LookupError while the W&B run is not open, so it waits."""
+        run = self._wb_run
+        if run is None:
+            raise LookupError("the W&B run is not open")
+        level = {"info": "INFO", "warning": "WARN", "critical": "ERROR"}.get(severity, "WARN")
+        run.alert(title=title[:63], text=text, level=level, wait_duration=1)  # W&B: titles under 64 chars
+
     # -- crash recovery --------------------------------------------------------------------
     def _unfinished_segments(self, wandb_dir: Path) -> WandbOfflineRun | None:
         """What earlier offline segments of this run hold, if the last one never finished."""
