@@ -327,9 +327,14 @@ class MlflowBackend(Backend):
         return f"mlflow at {_masked(self._uri or self.tracking_uri())}"
 
     @contextlib.contextmanager
-    def _limits(self) -> Iterator[None]:
+    def _limits(self, retries: int | None = None) -> Iterator[None]:
+        """This backend's HTTP limits on this thread; ``retries=0`` for a request that is not
+        safe to repeat blindly (MLflow retries even a POST whose answer was lost)."""
         previous = getattr(_thread_limits, "values", None)
-        _thread_limits.values = self._limits_values
+        values = self._limits_values
+        if retries is not None:
+            values = {**values, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": retries}
+        _thread_limits.values = values
         try:
             yield
         finally:
@@ -354,10 +359,13 @@ class MlflowBackend(Backend):
             experiment_id = run.info.experiment_id if run else self._experiment_id(client, uri)
             run = run or self._find_run(client, experiment_id)
             if run is None:
-                run = client.create_run(
-                    experiment_id, start_time=int(self.run.start_time * 1000),
-                    tags=self._run_tags(), run_name=self.run.name[:MAX_RUN_NAME_LENGTH],
-                )
+                # Never retried by MLflow: a create applied whose answer was lost would make a
+                # second run. The dispatcher retries open(), which finds the first by its tag.
+                with self._limits(retries=0):
+                    run = client.create_run(
+                        experiment_id, start_time=int(self.run.start_time * 1000),
+                        tags=self._run_tags(), run_name=self.run.name[:MAX_RUN_NAME_LENGTH],
+                    )
             else:
                 self._resume(client, run)
         self._uri, self._client, self._run_id = uri, client, run.info.run_id
