@@ -1,7 +1,8 @@
 """Training-thread cost of logging one 50-metric step, rldk_track next to what users do today.
 
 All contenders run in ONE process against the SAME local MLflow server (started through
-``backends/mlflow/serve_local.sh``), the same TensorBoard root and offline W&B. Their calls are
+``backends/mlflow/serve_local.sh``), the same TensorBoard root, offline W&B and one local trackio
+store (``TRACKIO_DIR`` in the work dir): ``trackio.log`` directly next to ``run.log`` to trackio. Their calls are
 interleaved in blocks so machine noise hits them alike. Reported: p50 / p99 of the time the
 training thread spends inside the logging call, and each one's ratio to rldk_track.
 
@@ -51,6 +52,7 @@ def main() -> None:
     server, uri = start_mlflow_server(workdir)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ["WANDB_DIR"] = str(workdir)
+    os.environ["TRACKIO_DIR"] = str(workdir / "trackio")  # read once, when trackio is imported
     try:
         run_overhead(args, workdir, uri)
         run_delivery(args, workdir, uri)
@@ -61,6 +63,7 @@ def main() -> None:
 
 def run_overhead(args: argparse.Namespace, workdir: Path, uri: str) -> None:
     import mlflow
+    import trackio
     import wandb
     from accelerate import Accelerator
     from mlflow import MlflowClient
@@ -72,6 +75,8 @@ def run_overhead(args: argparse.Namespace, workdir: Path, uri: str) -> None:
         backend=["jsonl", "mlflow", "tensorboard", "wandb"], dir=workdir / "rldk", project="bench",
         mlflow={"tracking_uri": uri}, wandb={"mode": "offline", "dir": str(workdir)},
     )
+    rldk_trackio = rldk_track.init(backend="trackio", dir=workdir / "rldk-trackio", project="bench-trackio")
+    trackio_direct = trackio.init(project="bench-trackio-direct", name="direct", auto_log_cpu=False, auto_log_gpu=False)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("bench-direct") or client.get_experiment(client.create_experiment("bench-direct"))
     direct_run = client.create_run(exp.experiment_id)
@@ -86,6 +91,12 @@ def run_overhead(args: argparse.Namespace, workdir: Path, uri: str) -> None:
 
     def rldk_log(step: int, values: dict[str, float]) -> None:
         rldk.log(values, step=step)
+
+    def rldk_trackio_log(step: int, values: dict[str, float]) -> None:
+        rldk_trackio.log(values, step=step)
+
+    def trackio_log(step: int, values: dict[str, float]) -> None:
+        trackio_direct.log(values, step=step)
 
     def mlflow_client_sync(step: int, values: dict[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -115,6 +126,8 @@ def run_overhead(args: argparse.Namespace, workdir: Path, uri: str) -> None:
         "SummaryWriter.add_scalar x50": (tensorboard_add_scalar, args.steps),
         "wandb.log (offline)": (wandb_log, args.steps),
         "Accelerator(log_with=[mlflow,tensorboard,wandb]).log": (accelerate_log, args.slow_steps),
+        "rldk_track run.log (trackio)": (rldk_trackio_log, args.steps),
+        "trackio.log (local)": (trackio_log, args.steps),
     }
     samples: dict[str, list[int]] = {name: [] for name in contenders}
     block = 20
@@ -132,6 +145,12 @@ def run_overhead(args: argparse.Namespace, workdir: Path, uri: str) -> None:
     t0 = time.perf_counter()
     report = rldk.finish(timeout=120)
     rldk_finish = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    trackio_report = rldk_trackio.finish(timeout=120)
+    rldk_trackio_finish = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    trackio_direct.finish()
+    trackio_finish = time.perf_counter() - t0
     writer.close()
     wb.finish()
     accelerator.end_training()
@@ -143,6 +162,8 @@ def run_overhead(args: argparse.Namespace, workdir: Path, uri: str) -> None:
         p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
         print(f"{name:58s} {len(times):6d} {p50:10.1f} {p99:10.1f} {p50 / base:8.1f}x")
     print(f"rldk_track finish(): {rldk_finish:.2f} s to deliver everything to 3 trackers; complete={report.complete}")
+    print(f"rldk_track finish() to trackio: {rldk_trackio_finish:.2f} s (complete={trackio_report.complete}); "
+          f"trackio's own finish(): {trackio_finish:.2f} s")
 
 
 def run_delivery(args: argparse.Namespace, workdir: Path, uri: str) -> None:
