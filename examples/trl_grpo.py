@@ -12,7 +12,6 @@ completions that say "cat"; with ``beta > 0`` GRPO keeps a reference model and l
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -63,7 +62,7 @@ def train(
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="grpo-tiny-"))
+    output_dir = Path(output_dir or "grpo-tiny-output")  # the trainer's own folder, as in any TRL script
     # GRPO loads its reference model by name, so save the in-code model where a name finds it.
     model_dir = output_dir / "model"
     tokenizer = build_tokenizer()
