@@ -165,6 +165,11 @@ class TrackioBackend(Backend):
         from trackio.sqlite_storage import SQLiteStorage
 
         self._storage, self._utils = SQLiteStorage, utils
+        earlier = (state or {}).get("trackio_dir")
+        if earlier and earlier != str(utils.TRACKIO_DIR):
+            self.warn_once("store", f"rldk_track: trackio: this run recorded to {earlier} before; this process's "
+                           f"TRACKIO_DIR is {utils.TRACKIO_DIR}, so the rest of it goes there (set TRACKIO_DIR={earlier} "
+                           "to continue it in one store)")
         SQLiteStorage.validate_project_name(self.project)
         self._db = SQLiteStorage.init_db(self.project)
         stored = self._read_config()

@@ -345,3 +345,9 @@ def test_trackio_is_chosen_by_the_environment_and_in_a_list(tmp_path, monkeypatc
     assert run.finish().complete
     assert [r["x"] for r in logs(run)] == [1.0]
     assert (tmp_path / "tensorboard" / "from-env").is_dir()
+
+
+def test_a_run_continued_under_another_trackio_dir_says_so(tmp_path, caplog):
+    backend = TrackioBackend(RunInfo("moved1", "moved", project(), tmp_path, 1000.0))
+    backend.open({"project": backend.project, "trackio_dir": str(tmp_path / "elsewhere")}, Resume())
+    assert any("recorded to" in r.getMessage() and "elsewhere" in r.getMessage() for r in caplog.records)
