@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 import rldk_track
-from rldk_track.backends.jsonl import read_records
 from rldk_track.notify import NotifySettings
 from rldk_track.notify.policy import NotifyPolicy
-from rldk_track.records import Alert
+from rldk_track.records import Alert, from_json
 from rldk_track.redact import REDACTED, redact_url
 
 SECRET = "T000/B000/XXXXsecretXXXX"
@@ -168,7 +167,8 @@ def test_the_default_analyzers_notify_what_the_event_log_says_they_raised(tmp_pa
                  "reward/mean": 0.5, "loss/total": 1.0}, step=step)
     run.finish(timeout=60)
     (log,) = (tmp_path / "events").glob("*.jsonl")
-    alerts = [r for _, r in read_records(log) if isinstance(r, Alert)]
+    records = [from_json(json.loads(line)) for line in log.read_text().splitlines()]  # the event log's lines
+    alerts = [r for r in records if isinstance(r, Alert)]
     expected = NotifyPolicy()
     notified = [(a.rule, a.step) for a in alerts if expected.decide(a, 0.0)]
     assert notified, "the pathological run raised no critical alert"

@@ -4,6 +4,7 @@ storage calls and ``trackio.Api`` (what its dashboard reads). Each test uses its
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -21,10 +22,9 @@ import pytest
 
 import rldk_track
 from rldk_track.backends.base import Resume, RunInfo
-from rldk_track.backends.jsonl import read_records
 from rldk_track.backends.trackio import RESERVED_PROJECT_SUFFIXES, TrackioBackend, check_project
 from rldk_track.cli import main as cli
-from rldk_track.records import Alert, Metrics, RunEnd
+from rldk_track.records import Alert, Metrics, RunEnd, from_json
 
 trackio = pytest.importorskip("trackio")
 from trackio.sqlite_storage import SQLiteStorage  # noqa: E402
@@ -53,7 +53,8 @@ def epoch(iso: str) -> float:
 
 def logged_metrics(run_dir: Path) -> list[Metrics]:
     (log,) = (run_dir / "events").glob("*.jsonl")
-    return [r for _, r in read_records(log) if isinstance(r, Metrics)]
+    records = [from_json(json.loads(line)) for line in log.read_text().splitlines()]  # the event log's lines
+    return [r for r in records if isinstance(r, Metrics)]
 
 
 # -- metrics -----------------------------------------------------------------------------------
