@@ -204,7 +204,7 @@ def assert_no_secret_logged(caplog) -> None:
 @pytest.mark.parametrize("receiver", [500], indirect=True)
 def test_a_server_answering_500_is_retried_then_reported_once_and_training_goes_on(tmp_path, receiver, caplog):
     caplog.set_level(logging.WARNING, logger="rldk_track")
-    run = notify_run(tmp_path, receiver.url, retries=3)
+    run = notify_run(tmp_path, receiver.url, retries=3, timeout_s=60.0)
     pathological(run)
     run.log({"loss": 0.5}, step=30)  # training is unaffected
     assert run.finish(timeout=60).complete
