@@ -275,7 +275,9 @@ def test_notifications_are_sent_off_the_training_thread(tmp_path, receiver):
 def test_wandb_offline_run_file_records_the_alert(tmp_path):
     from rldk_track.backends.wandb_offline import find_run_files, iter_records
 
-    run = rldk_track.init(backend="wandb", dir=tmp_path, run_name="wb", notify=["wandb"])
+    # W&B may take long to start on a busy machine: the run end waits for it up to 120 s here
+    run = rldk_track.init(backend="wandb", dir=tmp_path, run_name="wb",
+                          notify=NotifySettings(channels=("wandb",), timeout_s=120.0))
     run.log({"loss": 1.0}, step=0)
     run.alert("nan_loss", "loss is NaN", severity="critical", step=1)
     assert run.finish(timeout=120).complete
