@@ -70,6 +70,8 @@ class Run:
         self.backends = list(backends)
         self._dispatcher = dispatcher
         self._step = -1
+        #: Timings of ``run.timer`` blocks that wait for the next ``log`` (its step is theirs).
+        self._timings: dict[str, float] = {}
         self._reported: set[tuple[str, str]] = set()
         self._finished = dispatcher is None
         self._report: DeliveryReport | None = None
@@ -110,6 +112,8 @@ class Run:
         wall_time = time.time()
         step = self._resolve_step(step)
         values: dict[str, float] = {}
+        if self._timings:
+            values.update(self._take_timings())
         problems: list[str] | None = None
         for key, value in metrics.items():
             if value is None:
@@ -211,14 +215,30 @@ class Run:
         self._submit(record)
 
     @contextlib.contextmanager
-    def timer(self, stage: str) -> Iterator[None]:
-        """Time a stage of the loop: ``with run.timer("rollout"): ...`` logs ``perf/rollout_s``
-        at the current step."""
+    def timer(self, stage: str, step: int | None = None) -> Iterator[None]:
+        """Time a stage of the loop as ``perf/<stage>_s``.
+
+        The timing belongs to the step the next ``run.log`` records (the loop times its stages,
+        then logs the step), so it travels with that call; a stage timed twice before it adds
+        up. With ``step=`` it is logged at once at that step instead. Timings still waiting
+        when the run finishes are logged at the last step.
+        """
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.log({f"perf/{stage}_s": time.perf_counter() - start}, step=max(self._step, 0))
+            elapsed = time.perf_counter() - start
+            key = f"perf/{stage}_s"
+            if step is not None:
+                self.log({key: elapsed}, step=step)
+            else:
+                with self._step_lock:
+                    self._timings[key] = self._timings.get(key, 0.0) + elapsed
+
+    def _take_timings(self) -> dict[str, float]:
+        with self._step_lock:
+            timings, self._timings = self._timings, {}
+        return timings
 
     def _submit(self, record: Record) -> None:
         """Hand ``record`` to the dispatcher; after ``finish`` report it (once per kind) instead.
@@ -257,6 +277,8 @@ class Run:
         try:
             if self._report is not None or self._dispatcher is None:
                 return self._report or DeliveryReport(True, {}, None)
+            if self._timings:  # timed after the last log: they belong to the last step
+                self._submit(Metrics(-1, time.time(), max(self._step, 0), self._take_timings()))
             self._finished = True
             self._report = self._dispatcher.close(status, timeout)
         finally:
@@ -368,8 +390,11 @@ def init(
     ``notify=["webhook", "wandb"]`` (or a :class:`rldk_track.notify.NotifySettings`; default
     ``RLDK_NOTIFY``) sends critical alert episodes and an end-of-run digest to a person, off the
     training thread (see :mod:`rldk_track.notify`).
+    ``RLDK_TRACK_MODE=disabled`` (like ``WANDB_MODE=disabled``) turns all of it off: the Run is
+    inactive, nothing is written or sent (the backend names are still checked).
     """
     backend_classes = resolve_backends(backend)
+    disabled = tracking_disabled()
     per_backend = {**(options or {}), **{k: v for k, v in (("mlflow", mlflow), ("wandb", wandb), ("tensorboard", tensorboard), ("trackio", trackio)) if v}}
     unknown = set(per_backend) - set(backend_classes)
     if unknown:
@@ -380,6 +405,9 @@ def init(
     name = run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id[:6]}"
     run_dir = resolve_run_dir(dir)
     info = RunInfo(run_id, name, project, run_dir, time.time(), rank, world_size)
+    if disabled:
+        log.info("rldk_track: RLDK_TRACK_MODE=disabled: run %s records nothing", name)
+        return Run(info, [], None)
     if rank != 0:
         if not per_rank:
             return Run(info, [], None)
@@ -425,6 +453,18 @@ def init(
     if tags:
         run.set_tags(tags)
     return run
+
+
+MODES = ("enabled", "disabled")
+
+
+def tracking_disabled() -> bool:
+    """True when ``RLDK_TRACK_MODE=disabled``: every run is inactive (the global off switch).
+    Any other value than the :data:`MODES` fails fast, so a typo does not record by surprise."""
+    mode = os.environ.get("RLDK_TRACK_MODE", "").strip().lower() or "enabled"
+    if mode not in MODES:
+        raise ValueError(f"RLDK_TRACK_MODE={mode!r}: use 'disabled' (record nothing) or 'enabled' (the default)")
+    return mode == "disabled"
 
 
 def _next_seq(event_log: Path) -> int:

@@ -24,6 +24,7 @@ os.environ.pop("RLDK_TRACK_BACKENDS", None)
 os.environ["TRACKIO_DIR"] = tempfile.mkdtemp(prefix="rldk-test-trackio-")
 atexit.register(shutil.rmtree, os.environ["TRACKIO_DIR"], True)
 os.environ.pop("RLDK_DISABLE_JSONL", None)
+os.environ.pop("RLDK_TRACK_MODE", None)
 
 _SUPPORT = Path(__file__).parent / "support"
 sys.path.insert(0, str(_SUPPORT))

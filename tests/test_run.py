@@ -197,14 +197,29 @@ def test_run_identity(tmp_path):
     assert isinstance(start, RunStart) and (start.run_id, start.name, start.project) == ("abc123def456", "lr3e-6", "grpo")
 
 
-def test_timer_logs_the_stage_duration_at_the_current_step(tmp_path):
+def test_timer_then_log_records_each_timing_at_the_step_it_timed(tmp_path):
+    run = rldk_track.init(dir=tmp_path)
+    for step in range(3):  # as the README shows: time the stages, then log the step
+        with run.timer("rollout"):
+            sum(range(1000))
+        with run.timer("update"):
+            pass
+        run.log({"reward/mean": float(step)}, step=step)
+    run.finish()
+    timed = [(m.step, sorted(m.values)) for m in metrics_of(run)]
+    assert timed == [(step, ["perf/rollout_s", "perf/update_s", "reward/mean"]) for step in range(3)]
+
+
+def test_timer_with_a_step_logs_at_once_and_a_trailing_timing_lands_on_the_last_step(tmp_path):
     run = rldk_track.init(dir=tmp_path)
     run.log({"a": 1}, step=7)
-    with run.timer("rollout"):
+    with run.timer("save", step=7):
+        pass
+    with run.timer("eval"):
         sum(range(1000))
     run.finish()
-    timed = metrics_of(run)[-1]
-    assert timed.step == 7 and set(timed.values) == {"perf/rollout_s"} and timed.values["perf/rollout_s"] >= 0
+    assert [(m.step, set(m.values)) for m in metrics_of(run)] == [(7, {"a"}), (7, {"perf/save_s"}), (7, {"perf/eval_s"})]
+    assert metrics_of(run)[-1].values["perf/eval_s"] >= 0
 
 
 def test_backends_from_the_environment(tmp_path, monkeypatch, fake_backend):

@@ -148,6 +148,7 @@ def test_run_timer_stages_are_seen_when_the_sampler_is_an_observer(tmp_path):
     sampler.start(run)
     with run.timer("rollout"):
         time.sleep(0.15)
+    run.log({"reward/mean": 1.0}, step=0)  # the timing travels with the step's log
     run.flush()
     wait_for(lambda: "rollout" in sampler.stages)
     text = sampler.stop()

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from rldk_track.cli.common import add_source_arguments, fail, load
+from rldk_track.cli.common import add_format_arguments, add_source_arguments, fail, load
+
+if TYPE_CHECKING:
+    from rldk_track.readers.runset import RunSet
 
 EPILOG = """\
 The run's metrics are replayed step by step through the same analyzers a live run uses
-(init(analyzers="default")). Alerts the run already has are not reported again.
+(init(analyzers="default")). Alerts the run already has are not reported again, but they
+count for the exit code: a run is judged by every alert it holds, new or not.
 
 --write adds the new alerts (and the analyzers' summaries with them) to the run where it
 was read from; a run with no new alerts is left as it is:
@@ -24,8 +29,8 @@ examples:
   rldk-track analyze mlflow://rlhf/grpo-lr3e-6 --write
   rldk-track analyze ./rldk_runs/tensorboard --analyzers kl_spike,entropy_collapse --json
 
-exit codes: 0 no warning or critical alert; 1 warning/critical alerts found (or a write-back
-            failed); 2 bad input.
+exit codes: 0 no run holds or raises a warning or critical alert; 1 some run does (already,
+            or newly found), or a write-back failed; 2 bad input.
 """
 
 
@@ -43,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="'default' (every rule) or rule names, comma-separated (e.g. kl_spike,nonfinite)")
     p.add_argument("--write", action="store_true", help="add the new alerts to the runs (see below)")
     p.add_argument("--no-sync", action="store_true", help="with --write on an event log: append only, do not sync")
-    p.add_argument("--json", action="store_true", help="print the alerts as JSON lines")
+    add_format_arguments(p, what="the alerts (json: one JSON line per new alert)")
     p.set_defaults(func=run)
 
 
@@ -63,11 +68,13 @@ def run(args: argparse.Namespace) -> int:
     notable = False
     failed = False
     names = runset.run_names
+    held = concerns_held(runset)
     for name in progress_bar(names, len(names), "analyzing", None if not args.no_progress else False):
         records = analyze_run(runset, name, args.analyzers)
         alerts = [r for r in records if isinstance(r, Alert)]
-        notable = notable or any(a.severity in ("warning", "critical") and a.state == "raised" for a in alerts)
-        _print(name, alerts, args.json)
+        new = sorted({a.rule for a in alerts if a.severity in CONCERNS and a.state == "raised"})
+        notable = notable or bool(new) or bool(held.get(name))
+        _print(name, alerts, args.format == "json", held.get(name, []))
         if args.write and alerts:  # the analyzers' summaries go along; alone they are no news
             try:
                 result = write_back(runset.runs.loc[name].to_dict(), records, sync=not args.no_sync)
@@ -80,17 +87,37 @@ def run(args: argparse.Namespace) -> int:
     return 1 if notable or failed else 0
 
 
-def _print(run: str, alerts: list, as_json: bool) -> None:
+#: The severities that make a run's exit code 1.
+CONCERNS = ("warning", "critical")
+
+
+def concerns_held(runset: "RunSet") -> dict[str, list[str]]:
+    """For each run, the warning/critical alerts it already holds (raised at some step, cleared
+    later or not), as ``"rule (severity)"``, in the order first raised."""
+    alerts = runset.alerts
+    if alerts.empty:
+        return {}
+    raised = alerts[alerts["severity"].isin(CONCERNS) & (alerts["state"] == "raised")]
+    out: dict[str, list[str]] = {}
+    for row in raised.itertuples():
+        label = f"{row.rule} ({row.severity})"
+        if label not in out.setdefault(str(row.run), []):
+            out[str(row.run)].append(label)
+    return out
+
+
+def _print(run: str, alerts: list, as_json: bool, held: list[str]) -> None:
     if as_json:
         for a in alerts:
             print(json.dumps({"run": run, "step": a.step, "rule": a.rule, "severity": a.severity, "state": a.state,
                               "metric": a.metric, "value": a.value, "threshold": a.threshold,
                               "message": a.message, "action": a.action}, default=str))
         return
+    already = f"; it already holds {', '.join(held)}" if held else ""
     if not alerts:
-        print(f"{run}: no new alerts")
+        print(f"{run}: no new alerts{already}")
         return
-    print(f"{run}: {len(alerts)} new alert{'s' if len(alerts) != 1 else ''}")
+    print(f"{run}: {len(alerts)} new alert{'s' if len(alerts) != 1 else ''}{already}")
     for a in alerts:
         where = f" {a.metric}={a.value:.4g}" if a.metric and a.value is not None else ""
         print(f"  step {a.step:>6}  {a.severity:<8} {a.state:<7} {a.rule:<20}{where}  {a.message}")

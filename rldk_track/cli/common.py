@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from rldk_track.readers.runset import RunSet
 
 BAD_INPUT = 2
@@ -50,6 +52,52 @@ def fail(exc: BaseException) -> int:
     message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
     print(f"rldk-track: error: {message}", file=sys.stderr)
     return BAD_INPUT
+
+
+def add_format_arguments(p: argparse.ArgumentParser, formats: tuple[str, ...] = ("text", "json"),
+                         what: str = "the output") -> None:
+    """``--format`` (first of ``formats`` by default) and ``--json`` (the same as ``--format json``),
+    spelled alike in every command."""
+    p.add_argument("--format", choices=formats, default=formats[0],
+                   help=f"format of {what} (default: {formats[0]})")
+    p.add_argument("--json", dest="format", action="store_const", const="json", help="the same as --format json")
+
+
+def add_output_argument(p: argparse.ArgumentParser, what: str = "the output") -> None:
+    """``-o/--output FILE`` (``--out`` kept as an alias)."""
+    p.add_argument("-o", "--output", "--out", dest="output", metavar="FILE", help=f"write {what} here instead of stdout")
+
+
+def backend_name(value: str) -> str:
+    """An argparse ``type``: a backend name ``init`` accepts, or a one-line error with the
+    closest name (``mlfow`` -> ``mlflow``) and every valid one."""
+    import difflib
+
+    from rldk_track import backends
+
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    valid = backends.available()
+    for name in names:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise argparse.ArgumentTypeError(f"unknown backend {name!r}; {hint}choose from {', '.join(valid)}")
+    return ",".join(names)
+
+
+def write_frame(frame: "pd.DataFrame", path: Path) -> None:
+    """``frame`` to ``path`` as Parquet (``.parquet``), JSON lines (``.jsonl``) or CSV (else)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif path.suffix == ".jsonl":  # the stdlib writes floats exactly (pandas rounds to 15 digits)
+        import json
+
+        with open(path, "w", encoding="utf-8") as out:
+            for row in frame.to_dict(orient="records"):
+                out.write(json.dumps(row, default=str) + "\n")
+    else:
+        frame.to_csv(path, index=False)
 
 
 def write_output(text: str, path: str | None) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from rldk_track.cli.common import add_source_arguments, fail, load, write_output
+from rldk_track.cli.common import add_format_arguments, add_output_argument, add_source_arguments, fail, load, write_output
 
 if TYPE_CHECKING:
     from rldk_track.compare.comparison import Comparison
@@ -62,9 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--maximize", action="append", default=[], metavar="METRIC", help="METRIC is better higher")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdicts (default 0.05)")
     p.add_argument("--plot", metavar="PNG", help="write the curves (one panel per metric, alerts marked) to this PNG")
-    p.add_argument("--format", choices=("table", "markdown", "json", "html"), default="table",
-                   help="output format (default: table)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the output here instead of stdout")
+    add_format_arguments(p, ("table", "text", "markdown", "json", "html"), "the comparison (text: the same as table)")
+    add_output_argument(p)
     p.add_argument("--attach", metavar="RUN",
                    help="also attach the HTML report to RUN (one of the compared runs) as rldk/compare.html, "
                    "in the tracker it was read from (an event log: appended and synced to its trackers)")
@@ -121,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"plot written to {args.plot}", file=sys.stderr)
     text = {
         "table": result.to_text,
+        "text": result.to_text,
         "markdown": result.to_markdown,
         "json": result.to_json,
         "html": result.to_html,

@@ -8,6 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
+from rldk_track.cli.common import backend_name, fail
 from rldk_track.run import parse_backends
 
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dir", type=Path, default=Path("rldk_runs"), help="run directory (default ./rldk_runs)")
     p.add_argument("--steps", type=int, help=f"GRPO steps per run (default {DEFAULT_STEPS}; {QUICK_STEPS} with --quick)")
-    p.add_argument("--backend", action="append", metavar="NAME",
+    p.add_argument("--backend", action="append", metavar="NAME", type=backend_name,
                    help=f"tracker to record into, repeatable or comma-separated (default: {', '.join(LOCAL_BACKENDS)}; "
                    "the local event log is always written)")
     p.add_argument("--quick", action="store_true", help="a few steps on an untrained model: checks that everything works")
@@ -35,13 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     steps = args.steps or (QUICK_STEPS if args.quick else DEFAULT_STEPS)
     if steps < 1:
-        print("--steps must be at least 1")
-        return 2
-    try:
-        requested = parse_backends(",".join(args.backend)) if args.backend else list(LOCAL_BACKENDS)
-    except ValueError as exc:
-        print(exc)
-        return 2
+        return fail(ValueError("--steps must be at least 1"))
+    requested = parse_backends(",".join(args.backend)) if args.backend else list(LOCAL_BACKENDS)
     backends, notes = usable_backends(requested)
     for note in notes:
         print(note)
@@ -70,15 +66,50 @@ def run(args: argparse.Namespace) -> int:
         if missing and not args.quick:
             print(f"    (expected {', '.join(missing)} as well; the run may need more --steps)")
         if not result.delivered:
-            print(f"    some records have not reached every tracker yet: rldk-track sync {_shown(args.dir)}")
+            print(f"    some records have not reached every tracker yet: {script('rldk-track')} sync {_shown(args.dir)}")
     print()
-    print("Open the runs:")
-    if "mlflow" in backends:
-        print(f"    mlflow ui --backend-store-uri sqlite:///{_shown(args.dir / 'mlflow.db')}")
-    if "tensorboard" in backends:
-        print(f"    tensorboard --logdir {_shown(args.dir / 'tensorboard')}")
-    print(f"    event logs (JSONL, one record a line): {_shown(args.dir / 'events')}")
+    for line in open_commands(args.dir, backends):
+        print(line)
     return 0 if all(r.delivered for r in results) else 1
+
+
+def open_commands(run_dir: Path, backends: list[str]) -> list[str]:
+    """What the demo prints last: commands that open its runs, runnable as printed in a fresh
+    shell (the scripts by their path when the environment's bin directory is not on PATH; the
+    store by an absolute path, so the working directory does not matter)."""
+    run_dir = run_dir.absolute()
+    lines = []
+    if {"mlflow", "tensorboard"} & set(backends):
+        trackers = " and ".join(n for n in ("mlflow", "tensorboard") if n in backends)
+        lines += [f"Open the runs in {trackers} (http://127.0.0.1:5000, :6006; Ctrl-C stops):",
+                  f"    {script('rldk-track')} ui --dir {run_dir}"]
+    lines += ["List and compare them:",
+              f"    {script('rldk-track')} list {run_dir}",
+              f"    {script('rldk-track')} compare {run_dir} --metric reward/mean --metric kl/mean"]
+    if {"mlflow", "tensorboard"} & set(backends):
+        lines.append("Or start the trackers' own UIs:")
+    if "mlflow" in backends:
+        lines.append(f"    {script('mlflow')} ui --backend-store-uri sqlite:///{run_dir / 'mlflow.db'}")
+    if "tensorboard" in backends:
+        lines.append(f"    {script('tensorboard')} --logdir {run_dir / 'tensorboard'}")
+    lines.append(f"Event logs (JSONL, one record a line): {run_dir / 'events'}")
+    return lines
+
+
+def script(name: str) -> str:
+    """How to call this environment's console script ``name`` from a fresh shell: the bare name
+    when PATH finds this very script, else its path (relative to the working directory when it
+    lies under it, e.g. ``.venv/bin/rldk-track``)."""
+    import shutil
+    import sys
+
+    here = Path(sys.executable).parent / name
+    found = shutil.which(name)
+    if found and Path(found).resolve() == here.resolve():
+        return name
+    if not here.exists():
+        return name
+    return _shown(here)
 
 
 def _shown(path: Path) -> str:

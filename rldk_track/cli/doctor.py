@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from rldk_track.cli.common import resolve_dir
+from rldk_track.cli.common import add_format_arguments, resolve_dir
 
 EPILOG = """\
 checks: rldk_track and Python versions; each backend (installed? its version); MLflow: the
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", default=None, help="run directory (default: RLDK_TRACK_DIR or ./rldk_runs)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI to check (default: MLFLOW_TRACKING_URI, else <dir>/mlflow.db)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each tracker (default 5)")
-    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    add_format_arguments(p, what="the checks")
     p.set_defaults(func=run)
 
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         *check_nvml(),
         *check_event_logs(run_dir),
     ]
-    if args.json:
+    if args.format == "json":
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:
         width = max(len(c.area) for c in checks)

@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from rldk_track.cli.common import add_format_arguments, write_frame
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", help="run id (default: every run with more than one rank)")
     p.add_argument("--metric", action="append", help="only this metric (repeatable)")
     p.add_argument("--top", type=int, default=20, help="metrics to show per run, most uneven first (default 20)")
-    p.add_argument("--out", help="write the per-step frame (run_id, step, metric, ranks, min, mean, max, "
+    p.add_argument("-o", "--output", "--out", dest="output", metavar="FILE", help="write the per-step frame (run_id, step, metric, ranks, min, mean, max, "
                    "spread, imbalance, min_rank, max_rank) to .csv, .parquet or .jsonl")
-    p.add_argument("--json", action="store_true", help="print the per-metric summary as JSON")
+    add_format_arguments(p, what="the per-metric summary")
     p.set_defaults(func=run)
 
 
@@ -37,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     frame = frame[frame["run_id"].isin(runs)]
     spread = rank_spread(frame)
     summary = rank_summary(spread)
-    if args.out:
-        _write(spread, Path(args.out))
-    if args.json:
+    if args.output:
+        write_frame(spread, Path(args.output))
+    if args.format == "json":
         print(json.dumps(summary.to_dict(orient="records"), indent=2, default=str))
         return 0
     for run_id, logs in runs.items():
@@ -54,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
             who = "all equal" if row.highest_rank < 0 else f"rank {row.highest_rank} ({row.highest_share:.0%} of steps)"
             print(f"  {row.metric:<36} {row.steps:>5} {_num(row.min):>11} {_num(row.mean):>11} {_num(row.max):>11} "
                   f"{_num(row.mean_spread):>11}  {who}")
-    if args.out:
-        print(f"per-step frame written to {args.out}")
+    if args.output:
+        print(f"per-step frame written to {args.output}")
     return 0
 
 
@@ -64,12 +66,3 @@ def _num(value: float) -> str:
         return "-"
     return f"{value:.4g}"
 
-
-def _write(frame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif path.suffix == ".jsonl":
-        frame.to_json(path, orient="records", lines=True)
-    else:
-        frame.to_csv(path, index=False)

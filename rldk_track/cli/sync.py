@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from rldk_track.cli.common import add_format_arguments, backend_name
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,14 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a second run adds nothing.",
     )
     p.add_argument("source", help="run directory (e.g. ./rldk_runs) or one event log .jsonl")
-    p.add_argument("--to", action="append", metavar="BACKEND",
+    p.add_argument("--to", action="append", metavar="BACKEND", type=backend_name,
                    help="backend to deliver to (repeatable; default: the run's own backends)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (overrides the one the run used)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait per run (default 600)")
     p.add_argument("--force", action="store_true", help="also sync runs whose process is still running")
     p.add_argument("--from-start", action="store_true",
                    help="replay whole logs, ignoring what was delivered before (e.g. into another server)")
-    p.add_argument("--json", action="store_true", help="print results as JSON")
+    add_format_arguments(p, what="the results")
     p.set_defaults(func=run)
 
 
@@ -29,9 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from rldk_track.sync import sync
 
     options = {"mlflow": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else None
-    results = sync(args.source, to=args.to, options=options, timeout=args.timeout, force=args.force,
+    to = [name for names in args.to for name in names.split(",")] if args.to else None
+    results = sync(args.source, to=to, options=options, timeout=args.timeout, force=args.force,
                    from_start=args.from_start)
-    if args.json:
+    if args.format == "json":
         print(json.dumps([r.__dict__ for r in results], indent=2))
     else:
         if not results:

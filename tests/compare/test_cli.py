@@ -112,11 +112,12 @@ def test_analyze_write_appends_to_the_event_log_and_syncs_the_trackers(tmp_path,
     board = load_runs(tmp_path / "tensorboard")
     assert board.alerts[["rule", "step", "state"]].equals(runs.alerts[["rule", "step", "state"]])
     assert board.runs.iloc[0]["status"] == "success"
-    # the alerts are the run's now: analyzing again finds nothing new and writes nothing
+    # the alerts are the run's now: analyzing again finds nothing new and writes nothing, and the
+    # run is still judged by them
     log = next((tmp_path / "events").glob("*.jsonl"))
     size = log.stat().st_size
-    assert main(["analyze", str(tmp_path), "--write", "--no-progress"]) == 0
-    assert "sick: no new alerts" in capsys.readouterr().out
+    assert main(["analyze", str(tmp_path), "--write", "--no-progress"]) == 1
+    assert "sick: no new alerts; it already holds kl_spike (critical), nonfinite (critical)" in capsys.readouterr().out
     assert log.stat().st_size == size
 
 
@@ -132,7 +133,8 @@ def test_analyze_write_tags_an_mlflow_run_and_keeps_its_status(tmp_path, capsys)
     assert run.info.status == "FINISHED"
     assert run.data.tags["rldk.alert.kl_spike"] == "cleared" and run.data.tags["rldk.health"] == "ok"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "alerts/count")] == [60]
-    assert main(["analyze", "mlflow://cli/sick", "--tracking-uri", uri, "--analyzers", "kl_spike", "--no-progress"]) == 0
+    assert main(["analyze", "mlflow://cli/sick", "--tracking-uri", uri, "--analyzers", "kl_spike", "--no-progress"]) == 1
+    assert "no new alerts; it already holds kl_spike" in capsys.readouterr().out
 
 
 def test_analyze_write_adds_alerts_to_a_tensorboard_run(tmp_path, capsys):
@@ -142,7 +144,8 @@ def test_analyze_write_adds_alerts_to_a_tensorboard_run(tmp_path, capsys):
     runs = load_runs(board)
     assert [(a.rule, a.step, a.state) for a in runs.alerts.itertuples()] == [("nonfinite", 90, "raised"), ("nonfinite", 91, "cleared")]
     assert runs.runs.iloc[0]["status"] == "success" and len(runs.frame) == 3 * 120
-    assert main(["analyze", str(board), "--write", "--analyzers", "nonfinite", "--no-progress"]) == 0
+    assert main(["analyze", str(board), "--write", "--analyzers", "nonfinite", "--no-progress"]) == 1
+    assert "no new alerts; it already holds nonfinite" in capsys.readouterr().out
 
 
 def test_analyze_cannot_write_to_a_wandb_run_and_says_why(tmp_path, capsys):

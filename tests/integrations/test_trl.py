@@ -431,8 +431,10 @@ def test_demo_quick_trains_both_runs_into_mlflow_and_tensorboard_and_prints_how_
     assert main(["demo", "--quick", "--dir", "runs"]) == 0
     out = capsys.readouterr().out
     assert "grpo-healthy" in out and "grpo-reward-hacking" in out
-    assert "mlflow ui --backend-store-uri sqlite:///runs/mlflow.db" in out
-    assert "tensorboard --logdir runs/tensorboard" in out
+    runs_dir = tmp_path.absolute() / "runs"
+    assert f"rldk-track ui --dir {runs_dir}\n" in out  # runnable as printed: see tests/cli/test_first_hour.py
+    assert f"mlflow ui --backend-store-uri sqlite:///{runs_dir}/mlflow.db" in out
+    assert f"tensorboard --logdir {runs_dir}/tensorboard" in out
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
