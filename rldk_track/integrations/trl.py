@@ -71,7 +71,7 @@ class RLDKCallback(TrainerCallback):
     ``stop_on``: ``"critical"`` (or ``"warning"``) stops training at the next step after an alert
     of that severity or worse is raised, and records why (tag ``rldk.stopped_by`` and an alert).
     Other keyword arguments go to :func:`rldk_track.init` (``dir=``, ``config=``, ``tags=``,
-    ``mlflow={...}``...).
+    ``mlflow={...}``, ``trackio={...}``, ``notify=["webhook", "wandb"]``...).
     """
 
     def __init__(
