@@ -41,7 +41,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from rldk_track.alerts import ALERT_COUNT_METRIC, ALERT_FIELDS, AlertLog, alert_row, rule_state
 from rldk_track.backends.base import Backend, RejectedError, Resume, RunInfo
-from rldk_track.backends.wandb_offline import WandbOfflineRun, read_offline_run
+from rldk_track.backends.wandb_offline import WRITE_WAIT_S, WandbOfflineRun, read_offline_run, wait_until_written
 from rldk_track.normalize import deep_merge
 from rldk_track.records import (
     Alert,
@@ -324,6 +324,16 @@ class WandbBackend(Backend):
     def describe(self) -> str:
         return self._where
 
+    def _wait_for_run_file(self, run: Any) -> None:
+        """An offline run is finished for its readers once W&B's service has written its run file
+        (it does so after ``finish`` returns): wait for that, bounded, so a reader, ``compare`` or
+        ``wandb sync`` right after ``rldk_track``'s ``finish`` sees the whole run."""
+        if not run.settings._offline:
+            return
+        if not wait_until_written(run.settings.sync_file):
+            log.warning("rldk_track: %s: W&B has not written its run file %s %.0f s after finish",
+                        self._where, run.settings.sync_file, WRITE_WAIT_S)
+
     def send_alert(self, title: str, text: str, severity: str) -> None:
         """Tell a person through W&B (``run.alert``: an e-mail or Slack message per the user's W&B
         settings; offline, an alert record in the run file that ``wandb sync`` uploads). Called by
@@ -518,6 +528,7 @@ class WandbBackend(Backend):
         run.summary[STATUS_KEY] = record.status
         run.finish(exit_code=EXIT_CODES.get(record.status, EXIT_CODES["failed"]))
         self._wb_run = None
+        self._wait_for_run_file(run)
 
     _HANDLERS: ClassVar[dict[str, Callable[["WandbBackend", Any], None]]] = {
         "metrics": _write_metrics,

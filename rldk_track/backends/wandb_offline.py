@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,61 @@ def iter_records(path: str | Path) -> Iterator[Any]:
         record = pb.Record()
         record.ParseFromString(raw)
         yield record
+
+
+#: How long to wait for W&B's service to write a run file that ``run.finish()`` has returned on.
+WRITE_WAIT_S = 60.0
+#: A run file touched this recently and without its exit record may still be being written.
+FRESH_S = 60.0
+
+
+def has_exit_record(path: str | Path) -> bool | None:
+    """True once a run file holds its exit record; False when it holds a run record but no exit
+    (a live or crashed run); None when it holds no run record yet (only its header)."""
+    started = False
+    try:
+        for record in iter_records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "exit":
+                return True
+            started = started or kind == "run"
+    except (OSError, ValueError):
+        return None
+    return False if started else None
+
+
+def wait_until_written(path: str | Path, timeout: float = WRITE_WAIT_S) -> bool:
+    """Wait (at most ``timeout`` s) until W&B's service has written the run file out.
+
+    ``wandb.finish()`` returns once W&B's service has *received* the exit record; the service
+    (wandb-core) writes the transaction log later, when it closes the run: right after
+    ``finish`` the file may hold only its 7-byte header (seen under load). True once the exit
+    record is in the file."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        if has_exit_record(path):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def settle(path: Path, timeout: float = WRITE_WAIT_S) -> bool | None:
+    """Before reading a run file: if it may still be being written (no exit record, touched in
+    the last :data:`FRESH_S` seconds), wait for its exit record, at most ``timeout`` s. Returns
+    what :func:`has_exit_record` says afterwards."""
+    state = has_exit_record(path)
+    if state is True:
+        return True
+    try:
+        fresh = time.time() - path.stat().st_mtime < FRESH_S
+    except OSError:
+        return state
+    if fresh and wait_until_written(path, timeout):
+        return True
+    return has_exit_record(path)
 
 
 def run_id_of(path: Path) -> str:

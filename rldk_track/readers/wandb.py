@@ -17,6 +17,7 @@ A run not written by rldk_track (no ``global_step``) reads at W&B's ``_step``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -48,6 +49,8 @@ from rldk_track.vocab.wandb import (
 EXIT_STATUS = {code: status for status, code in EXIT_CODES.items()}
 
 
+log = logging.getLogger("rldk_track")
+
 def is_offline_source(path: Path) -> bool:
     """A W&B run file, an ``offline-run-*``/``run-*`` directory, or a folder holding them."""
     if path.is_file():
@@ -60,7 +63,14 @@ def read_wandb_offline(source: str | Path, progress: bool | None = None) -> list
     segments = wandb_offline.segments_by_run(source)
     runs = []
     for run_id in progress_bar(list(segments), len(segments), "wandb runs", progress):
-        offline = wandb_offline.read_segments(segments[run_id])
+        written = [path for path in segments[run_id] if wandb_offline.settle(path) is not None]
+        for path in segments[run_id]:
+            if path not in written:
+                log.warning("rldk_track: W&B has written nothing into %s (only its header): left out. A run "
+                            "that just finished: its W&B service is still writing it; read it again later", path)
+        if not written:
+            continue
+        offline = wandb_offline.read_segments(written)
         side = _side_state(offline.files[0], run_id)
         key_map = _reverse(side.get("metric_keys", {})) if side else _artifact_key_map(offline)
         config_map = _reverse(side.get("config_keys", {})) if side else {}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import time
 import uuid
 from pathlib import Path
 
@@ -155,6 +158,52 @@ def test_wandb_run_not_written_by_rldk_reads_at_wandbs_step(tmp_path, monkeypatc
     frame = points(runs)
     assert list(frame[frame["metric"] == "loss"]["step"]) == [0, 1, 2, 3]
     assert runs.runs.iloc[0]["params"] == {"lr": 0.1} and runs.runs.iloc[0]["status"] == "success"
+
+
+def plain_wandb_run_file(tmp_path) -> bytes:
+    """The bytes of a finished W&B offline run's file (4 history rows), W&B's own writing."""
+    import wandb
+
+    from rldk_track.backends.wandb_offline import wait_until_written
+
+    run = wandb.init(project="plain", dir=tmp_path / "source", mode="offline", settings=wandb.Settings(console="off"))
+    for i in range(4):
+        run.log({"loss": 1.0 / (i + 1)})
+    run.finish()
+    assert wait_until_written(run.settings.sync_file)
+    return Path(run.settings.sync_file).read_bytes()
+
+
+def test_wandb_reader_waits_for_a_run_file_the_wandb_service_is_still_writing(tmp_path):
+    # wandb.finish() returns before wandb-core writes the run file out: for a moment it holds only
+    # its 7-byte header (what made the test above read [] under load).
+    import threading
+
+    data = plain_wandb_run_file(tmp_path)
+    path = tmp_path / "late" / "wandb" / "offline-run-20260101_000000-late" / "run-late.wandb"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data[:7])
+    writer = threading.Timer(0.5, path.write_bytes, (data,))
+    writer.start()
+    runs = load_runs(tmp_path / "late")
+    writer.join()
+    frame = points(runs)
+    assert list(frame[frame["metric"] == "loss"]["step"]) == [0, 1, 2, 3]
+
+
+def test_wandb_reader_never_returns_an_empty_run_silently(tmp_path, caplog):
+    data = plain_wandb_run_file(tmp_path)
+    root = tmp_path / "stale" / "wandb"
+    for run_id, content in (("good", data), ("empty", data[:7])):
+        path = root / f"offline-run-20260101_000000-{run_id}" / f"run-{run_id}.wandb"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(content)
+    empty = root / "offline-run-20260101_000000-empty" / "run-empty.wandb"
+    os.utime(empty, (time.time() - 3600, time.time() - 3600))  # written long ago: nothing will come
+    with caplog.at_level(logging.WARNING, logger="rldk_track"):
+        runs = load_runs(tmp_path / "stale")
+    assert len(runs) == 1 and runs.runs.iloc[0]["points"] == 4
+    assert f"W&B has written nothing into {empty}" in caplog.text
 
 
 def test_seed_event_jsonl_reads_by_its_run_id(tmp_path):
