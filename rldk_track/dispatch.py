@@ -31,7 +31,8 @@ from rldk_track import lifecycle
 from rldk_track.backends.base import Backend, RejectedError, Resume
 from rldk_track.backends.jsonl import EventLogWriter, dumps, read_cursor, read_records, write_cursor
 from rldk_track.layout import RunLayout
-from rldk_track.records import Artifact, Record, RunEnd, to_json
+from rldk_track.records import Artifact, Record, RunEnd, Samples, to_json
+from rldk_track.samples import SampleBounder, SampleLimits
 
 log = logging.getLogger("rldk_track")
 
@@ -378,8 +379,11 @@ class Dispatcher:
         workers: Sequence[BackendWorker],
         observers: Sequence[Observer] = (),
         next_seq: int = 0,
+        sample_limits: SampleLimits | None = None,
     ) -> None:
         self.layout = layout
+        #: Bounds sample records on the log thread, as ``_stage`` copies artifacts.
+        self.samples = SampleBounder(sample_limits)
         self.workers = list(workers)
         self.observers = list(observers)
         self._event_log = event_log
@@ -486,6 +490,8 @@ class Dispatcher:
             record = self._stage(record)
             if record is None:
                 return None
+        elif isinstance(record, Samples):
+            record = self.samples.bound(record)
         record = dataclasses.replace(record, seq=self._next_seq)
         self._next_seq += 1
         return record

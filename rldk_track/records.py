@@ -144,6 +144,33 @@ def checkpoint_folder(step: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Samples:
+    """Rows of samples at one step (prompts, completions, rewards...): a small table.
+
+    ``columns`` names the cells of each row in ``rows``; cells are JSON values (text, numbers,
+    booleans, None). ``name`` tells sample sets apart (``completions``, an alert's evidence).
+    ``raw`` holds the caller's rows (as :meth:`rldk_track.run.Run.log_samples` took them) until the
+    log thread bounds them (:class:`rldk_track.samples.SampleBounder`: rows a record, characters a
+    cell) into ``columns`` and ``rows``, saying what it changed in ``notes``; like an artifact's
+    ``data``, backends never see it.
+    """
+
+    kind: ClassVar[str] = "samples"
+    seq: int
+    wall_time: float
+    step: int
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    name: str = "samples"
+    notes: tuple[str, ...] = ()
+    raw: Any = field(default=None, repr=False)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """Each row as ``column -> cell``."""
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+@dataclass(frozen=True, slots=True)
 class RunEnd:
     """The run is over, with ``status`` one of :data:`STATUSES`."""
 
@@ -153,14 +180,14 @@ class RunEnd:
     status: str
 
 
-Record = Union[RunStart, Metrics, Params, Tags, Summary, Alert, Artifact, CheckpointHealth, RunEnd]
+Record = Union[RunStart, Metrics, Params, Tags, Summary, Alert, Artifact, CheckpointHealth, Samples, RunEnd]
 
 RECORD_TYPES: dict[str, type] = {
     cls.kind: cls
-    for cls in (RunStart, Metrics, Params, Tags, Summary, Alert, Artifact, CheckpointHealth, RunEnd)
+    for cls in (RunStart, Metrics, Params, Tags, Summary, Alert, Artifact, CheckpointHealth, Samples, RunEnd)
 }
 
-_TUPLE_FIELDS = {"notes", "issues", "recommendations"}
+_TUPLE_FIELDS = {"notes", "issues", "recommendations", "columns"}
 
 
 def to_json(record: Record, run_id: str) -> dict[str, Any]:
@@ -168,10 +195,12 @@ def to_json(record: Record, run_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": record.kind}
     for f in dataclasses.fields(record):
         value = getattr(record, f.name)
-        if f.name == "data":
+        if f.name in ("data", "raw"):
             continue
         if f.name in _TUPLE_FIELDS:
             value = list(value)
+        elif f.name == "rows":
+            value = [list(row) for row in value]
         out[f.name] = value
     if isinstance(record, Metrics):
         # The seed's Event schema: ``metrics`` and always-present dicts, run id in model_info.
@@ -197,4 +226,6 @@ def from_json(obj: Mapping[str, Any]) -> Record:
     kwargs = {k: v for k, v in data.items() if k in names}
     for name in _TUPLE_FIELDS & kwargs.keys():
         kwargs[name] = tuple(kwargs[name] or ())
+    if cls is Samples:
+        kwargs["rows"] = tuple(tuple(row) for row in kwargs.get("rows") or ())
     return cls(**kwargs)

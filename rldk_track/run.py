@@ -35,10 +35,12 @@ from rldk_track.records import (
     Params,
     Record,
     RunStart,
+    Samples,
     Summary,
     Tags,
 )
 from rldk_track.redact import redact
+from rldk_track.samples import SampleLimits, copy_rows
 from rldk_track.version import __version__
 
 log = logging.getLogger("rldk_track")
@@ -77,6 +79,8 @@ class Run:
         self._report: DeliveryReport | None = None
         self._lock = threading.Lock()
         self._step_lock = threading.Lock()
+        #: What ``log_samples`` records (rows a record, characters a cell, every N steps).
+        self.sample_limits = dispatcher.samples.limits if dispatcher is not None else SampleLimits()
         if dispatcher is not None:
             lifecycle.track(self)
 
@@ -160,6 +164,36 @@ class Run:
             )
         self._step = step
         return step
+
+    def log_samples(self, rows: Any, step: int | None = None, *, name: str = "samples") -> None:
+        """Record rows of samples (prompts, completions, rewards...) at ``step`` (default: the
+        last step logged): a list of row dicts, a dict of columns or a pandas DataFrame.
+
+        Only a shallow copy is made here; the log thread bounds the rows (``init(samples=...)``,
+        :class:`~rldk_track.samples.SampleLimits`) and makes every cell JSON-safe. Steps not
+        divisible by ``sample_limits.every`` are skipped. Bad input is reported once, never raised.
+        """
+        if self._finished:
+            self._report_after_finish(Samples.kind)
+            return
+        step = max(self._step, 0) if step is None else self._sample_step(step)
+        if step is None or not self.sample_limits.wants(step):
+            return
+        try:
+            raw = copy_rows(rows)
+        except TypeError as exc:
+            self._report_once("samples", "type", f"rldk_track: {exc}; these samples are not recorded")
+            return
+        self._submit(Samples(-1, time.time(), step, (), (), str(name), raw=raw))
+
+    def _sample_step(self, step: Any) -> int | None:
+        if type(step) is int:
+            return step
+        try:
+            return int(to_scalar(step))
+        except (NotAScalar, ValueError, OverflowError):
+            self._report_once("samples", "step", f"rldk_track: samples step {step!r} is not an integer; not recorded")
+            return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Record configuration (nested mappings, dataclasses, TrainingArguments...).
@@ -376,6 +410,7 @@ def init(
     analyzers: str | Mapping[str, Any] | Sequence[Any] | None = None,
     observers: Sequence[Observer] = (),
     notify: str | Sequence[str] | Any = None,
+    samples: SampleLimits | None = None,
 ) -> Run:
     """Start a run that records into ``backend`` (one name or several).
 
@@ -392,6 +427,7 @@ def init(
     training thread (see :mod:`rldk_track.notify`).
     ``RLDK_TRACK_MODE=disabled`` (like ``WANDB_MODE=disabled``) turns all of it off: the Run is
     inactive, nothing is written or sent (the backend names are still checked).
+    ``samples`` bounds what ``run.log_samples`` records (default :class:`~rldk_track.samples.SampleLimits`).
     """
     backend_classes = resolve_backends(backend)
     disabled = tracking_disabled()
@@ -438,7 +474,7 @@ def init(
     workers = [BackendWorker(b, layout, has_event_log=event_log is not None) for b in backend_instances.values()]
     for worker in workers:  # a resumed run: deliver what the trackers missed first
         worker.catch_up_to(next_seq - 1)
-    dispatcher = Dispatcher(layout, event_log, workers, observers, next_seq)
+    dispatcher = Dispatcher(layout, event_log, workers, observers, next_seq, sample_limits=samples)
     active = ([backend_registry.JSONL] if event_log else []) + list(backend_classes)
     run = Run(info, active, dispatcher)
     run.emit(

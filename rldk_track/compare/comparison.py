@@ -22,7 +22,7 @@ import numpy as np
 from rldk_track.alerts import ALERT_FIELDS
 from rldk_track.compare import stats
 from rldk_track.compare.align import Curve, curves
-from rldk_track.readers.runset import FRAME_COLUMNS, RUN_COLUMNS, RunSet
+from rldk_track.readers.runset import FRAME_COLUMNS, RUN_COLUMNS, SAMPLE_KEYS, RunSet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -282,7 +282,7 @@ def runset_from_frame(frame: "pd.DataFrame") -> RunSet:
           "summary": {}, "alerts": 0} for n in names],
         columns=list(RUN_COLUMNS), index=pd.Index(names, name="run"),
     )
-    return RunSet(frame, table, pd.DataFrame(columns=["run", *ALERT_FIELDS]))
+    return RunSet(frame, table, pd.DataFrame(columns=["run", *ALERT_FIELDS]), pd.DataFrame(columns=list(SAMPLE_KEYS)))
 
 
 def _categorical(column: "pd.Series") -> "pd.Series":

@@ -1,7 +1,7 @@
 """Read rldk_track's local event logs (``<dir>/events/<run_id>.jsonl``) and the seed's Event JSONL.
 
 An rldk_track log has typed lines (``kind``: run_start, metrics, params, tags, summary, alert,
-artifact, checkpoint_health, run_end). A seed Event file has only per-step lines
+artifact, checkpoint_health, samples, run_end). A seed Event file has only per-step lines
 (``step, wall_time, metrics, rng, data_slice, model_info, notes``, no ``kind``); its run is named
 by ``model_info.run_id`` when present, else by the file name. A line cut short by a crash is
 skipped (the core's reader rule).
@@ -79,6 +79,8 @@ def read_event_log(path: str | Path) -> RunData:
             run.summary.update(obj.get("values") or {})
         elif kind == "alert":
             run.add_alert(**obj)
+        elif kind == "samples":
+            run.add_samples(obj.get("step", 0), obj.get("name") or "samples", obj.get("columns") or [], obj.get("rows") or [])
         elif kind == "run_end":
             status = obj.get("status")
             run.end_time = wall

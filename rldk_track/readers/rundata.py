@@ -9,7 +9,7 @@ what a long pandas frame is made of and far cheaper than a row object per point.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from rldk_track.alerts import alert_row
 
@@ -51,6 +51,9 @@ class RunData:
     values: list[float] = field(default_factory=list)
     wall_times: list[float] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: One dict per sample row: ``step``, ``name`` (the sample set), ``row`` (its position in the
+    #: set) and the row's cells by column (the key names win over a cell of the same name).
+    samples: list[dict[str, Any]] = field(default_factory=list)
     #: Where the run lives in its tracker, to write back to it (``event_log``; ``tracking_uri``
     #: and ``mlflow_run_id``; ``log_dir``; ``wandb_dir``/``wandb_path``).
     origin: dict[str, str] = field(default_factory=dict)
@@ -74,6 +77,14 @@ class RunData:
     def add_alert(self, **fields: Any) -> None:
         """Record one alert; unknown keys are ignored, missing ones are None."""
         self.alerts.append(alert_row(fields))
+
+    def add_samples(self, step: int, name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Record one sample set (a ``samples`` record's ``columns`` and ``rows``); a set read
+        again at the same step and name (a replayed record) replaces the earlier one."""
+        step = int(step)
+        self.samples = [s for s in self.samples if (s["step"], s["name"]) != (step, name)]
+        for index, row in enumerate(rows):
+            self.samples.append({**dict(zip(columns, row)), "step": step, "name": name, "row": index})
 
     @property
     def points(self) -> int:

@@ -15,6 +15,9 @@ A :class:`RunSet` holds three frames:
 ``alerts`` (one row per alert)
     ``run`` and the alert's fields (:data:`rldk_track.alerts.ALERT_FIELDS`): ``seq, step,
     wall_time, rule, severity, state, metric, value, threshold, action, message``.
+``samples`` (one row per sample row)
+    ``run, step, name, row`` (the sample set's name and the row's position in it), then the
+    cells by column (the union over the set's records; a column a record lacks is NaN).
 
 ``run`` is the run's name, made unique within the set: a name seen in several sources gets
 `` [backend]`` and then `` #2``, `` #3``... appended, in load order.
@@ -37,11 +40,13 @@ RUN_COLUMNS = (
     "alerts", "start_time", "end_time", "steps", "points", "origin",
 )
 FRAME_COLUMNS = ("run", "step", "metric", "value", "wall_time")
+SAMPLE_KEYS = ("run", "step", "name", "row")
 
 
 @dataclass
 class RunSet:
-    """Runs from one or more trackers: ``frame`` (points), ``runs`` (one row a run), ``alerts``.
+    """Runs from one or more trackers: ``frame`` (points), ``runs`` (one row a run), ``alerts``,
+    ``samples``.
 
     Unpacks as the documented pair ``frame, runs = load_runs(...)``.
     """
@@ -49,6 +54,7 @@ class RunSet:
     frame: "pd.DataFrame"
     runs: "pd.DataFrame"
     alerts: "pd.DataFrame"
+    samples: "pd.DataFrame"
 
     def __iter__(self) -> Iterator["pd.DataFrame"]:
         return iter((self.frame, self.runs))
@@ -78,7 +84,7 @@ class RunSet:
 
     def select(self, runs: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> "RunSet":
         """A RunSet with only these runs and/or metrics (alerts of the chosen runs are kept)."""
-        frame, table, alerts = self.frame, self.runs, self.alerts
+        frame, table, alerts, samples = self.frame, self.runs, self.alerts, self.samples
         if runs is not None:
             missing = [r for r in runs if r not in table.index]
             if missing:
@@ -86,13 +92,14 @@ class RunSet:
             frame = frame[frame["run"].isin(runs)]
             table = table.loc[list(runs)]
             alerts = alerts[alerts["run"].isin(runs)]
+            samples = samples[samples["run"].isin(runs)]
         if metrics is not None:
             frame = frame[frame["metric"].isin(metrics)]
         frame = frame.assign(
             run=frame["run"].cat.remove_unused_categories(),
             metric=frame["metric"].cat.remove_unused_categories(),
         ).reset_index(drop=True)
-        return RunSet(frame, table, alerts.reset_index(drop=True))
+        return RunSet(frame, table, alerts.reset_index(drop=True), samples.reset_index(drop=True))
 
 
 def unique_names(runs: Sequence[RunData]) -> list[str]:
@@ -140,6 +147,12 @@ def build_runset(runs: Sequence[RunData]) -> RunSet:
     if len(alerts):
         alerts = alerts.sort_values(["run", "step"], kind="stable").reset_index(drop=True)
 
+    sample_rows = [{"run": name, **row} for name, run in zip(names, runs) for row in run.samples]
+    samples = pd.DataFrame(sample_rows)
+    samples = samples[[*SAMPLE_KEYS, *(c for c in samples.columns if c not in SAMPLE_KEYS)]] if len(samples) else pd.DataFrame(columns=list(SAMPLE_KEYS))
+    if len(samples):
+        samples = samples.sort_values(["run", "step", "name", "row"], kind="stable").reset_index(drop=True)
+
     table = pd.DataFrame(
         [
             {
@@ -155,7 +168,7 @@ def build_runset(runs: Sequence[RunData]) -> RunSet:
         columns=list(RUN_COLUMNS),
         index=pd.Index(names, name="run"),
     )
-    return RunSet(frame, table, alerts)
+    return RunSet(frame, table, alerts, samples)
 
 
 def _codes(metric_lists: Sequence[Sequence[str]], total: int) -> tuple["np.ndarray", list[str]]:
