@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import math
 import queue
-import shutil
 import threading
 import time
 from collections import deque
@@ -29,9 +28,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from rldk_track import lifecycle
 from rldk_track.backends.base import Backend, RejectedError, Resume
-from rldk_track.backends.jsonl import EventLogWriter, dumps, read_cursor, read_records, write_cursor
+from rldk_track.eventlog import EventLogWriter, append_rejected, read_cursor, read_records, stage_artifact, write_cursor
 from rldk_track.layout import RunLayout
-from rldk_track.records import Artifact, Record, RunEnd, Samples, to_json
+from rldk_track.records import Artifact, Record, RunEnd, Samples
 from rldk_track.samples import SampleBounder, SampleLimits
 
 log = logging.getLogger("rldk_track")
@@ -342,8 +341,7 @@ class BackendWorker:
                 self.name, str(exc)[:300], self._layout.rejected(self.name),
             )
         if self._has_event_log:
-            with open(self._layout.rejected(self.name), "a", encoding="utf-8") as f:
-                f.write(dumps({"error": str(exc), "record": to_json(record, self._layout.run_id)}) + "\n")
+            append_rejected(self._layout.rejected(self.name), record, exc, self._layout.run_id)
 
     def _advance(self, batch: list[Record]) -> None:
         with self._cv:
@@ -518,23 +516,6 @@ class Dispatcher:
         self._stopped.set()
         stop.seq = self._final_seq
         stop.done.set()
-
-
-def stage_artifact(artifact: Artifact, folder: Path) -> Artifact:
-    """Copy the artifact (bytes, a file or a directory) to ``folder/<name>`` so it outlives the
-    caller's file; the returned record points there. Raises OSError when it cannot."""
-    target = folder / artifact.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    source = Path(artifact.path or "")
-    if artifact.data is not None:
-        target.write_bytes(artifact.data)
-    elif source.resolve() != target.resolve():  # a replayed record is staged already
-        if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        else:
-            shutil.copy2(source, target)
-    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) if target.is_dir() else target.stat().st_size
-    return dataclasses.replace(artifact, path=str(target), data=None, size=size)
 
 
 def finish_observer(observer: Observer) -> Iterable[Record]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from rldk_track.backends.jsonl import read_lines
+from rldk_track.eventlog import read_lines
 from rldk_track.layout import RunLayout, event_logs
 
 if TYPE_CHECKING:

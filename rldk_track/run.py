@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from rldk_track import backends as backend_registry
-from rldk_track import lifecycle
+from rldk_track import eventlog, lifecycle
 from rldk_track.backends.base import Backend, RunInfo
-from rldk_track.backends.jsonl import EventLogWriter, summarize
+from rldk_track.eventlog import EventLogWriter, summarize
 from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher, Observer
 from rldk_track.distributed import rank_and_world_size
 from rldk_track.layout import RunLayout, resolve_run_dir
@@ -63,13 +63,17 @@ class Run:
         info: RunInfo,
         backends: Sequence[str],
         dispatcher: Dispatcher | None,
+        event_log: Path | None = None,
     ) -> None:
         self.id = info.run_id
         self.name = info.name
         self.project = info.project
         self.dir = info.dir
         self.rank = info.rank
+        #: The trackers this run records into (the event log is not one of them: see ``event_log``).
         self.backends = list(backends)
+        #: The local event log this run writes, None when it is off or on a non-logging rank.
+        self.event_log = event_log
         self._dispatcher = dispatcher
         self._step = -1
         #: Timings of ``run.timer`` blocks that wait for the next ``log`` (its step is theirs).
@@ -369,9 +373,9 @@ def _artifact_name(name: str) -> str:
 # -- init ------------------------------------------------------------------------------------
 def parse_backends(spec: BackendSpec) -> list[str]:
     """``"mlflow,tensorboard"`` / ``["mlflow", "tensorboard"]`` / None (``RLDK_TRACK_BACKENDS``,
-    else ``jsonl``) as a list of distinct names."""
+    else ``jsonl``) as a list of distinct names (``jsonl``, the event log, among them if given)."""
     if spec is None:
-        spec = os.environ.get("RLDK_TRACK_BACKENDS") or backend_registry.JSONL
+        spec = os.environ.get("RLDK_TRACK_BACKENDS") or eventlog.NAME
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for name in names:
@@ -386,10 +390,10 @@ def parse_backends(spec: BackendSpec) -> list[str]:
 
 
 def resolve_backends(spec: BackendSpec) -> dict[str, type[Backend]]:
-    """The backend classes ``spec`` names (the local event log needs none). A misspelled name or
-    a missing extra fails here, so integrations call it when they are set up, not at the first
-    log after the model has loaded."""
-    return {n: backend_registry.resolve(n) for n in parse_backends(spec) if n != backend_registry.JSONL}
+    """The tracker backend classes ``spec`` names (``jsonl``, the always-on event log, needs none
+    and is left out). A misspelled name or a missing extra fails here, so integrations call it
+    when they are set up, not at the first log after the model has loaded."""
+    return {n: backend_registry.resolve(n) for n in parse_backends(spec) if n != eventlog.NAME}
 
 
 def init(
@@ -414,9 +418,10 @@ def init(
 ) -> Run:
     """Start a run that records into ``backend`` (one name or several).
 
-    The local event log (``<dir>/events/<run_id>.jsonl``) is always written first unless
-    ``RLDK_DISABLE_JSONL=1``. Per-backend options go in ``mlflow=``, ``wandb=``,
-    ``tensorboard=``, ``trackio=`` or ``options={"name": {...}}`` for third-party backends. Passing the
+    The local event log (``<dir>/events/<run_id>.jsonl``, ``Run.event_log``) is always written
+    first unless ``RLDK_DISABLE_JSONL=1``; ``backend="jsonl"`` (the default) asks for it alone.
+    Per-backend options go in ``mlflow=``, ``wandb=``, ``tensorboard=``, ``trackio=`` or
+    ``options={"name": {...}}`` for third-party backends. Passing the
     ``run_id`` of an earlier run resumes it (same tracker runs, numbering continues).
     Only global rank 0 records unless ``per_rank=True`` (then other ranks write their own event
     log, tagged with their rank, and send nothing to trackers).
@@ -456,7 +461,7 @@ def init(
         from rldk_track.analyzers import build_observers
 
         observers = [*build_observers(analyzers), *observers]
-    use_event_log = os.environ.get("RLDK_DISABLE_JSONL", "").strip().lower() not in ("1", "true", "yes")
+    use_event_log = eventlog.enabled()
     if not use_event_log and not backend_instances:
         raise ValueError("RLDK_DISABLE_JSONL=1 turns the event log off, and no other backend is configured")
     if rank == 0:  # only the rank that records to trackers tells a person
@@ -475,8 +480,7 @@ def init(
     for worker in workers:  # a resumed run: deliver what the trackers missed first
         worker.catch_up_to(next_seq - 1)
     dispatcher = Dispatcher(layout, event_log, workers, observers, next_seq, sample_limits=samples)
-    active = ([backend_registry.JSONL] if event_log else []) + list(backend_classes)
-    run = Run(info, active, dispatcher)
+    run = Run(info, list(backend_classes), dispatcher, layout.event_log if event_log else None)
     run.emit(
         RunStart(
             -1, info.start_time, run_id, name, project,

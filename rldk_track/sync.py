@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rldk_track import backends as backend_registry
+from rldk_track import eventlog
 from rldk_track.backends.base import RunInfo
-from rldk_track.backends.jsonl import EventLogWriter, summarize
+from rldk_track.eventlog import EventLogWriter, summarize
 from rldk_track.dispatch import BackendWorker
 from rldk_track.layout import RunLayout, event_logs
 from rldk_track.processes import process_alive
@@ -49,6 +50,8 @@ def sync(
     or overrides per-backend options (e.g. another ``tracking_uri``). A run whose process is
     still alive is skipped unless ``force``. ``from_start`` ignores the recorded delivery
     positions and replays whole logs (e.g. into another MLflow server via ``options``).
+    ``jsonl`` among ``to`` names the event log itself, the source: there is nothing to deliver
+    (an unfinished run is still ended as ``killed`` in it) and its result says so.
     """
     results: list[SyncResult] = []
     for path in event_logs(Path(source)):
@@ -73,6 +76,9 @@ def sync(
         info = RunInfo(start.run_id, start.name, start.project, layout.dir, start.wall_time, start.rank, start.world_size)
         deadline = time.monotonic() + timeout
         for name in names:
+            if name == eventlog.NAME:
+                results.append(SyncResult(start.run_id, name, 0, True, "the event log is the source"))
+                continue
             cls = backend_registry.resolve(name)
             merged = {**start.backends.get(name, {}), **((options or {}).get(name, {}))}
             worker = BackendWorker(cls(info, merged), layout, has_event_log=True, catch_up=True, from_start=from_start)

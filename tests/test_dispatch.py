@@ -12,7 +12,7 @@ import time
 import pytest
 
 import rldk_track
-from rldk_track.backends.jsonl import read_cursor, read_records
+from rldk_track.eventlog import read_cursor, read_records
 from rldk_track.records import Metrics
 from rldk_track.sync import sync
 
@@ -40,7 +40,7 @@ def test_every_record_reaches_the_tracker_once_in_order(tmp_path, fake_backend):
     assert logged_steps(store) == list(range(1000))
     assert store.status == "success"
     assert [r.seq for r in store.records] == sorted(r.seq for r in store.records)
-    assert run.backends == ["jsonl", "fake"]
+    assert run.backends == ["fake"]
 
 
 def test_a_tracker_that_is_down_loses_nothing_and_catches_up(tmp_path, fake_backend, caplog):
@@ -219,6 +219,24 @@ def test_sync_ends_a_run_whose_process_died_as_killed(tmp_path, fake_backend):
     run._dispatcher = None  # this process stands for the dead one: it must not finish the run
 
 
+def test_sync_to_jsonl_has_nothing_to_deliver_but_still_ends_a_dead_run(tmp_path, fake_backend):
+    run = rldk_track.init(dir=tmp_path, run_id="tojsonl0001")
+    run.log({"x": 1}, step=0)
+    run.flush(5)
+    events = tmp_path / "events" / "tojsonl0001.jsonl"
+    lines = events.read_text().splitlines()
+    start = json.loads(lines[0])
+    start["pid"] = 2**22 + 12345
+    events.write_text("\n".join([json.dumps(start), *lines[1:]]) + "\n")
+    run._dispatcher = None  # this process stands for the dead one
+    results = sync(tmp_path, to=["jsonl"])
+    assert [(r.backend, r.delivered, r.complete, r.skipped) for r in results] == [
+        ("jsonl", 0, True, "the event log is the source")]
+    assert [r.kind for _, r in read_records(events)] == ["run_start", "metrics", "run_end"]
+    assert sync(tmp_path, to=["jsonl", "fake"])[1].backend == "fake"
+    assert logged_steps(fake_backend["tojsonl0001"]) == [0]
+
+
 def test_sync_from_start_replays_a_whole_log_to_a_new_destination(tmp_path, fake_backend):
     run = rldk_track.init(backend="fake", dir=tmp_path, run_id="fromstart01")
     for step in range(5):
@@ -319,7 +337,8 @@ def test_only_rank_zero_records_unless_per_rank(tmp_path, monkeypatch, fake_back
     per_rank = rldk_track.init(backend="fake", dir=tmp_path / "b", run_id="rank0000002", per_rank=True)
     per_rank.log({"x": 1}, step=0)
     per_rank.finish()
-    assert per_rank.backends == ["jsonl"]  # other ranks never talk to trackers
+    assert per_rank.backends == []  # other ranks never talk to trackers
+    assert per_rank.event_log == tmp_path / "b" / "events" / "rank0000002.rank1.jsonl"
     records = [r for _, r in read_records(tmp_path / "b" / "events" / "rank0000002.rank1.jsonl")]
     assert records[0].rank == 1 and records[0].world_size == 2
     assert "rank0000002" not in fake_backend

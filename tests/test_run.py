@@ -12,7 +12,7 @@ import torch
 
 import rldk_track
 from rldk_track.backends import BackendUnavailable
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 from rldk_track.records import Alert, Artifact, Metrics, Params, RunEnd, RunStart, Tags
 
 
@@ -28,7 +28,7 @@ def test_default_backend_is_the_local_event_log(tmp_path):
     run = rldk_track.init(dir=tmp_path)
     run.log({"reward/mean": 1.5}, step=3)
     assert run.finish().complete
-    assert run.backends == ["jsonl"]
+    assert run.backends == [] and run.event_log == tmp_path / "events" / f"{run.id}.jsonl"
     kinds = [r.kind for r in records_of(run)]
     assert kinds == ["run_start", "metrics", "run_end"]
     assert metrics_of(run)[0].values == {"reward/mean": 1.5}
@@ -226,4 +226,30 @@ def test_backends_from_the_environment(tmp_path, monkeypatch, fake_backend):
     monkeypatch.setenv("RLDK_TRACK_BACKENDS", "jsonl, fake")
     run = rldk_track.init(dir=tmp_path)
     run.finish()
-    assert run.backends == ["jsonl", "fake"]
+    assert run.backends == ["fake"] and run.event_log.exists()
+
+
+def test_jsonl_names_the_event_log_which_is_no_tracker_backend(tmp_path, fake_backend):
+    from rldk_track import backends
+
+    assert "jsonl" not in backends.available() and "fake" in backends.available()
+    with pytest.raises(ValueError, match="'jsonl' is the local event log, not a tracker backend"):
+        backends.resolve("jsonl")
+    alone = rldk_track.init(backend="jsonl", dir=tmp_path)
+    alone.log({"x": 1.0}, step=0)
+    assert alone.finish().complete and alone.backends == []
+    both = rldk_track.init(backend=["jsonl", "fake"], dir=tmp_path)
+    both.finish()
+    assert both.backends == ["fake"] and both.event_log == tmp_path / "events" / f"{both.id}.jsonl"
+    assert [r.kind for r in records_of(alone)] == ["run_start", "metrics", "run_end"]
+    assert [r.kind for r in records_of(both)] == ["run_start", "run_end"]
+    assert next(r for r in records_of(both) if isinstance(r, RunStart)).backends == {"fake": {}}
+
+
+def test_without_the_event_log_the_run_names_none(tmp_path, fake_backend, monkeypatch):
+    monkeypatch.setenv("RLDK_DISABLE_JSONL", "1")
+    run = rldk_track.init(backend="fake", dir=tmp_path)
+    run.finish()
+    assert run.event_log is None and run.backends == ["fake"]
+    with pytest.raises(ValueError, match="RLDK_DISABLE_JSONL=1 turns the event log off"):
+        rldk_track.init(backend="jsonl", dir=tmp_path)

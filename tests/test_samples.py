@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import rldk_track
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 from rldk_track.readers import load_runs
 from rldk_track.records import Samples, from_json, to_json
 from rldk_track.samples import TRUNCATION_MARK, SampleBounder, SampleLimits

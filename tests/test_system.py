@@ -13,7 +13,7 @@ import pytest
 
 import rldk_track
 from rldk_track.analyzers.memory import GB, Device, Peak, memory_recommendation
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 from rldk_track.producers.system_sampler import SystemSampler, _visible_handles
 from rldk_track.producers.thread_priority import lower_thread_priority
 from rldk_track.records import Metrics, Summary

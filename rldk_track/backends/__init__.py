@@ -1,17 +1,19 @@
 """Backends by name: the built-in trackers plus any registered through the
-``rldk_track.backends`` entry-point group (``mytracker = "my_pkg.module:MyBackend"``)."""
+``rldk_track.backends`` entry-point group (``mytracker = "my_pkg.module:MyBackend"``).
+
+The local event log is not a backend (:mod:`rldk_track.eventlog`); its name ``"jsonl"`` is
+accepted where backends are named (``rldk_track.run.parse_backends`` drops it) and listed by
+neither :func:`available` nor :func:`resolve`."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
 
+from rldk_track import eventlog
 from rldk_track.backends.base import Backend, BackendUnavailable, RejectedError, Resume, RunInfo
 
 __all__ = ["Backend", "BackendUnavailable", "RejectedError", "Resume", "RunInfo", "register", "resolve", "available"]
-
-#: The local event log; always on unless ``RLDK_DISABLE_JSONL=1``, so it is not a worker backend.
-JSONL = "jsonl"
 
 _BUILTIN = {
     "mlflow": "rldk_track.backends.mlflow:MlflowBackend",
@@ -38,15 +40,19 @@ def _targets() -> dict[str, type[Backend] | str]:
 
 
 def available() -> list[str]:
-    """Every backend name ``init`` accepts."""
-    return sorted({JSONL, *_targets()})
+    """Every tracker backend's name (``init`` also accepts ``"jsonl"``, the event log)."""
+    return sorted(_targets())
 
 
 def resolve(name: str) -> type[Backend]:
     """The backend class for ``name``, failing fast with a fix when it cannot be used."""
     targets = _targets()
+    if name == eventlog.NAME and name not in targets:
+        raise ValueError(f"{name!r} is the local event log, not a tracker backend: it needs no class "
+                         "and is always on (rldk_track.eventlog)")
     if name not in targets:
-        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(available())}")
+        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(available())} "
+                         "(or 'jsonl': the local event log alone)")
     target = targets[name]
     if isinstance(target, str):
         module_name, _, attr = target.partition(":")

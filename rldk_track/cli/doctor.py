@@ -96,8 +96,6 @@ def check_backends() -> list[Check]:
     out = [Check("backend jsonl", OK, "built in (the local event log, always on)")]
     dists = {"mlflow": "mlflow", "wandb": "wandb", "tensorboard": "tensorboard"}
     for name in backends.available():
-        if name == backends.JSONL:
-            continue
         try:
             backends.resolve(name)
         except Exception as exc:  # a missing extra, or a third-party entry point that fails to load
@@ -199,7 +197,7 @@ def check_nvml() -> list[Check]:
 
 def check_event_logs(run_dir: Path) -> list[Check]:
     """Runs whose trackers are behind their event log, and runs that never ended."""
-    from rldk_track.backends.jsonl import read_cursor, summarize
+    from rldk_track.eventlog import read_cursor, summarize
     from rldk_track.layout import RunLayout, event_logs
 
     if not (run_dir / "events").is_dir():

@@ -66,8 +66,8 @@ def write_back(run: Mapping[str, Any], records: Sequence[Record], sync: bool = T
 
 
 def _to_event_log(path: Path, run: Mapping[str, Any], records: Sequence[Record], status: str, sync: bool) -> WriteBackResult:
-    from rldk_track.backends.jsonl import EventLogWriter, summarize
-    from rldk_track.dispatch import stage_artifact
+    from rldk_track.eventlog import EventLogWriter, summarize
+    from rldk_track.eventlog import stage_artifact
     from rldk_track.layout import RunLayout
 
     if status not in STATUSES:
@@ -99,7 +99,7 @@ def _to_event_log(path: Path, run: Mapping[str, Any], records: Sequence[Record],
 def _to_backend(cls: type, options: dict[str, Any], state: dict[str, Any], run: Mapping[str, Any],
                 records: Sequence[Record], status: str, where: str) -> WriteBackResult:
     from rldk_track.backends.base import Resume, RunInfo
-    from rldk_track.dispatch import stage_artifact
+    from rldk_track.eventlog import stage_artifact
 
     with tempfile.TemporaryDirectory(prefix="rldk-writeback-") as tmp:
         info = RunInfo(str(run.get("run_id") or run.get("name")), str(run.get("name")), str(run.get("project") or ""),

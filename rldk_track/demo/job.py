@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from rldk_track import backends as backend_registry
-from rldk_track.backends.jsonl import read_records
+from rldk_track import eventlog
+from rldk_track.eventlog import read_records
 from rldk_track.demo.grpo import ANALYZERS, RUNS, DemoRun, grpo_config, grpo_trainer
 from rldk_track.demo.tiny_lm import save_tiny_lm
 from rldk_track.records import Alert, CheckpointHealth, Record, RunEnd
@@ -56,7 +57,7 @@ def usable_backends(names: Sequence[str]) -> tuple[list[str], list[str]]:
     each that is not (the demo still runs on the others and the event log)."""
     usable, notes = [], []
     for name in names:
-        if name == backend_registry.JSONL:
+        if name == eventlog.NAME:
             continue
         try:
             backend_registry.resolve(name)

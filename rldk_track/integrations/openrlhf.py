@@ -160,7 +160,7 @@ class _Session:
             self._sampler.start(run)
         if run.active:
             log.info("rldk_track: recording OpenRLHF %s as run %s (%s) in %s",
-                     tags[TRAINER_TAG], run.id, run.name, ", ".join(run.backends))
+                     tags[TRAINER_TAG], run.id, run.name, ", ".join(run.backends) or "the event log only")
         return run
 
     def close(self, status: str | None = None, timeout: float | None = None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rldk_track.backends.jsonl import read_lines
+from rldk_track.eventlog import read_lines
 from rldk_track.layout import event_logs
 from rldk_track.normalize import deep_merge, flatten
 from rldk_track.readers.rundata import RunData, normalize_status

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 import rldk_track
 from rldk_track.analyzers.checkpoint import CheckpointFormatError, HealthThresholds, analyze, health_score, status_of
 from rldk_track.analyzers.checkpoint_alerts import CheckpointAlerts
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 from rldk_track.producers import checkpoint_monitor
 from rldk_track.producers.checkpoint_monitor import CheckpointMonitor
 from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, Tags

@@ -6,7 +6,7 @@ import math
 
 import rldk_track
 from rldk_track.analyzers import KLSpike
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 from rldk_track.layout import RunLayout
 
 PLAIN_NAMES = {"reward/mean": "reward", "kl/mean": "kl", "entropy/mean": "entropy", "grad/norm": "grad_norm",

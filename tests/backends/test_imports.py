@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[2] / "rldk_track"
-#: The event log (not a backend), which readers read; it is moving out of ``backends/``.
-EVENT_LOG = "rldk_track.backends.jsonl"
 
 
 def _is_module(name: str) -> bool:
@@ -50,7 +48,7 @@ def test_a_backend_imports_no_reader_run_dispatcher_or_package_root(path):
 @pytest.mark.parametrize("path", modules("readers"), ids=lambda p: p.name)
 def test_a_reader_imports_no_backend_but_the_wandb_run_file_parser(path):
     backends = {name for name in imports(path) if name.startswith("rldk_track.backends")}
-    assert backends <= {"rldk_track.backends.wandb_offline", EVENT_LOG}
+    assert backends <= {"rldk_track.backends.wandb_offline"}
 
 
 @pytest.mark.parametrize("path", [*modules("vocab"), PACKAGE / "alerts.py"], ids=lambda p: p.name)

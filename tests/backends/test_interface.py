@@ -11,7 +11,7 @@ import pytest
 
 import rldk_track
 from rldk_track import backends as registry
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 
 
 def test_open_is_handed_the_delivered_seq_and_the_logged_records_it_supports(tmp_path, fake_backend):

@@ -25,7 +25,7 @@ from mlflow import MlflowClient  # noqa: E402
 
 import rldk_track  # noqa: E402
 from rldk_track.backends import mlflow as backend  # noqa: E402
-from rldk_track.backends.jsonl import read_cursor, read_lines  # noqa: E402
+from rldk_track.eventlog import read_cursor, read_lines  # noqa: E402
 from rldk_track.records import CheckpointHealth  # noqa: E402
 
 MAX_FLOAT = 1.7976931348623157e308

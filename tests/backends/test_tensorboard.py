@@ -22,7 +22,7 @@ import pytest
 
 import rldk_track
 from rldk_track.backends.base import Resume, RunInfo
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 from rldk_track.backends.tensorboard import MAX_HPARAM_CHARS, MAX_TAG_BYTES, TensorBoardBackend
 from rldk_track.cli import main as cli
 from rldk_track.layout import event_logs

@@ -22,7 +22,7 @@ import pytest
 
 from rldk_testsupport import openrlhf_minimal as om
 
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 from rldk_track.integrations import openrlhf as integration
 from rldk_track.integrations.common import git_commit
 from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, RunEnd, RunStart

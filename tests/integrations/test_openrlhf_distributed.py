@@ -15,7 +15,7 @@ import pytest
 
 from rldk_testsupport import openrlhf_minimal as om
 
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 from rldk_track.merge import rank_spread, read_ranks
 from rldk_track.records import Metrics, RunEnd, RunStart
 

@@ -21,7 +21,7 @@ import pytest
 from rldk_testsupport.openrlhf_minimal import ppo_trainer_actor_class
 from rldk_testsupport.ray_local import WORKER_PYTHONPATH
 
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 from rldk_track.integrations import openrlhf as integration
 from rldk_track.records import Metrics, RunEnd, RunStart
 

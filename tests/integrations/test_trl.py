@@ -32,7 +32,7 @@ from transformers import (  # noqa: E402
 )
 
 from rldk_track import keymaps  # noqa: E402
-from rldk_track.backends.jsonl import read_records  # noqa: E402
+from rldk_track.eventlog import read_records  # noqa: E402
 from rldk_track.demo import grpo as demo_grpo  # noqa: E402
 from rldk_track.integrations.trl import RLDKCallback  # noqa: E402
 from rldk_track.records import Alert, Metrics  # noqa: E402

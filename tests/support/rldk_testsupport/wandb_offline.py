@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from rldk_track.backends.jsonl import read_records
+from rldk_track.eventlog import read_records
 from rldk_track.layout import RunLayout
 from rldk_track.backends.wandb_offline import WandbArtifact, WandbOfflineRun, read_offline_run
 

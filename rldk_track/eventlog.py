@@ -1,21 +1,42 @@
 """The local event log: append-only JSONL, one record per line, the run's write-ahead log.
 
-Written by the dispatcher's log thread before any tracker sees a record; read back by catching-up
-backend workers, ``rldk-track sync`` and the readers. A line cut short by a crash is skipped.
+Part of the core, not a backend: the dispatcher's log thread writes it before any tracker sees
+a record, and catching-up backend workers, ``rldk-track sync``, post-hoc analysis, ``merge`` and
+the readers read it back. A line cut short by a crash is skipped. This module holds everything
+about the log's files (where they are is :mod:`rldk_track.layout`): the writer and reader, the
+summary of a whole log, each tracker's delivery cursor, the refused-records file and the staging
+of artifact files next to it.
+
+The user-facing backend name ``"jsonl"`` (:data:`NAME`) still means this log wherever backends are
+named (``init(backend="jsonl")``, ``RLDK_TRACK_BACKENDS``, ``rldk-track sync --to jsonl``): it asks
+for nothing beyond what is always on, so it is not a tracker in ``Run.backends`` nor in
+``rldk_track.backends.available()``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from rldk_track.records import Record, RunStart, from_json, to_json
+from rldk_track.records import Artifact, Record, RunStart, from_json, to_json
 
 log = logging.getLogger("rldk_track")
+
+#: The name under which users ask for the event log among backends (it is always on anyway).
+NAME = "jsonl"
+#: Setting this environment variable to 1/true/yes turns the event log off.
+DISABLE_ENV = "RLDK_DISABLE_JSONL"
+
+
+def enabled() -> bool:
+    """Whether runs write the event log (always, unless ``RLDK_DISABLE_JSONL=1``)."""
+    return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("1", "true", "yes")
 
 
 def dumps(obj: Any) -> str:
@@ -116,3 +137,26 @@ def write_cursor(path: Path, seq: int, state: Mapping[str, Any] | None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(dumps({"seq": seq, "state": state}), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def append_rejected(path: Path, record: Record, error: Exception, run_id: str) -> None:
+    """Keep a record a tracker refused, with the reason, in ``<run_id>.<backend>.rejected.jsonl``."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(dumps({"error": str(error), "record": to_json(record, run_id)}) + "\n")
+
+
+def stage_artifact(artifact: Artifact, folder: Path) -> Artifact:
+    """Copy the artifact (bytes, a file or a directory) to ``folder/<name>`` so it outlives the
+    caller's file; the returned record points there. Raises OSError when it cannot."""
+    target = folder / artifact.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(artifact.path or "")
+    if artifact.data is not None:
+        target.write_bytes(artifact.data)
+    elif source.resolve() != target.resolve():  # a replayed record is staged already
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) if target.is_dir() else target.stat().st_size
+    return dataclasses.replace(artifact, path=str(target), data=None, size=size)
