@@ -73,10 +73,10 @@ def backend_name(value: str) -> str:
     closest name (``mlfow`` -> ``mlflow``) and every valid one."""
     import difflib
 
-    from rldk_track import backends
+    from rldk_track import backends, eventlog
 
     names = [n.strip().lower() for n in value.split(",") if n.strip()]
-    valid = backends.available()
+    valid = [eventlog.NAME, *backends.available()]  # "jsonl": the event log, always on
     for name in names:
         if name not in valid:
             close = difflib.get_close_matches(name, valid, n=1)

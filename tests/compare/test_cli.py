@@ -190,3 +190,12 @@ def test_console_script_lists_the_commands():
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("compare", "analyze", "doctor", "ui", "sync"):
         assert command in out
+
+
+def test_sync_to_jsonl_names_the_event_log_and_a_typo_still_fails(tmp_path, capsys):
+    run = log_run(tmp_path, "local", ["jsonl"], steps=3)
+    assert main(["sync", str(tmp_path), "--to", "jsonl"]) == 0
+    assert f"{run.id} -> jsonl: 0 records, done (the event log is the source)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["sync", str(tmp_path), "--to", "jsnol"])
+    assert "did you mean 'jsonl'?" in capsys.readouterr().err
