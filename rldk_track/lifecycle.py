@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from rldk_track.run import Run
@@ -25,6 +25,7 @@ _lock = threading.Lock()
 _exit_status = "success"
 _previous_excepthook = sys.excepthook
 _previous_sigterm: Any = None
+_before_finish: "list[Callable[[float], None]]" = []
 
 
 def track(run: "Run") -> None:
@@ -57,8 +58,32 @@ def exit_timeout() -> float:
     return float(os.environ.get("RLDK_EXIT_TIMEOUT", "30"))
 
 
+def before_runs_finish(callback: "Callable[[float], None]") -> None:
+    """Call ``callback(timeout)`` at interpreter exit (and on SIGTERM) just before live runs are
+    finished: for a producer that still holds records for its run (an integration's buffered
+    samples, checkpoint analyses in flight). Registering it with ``atexit`` instead would not do:
+    :func:`finish_runs_first` moves the runs' end ahead of every hook registered before a backend
+    started."""
+    with _lock:
+        if callback not in _before_finish:
+            _before_finish.append(callback)
+
+
+def forget_before_runs_finish(callback: "Callable[[float], None]") -> None:
+    with _lock:
+        if callback in _before_finish:
+            _before_finish.remove(callback)
+
+
 def _finish_live_runs(timeout: float | None = None) -> None:
     timeout = exit_timeout() if timeout is None else timeout
+    with _lock:
+        callbacks = list(_before_finish)
+    for callback in reversed(callbacks):  # last registered first, as atexit does
+        try:
+            callback(timeout)
+        except Exception as exc:  # never keep a run from ending
+            sys.stderr.write(f"rldk_track: an exit hook failed: {type(exc).__name__}: {exc}\n")
     with _lock:
         runs = list(_live)
     for run in runs:
@@ -105,6 +130,7 @@ def _disable_in_forked_child() -> None:
     for run in list(_live):
         run._go_quiet()
     _live.clear()
+    _before_finish.clear()
 
 
 sys.excepthook = _note_uncaught

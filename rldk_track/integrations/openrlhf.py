@@ -30,7 +30,6 @@ when an exception escapes OpenRLHF's training step.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import functools
 import importlib.util
@@ -137,7 +136,9 @@ class _Session:
                     # backend lookup and start on the training thread for the rest of training.
                     self.closed = True
                     raise
-                atexit.register(self.close)  # runs before the Run's own exit hook (LIFO)
+                # Samples and checkpoint analyses first, then the run's end (a plain atexit hook
+                # would run after it: every backend start moves the runs' end to the front).
+                lifecycle.before_runs_finish(self._close_at_exit)
         return self.run
 
     def _start_run(self, trainer: Any, args: Any) -> "Run":
@@ -170,7 +171,7 @@ class _Session:
             if self.closed:
                 return
             self.closed = True
-        atexit.unregister(self.close)
+        lifecycle.forget_before_runs_finish(self._close_at_exit)
         run = self.run
         if run is None or not run.active:
             return
@@ -183,6 +184,9 @@ class _Session:
         status = status or _launcher_status(run)
         if status:
             run.finish(status, timeout=timeout)
+
+    def _close_at_exit(self, timeout: float) -> None:
+        self.close(timeout=timeout)
 
     def fail(self, exc: BaseException) -> None:
         """An exception escaped OpenRLHF's training code: the run ends now, as failed (killed on

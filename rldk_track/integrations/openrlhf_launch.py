@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the Ray runtime_env JSON (for ray job submit --runtime-env-json) and exit")
     parser.add_argument("--wait", type=float, default=None,
                         help="seconds to wait after a Ray job for the trainer actor to finish its run "
-                             "(default: RLDK_EXIT_TIMEOUT + 30)")
+                             "(default: 2 x RLDK_EXIT_TIMEOUT + 30)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
 
 
@@ -272,7 +272,9 @@ def _run_ray_driver(
                     "`rldk-track sync %s` delivers whatever the trackers are missing", run_dir_of(settings))
         return code
     gc.collect()  # release actor handles, so Ray ends the trainer actor gracefully
-    timeout = wait if wait is not None else lifecycle.exit_timeout() + 30.0
+    # The actor's exit waits up to RLDK_EXIT_TIMEOUT for checkpoint analyses in flight, then as
+    # long again for the run's end to reach the trackers.
+    timeout = wait if wait is not None else 2 * lifecycle.exit_timeout() + 30.0
     if not wait_for_run_end(event_log, timeout, offset=start_offset):
         log.warning("rldk_track: the trainer actor's run did not end within %.0f s (%s); `rldk-track sync "
                     "%s` delivers whatever the trackers are missing", timeout, event_log, run_dir_of(settings))

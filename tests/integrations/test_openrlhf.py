@@ -494,3 +494,29 @@ def test_launcher_patches_every_python_process_of_a_command_and_keeps_the_users_
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "ran", "shared-id"]
+
+
+def test_at_exit_the_buffered_samples_reach_the_run_before_it_ends_although_a_backend_started_later(
+    tmp_path: Path,
+) -> None:
+    # Seen in the real PPO job on the GPU (docs/openrlhf.md): every backend start moves the
+    # lifecycle's exit hook to the front of atexit's queue, so the run ended before the session's
+    # own exit hook could log PPO's buffered samples (and wait for checkpoint analyses in flight).
+    code = (
+        "from types import SimpleNamespace as NS\n"
+        "from rldk_track.integrations import openrlhf as integration\n"
+        "session = integration._Session(integration.Settings(backend='tensorboard', init={'dir': %r}))\n"
+        "args = NS(logger=NS(logging_steps=1))\n"
+        "session.log_train(object(), args, 1, {'reward': 0.5, 'generated_samples': ['User: 1+1 Assistant: 2', 1.0]})\n"
+        "assert session.run.flush(60).complete  # the TensorBoard backend has started\n"
+    ) % str(tmp_path / "runs")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    (event_log,) = (tmp_path / "runs" / "events").glob("*.jsonl")
+    records = [record for _, record in read_records(event_log)]
+    kinds = [type(record).__name__ for record in records]
+    ended = kinds.index("RunEnd")
+    samples = [r for r in records[:ended] if type(r).__name__ == "Samples" or "samples" in getattr(r, "name", "")]
+    assert len(samples) == 1, kinds
+    assert records[-1].status == "success"
