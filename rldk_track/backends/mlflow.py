@@ -55,6 +55,7 @@ from rldk_track.records import (
     Params,
     Record,
     RunEnd,
+    Samples,
     Summary,
     Tags,
     checkpoint_folder,
@@ -68,11 +69,15 @@ from rldk_track.vocab.mlflow import (
     CONFIG_ARTIFACT,
     HEALTH_TAG,
     KEYS_ARTIFACT,
+    LOGGED_ARTIFACTS_TAG,
     PARAM_CHANGED_TAG_PREFIX,
     PARAMS_TRUNCATED_TAG,
     PROJECT_TAG,
     RANK_TAG,
     RUN_ID_TAG,
+    SAMPLES_FOLDER,
+    SAMPLES_LATEST_FILE,
+    SAMPLES_TAG_PREFIX,
     STORE_FILE,
     SUMMARY_ARTIFACT,
     SUMMARY_TAG_PREFIX,
@@ -80,7 +85,9 @@ from rldk_track.vocab.mlflow import (
     WORLD_SIZE_TAG,
     KeyMapFile,
     SummaryFile,
+    TableFile,
     read_state_artifacts,
+    samples_file,
     sqlite_path,
     sqlite_uri,
 )
@@ -286,6 +293,7 @@ class MlflowBackend(Backend):
         "http_timeout": "seconds per HTTP request (default: MLFLOW_HTTP_REQUEST_TIMEOUT if set, else 15)",
         "http_max_retries": "MLflow's own retries per request (default 1; rldk_track retries with backoff after that)",
     }
+    supports = Backend.supports | {"samples"}
     requires = ("mlflow",)
     extra = "mlflow"
     max_batch = 2000
@@ -306,6 +314,8 @@ class MlflowBackend(Backend):
         #: metric key -> [[step, timestamp ms, value as stored], ...]: the points that show summary values
         self._summary_points: dict[str, list[list[float]]] = {}
         self._last_step = -1
+        #: The ``mlflow.loggedArtifacts`` entries (the files MLflow's UI shows as tables).
+        self._tables: list[dict[str, str]] = []
         env_timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
         self._limits_values = {
             "MLFLOW_HTTP_REQUEST_TIMEOUT": float(self.options.get("http_timeout") or env_timeout or DEFAULT_HTTP_TIMEOUT_S),
@@ -441,6 +451,8 @@ class MlflowBackend(Backend):
             for key in keys:
                 self._keys[kind].claim(key)
         self._truncated = {k for k in data.tags.get(PARAMS_TRUNCATED_TAG, "").split(", ") if k}
+        with contextlib.suppress(ValueError):
+            self._tables = [e for e in json.loads(data.tags.get(LOGGED_ARTIFACTS_TAG, "[]")) if isinstance(e, dict)]
         self._last_step = max((m.step for m in getattr(data, "_metric_objs", ())), default=-1)
         saved = read_state_artifacts(client, run.info.run_id)
         if KEYS_ARTIFACT in saved:
@@ -498,6 +510,8 @@ class MlflowBackend(Backend):
             self._add_alert(record, batch)
         elif isinstance(record, CheckpointHealth):
             self._add_checkpoint(record, batch)
+        elif isinstance(record, Samples):
+            self._add_samples(record, batch)
         elif isinstance(record, Artifact):
             if not record.path:
                 raise ValueError(f"artifact {record.name!r} was not staged to a file")
@@ -590,6 +604,37 @@ class MlflowBackend(Backend):
         batch.texts[f"{checkpoint_folder(step)}/health.json"] = json.dumps(
             to_json(record, self.run.run_id), ensure_ascii=False, indent=2, default=str
         )
+
+    def _add_samples(self, record: Samples, batch: _Batch) -> None:
+        """The sample set as table JSON at ``rldk/samples/<name>/step_<N>.json`` and again as
+        ``latest.json`` (written whole, so a replayed record adds no rows, unlike ``log_table``,
+        which appends); tag ``rldk.samples.<name>`` names the latest file, and the
+        ``mlflow.loggedArtifacts`` tag lists the files so the UI shows them as tables (the latest
+        of each set first, then the newest steps that fit in a tag value)."""
+        table: TableFile = {"columns": list(record.columns),
+                            "data": [[_strict_json(cell) for cell in row] for row in record.rows]}
+        text = json.dumps(table, ensure_ascii=False, allow_nan=False)
+        path = samples_file(record.name, int(record.step))
+        latest = f"{SAMPLES_FOLDER}/{record.name}/{SAMPLES_LATEST_FILE}"
+        batch.texts[path] = text
+        batch.texts[latest] = text
+        batch.tags[self._keys["tag"].key(f"{SAMPLES_TAG_PREFIX}{record.name}")] = self._tag_value("samples", path)
+        for entry in ({"path": latest, "type": "table"}, {"path": path, "type": "table"}):
+            if entry not in self._tables:
+                self._tables.append(entry)
+        batch.tags[LOGGED_ARTIFACTS_TAG] = self._logged_tables()
+
+    def _logged_tables(self) -> str:
+        """The ``mlflow.loggedArtifacts`` value within MLflow's tag limit: every ``latest.json``
+        and as many step files as fit, newest first."""
+        latest = [e for e in self._tables if e["path"].endswith(f"/{SAMPLES_LATEST_FILE}")]
+        others = [e for e in self._tables if e not in latest]
+        kept = list(latest)
+        for entry in reversed(others):
+            if len(json.dumps([*kept, entry])) > MAX_TAG_VALUE_LENGTH:
+                break
+            kept.append(entry)
+        return json.dumps(kept)
 
     # -- batch -> MLflow ---------------------------------------------------------------------
     def _send(self, batch: _Batch) -> None:
@@ -708,6 +753,11 @@ class MlflowBackend(Backend):
                 raise RejectedError(f"MLflow refused the data: {str(exc)[:2000]}") from exc
             raise
 
+
+
+def _strict_json(cell: Any) -> Any:
+    """A sample cell as strict JSON holds it (NaN and infinities become null)."""
+    return None if isinstance(cell, float) and not math.isfinite(cell) else cell
 
 
 def _as_stored(value: float) -> float:

@@ -56,6 +56,7 @@ from rldk_track.records import (
     Params,
     Record,
     RunEnd,
+    Samples,
     Summary,
     Tags,
     checkpoint_folder,
@@ -70,11 +71,14 @@ from rldk_track.vocab.tensorboard import (
     DEFAULT_LOG_DIR,
     OWNER_FILE,
     RENAMED_FILE,
+    SAMPLES_FILE,
+    SAMPLES_PREFIX,
     STATUS_TAG,
     SUMMARY_PREFIX,
     TAGS_TAG,
     OwnerFile,
     RenamedTag,
+    SamplesLine,
 )
 
 log = logging.getLogger("rldk_track")
@@ -164,6 +168,7 @@ class TensorBoardBackend(Backend):
         "flush_secs": "how often the event writer flushes while a large batch is still being written (default 5)",
         "max_queue": "events buffered between this worker and the event writer's thread (default 100)",
     }
+    supports = Backend.supports | {"samples"}
     requires = ("tensorboard",)
     extra = "tensorboard"
     linger_s = 0.5  # every write ends with a flush: fewer, larger writes
@@ -190,6 +195,7 @@ class TensorBoardBackend(Backend):
         self._hparam_names: set[str] = set()
         self._run_tags: dict[str, str] = {}
         self._alerts: AlertLog | None = None  # rldk/alerts.jsonl as written so far
+        self._samples_written: set[int] | None = None  # seqs in rldk/samples.jsonl
         self._pb: Any = None  # the tensorboard proto modules, imported in open()
         self._handlers: dict[str, Callable[[Any], None]] = {
             Metrics.kind: self._metrics,
@@ -199,6 +205,7 @@ class TensorBoardBackend(Backend):
             Alert.kind: self._alert,
             Artifact.kind: self._artifact,
             CheckpointHealth.kind: self._checkpoint,
+            Samples.kind: self._samples,
             RunEnd.kind: self._run_end,
         }
 
@@ -508,6 +515,28 @@ class TensorBoardBackend(Backend):
             f.write(alert_line(alert_json(record)))
         self._alerts.add(record)
 
+    def _samples(self, record: Samples) -> None:
+        """Text ``samples/<name>`` at the samples' step (a markdown table, one row a sample) and a
+        line in ``rldk/samples.jsonl`` (the exact cells, for readers)."""
+        header = "| " + " | ".join(_cell(c) for c in record.columns) + " |"
+        lines = [header, "|" + "---|" * len(record.columns)]
+        lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in record.rows]
+        if record.notes:
+            lines += ["", *[f"*{_cell(note)}*" for note in record.notes]]
+        tag = self._tag(SAMPLES_PREFIX + record.name, "text")
+        self._emit(record.step, record.wall_time, [self._text(tag, "\n".join(lines))])
+        path = self.log_dir / SAMPLES_FILE
+        if self._samples_written is None:  # after a restart: what an earlier process already wrote
+            self._samples_written = _seqs(path)
+        if record.seq in self._samples_written:
+            return
+        line: SamplesLine = {"seq": record.seq, "step": record.step, "name": record.name,
+                             "columns": list(record.columns), "rows": [list(row) for row in record.rows]}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._samples_written.add(record.seq)
+
     def _artifact(self, record: Artifact) -> None:
         artifacts = (self.log_dir / ARTIFACTS_DIR).resolve()
         target = (artifacts / record.name).resolve()
@@ -576,6 +605,18 @@ class _Protos:
         self.NULL_TENSOR = hparams_md.NULL_TENSOR
         self.hparams_metadata = hparams_md.create_summary_metadata
         self.text_metadata = text_md.create_summary_metadata(display_name="", description="")
+
+
+def _seqs(path: Path) -> set[int]:
+    """The ``seq`` of every complete line of a JSON-lines file (none if it is missing)."""
+    seqs: set[int] = set()
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                seqs.add(int(json.loads(line)["seq"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return seqs
 
 
 def _owner(path: Path) -> str | None:

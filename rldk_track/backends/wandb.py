@@ -12,6 +12,8 @@ How records map onto W&B (``docs/backends/wandb.md`` has the full story):
   end an ``alerts`` table artifact;
 * checkpoint health -> summary ``rldk/checkpoint`` and a JSON report artifact (no metric: the
   ``checkpoint/*`` series come from the analyzer's own metrics record);
+* samples -> a ``wandb.Table`` (mixed types allowed) under ``samples/<name>`` in a history row at
+  the samples' ``global_step``, so the W&B UI shows each step's table in the run's panels;
 * artifacts -> ``wandb.Artifact`` (file or directory); run end -> ``run.finish(exit_code)``.
 
 W&B's rules applied to names: keys starting with ``_`` are W&B's own (``_step``, ``_runtime``,
@@ -51,6 +53,7 @@ from rldk_track.records import (
     Params,
     Record,
     RunEnd,
+    Samples,
     Summary,
     Tags,
 )
@@ -67,6 +70,7 @@ from rldk_track.vocab.wandb import (
     HEALTH_KEY,
     KEY_MAP_FILE,
     OWN_PREFIX,
+    SAMPLES_PREFIX,
     STATUS_KEY,
     TAG_KEY_PREFIX,
     WANDB_FOLDER,
@@ -239,6 +243,7 @@ class WandbBackend(Backend):
         "init_timeout": "seconds wandb.init may take before it fails and is retried (default 90)",
         "settings": "dict of wandb.Settings fields (default console='off': W&B leaves stdout/stderr alone)",
     }
+    supports = Backend.supports | {"samples"}
     requires = ("wandb",)
     extra = "wandb"
     max_batch = 1000
@@ -496,6 +501,12 @@ class WandbBackend(Backend):
             json.dump({**report, "stats": record.stats}, f, default=str, allow_nan=True)
         self._wb_run.log_artifact(artifact, aliases=[f"step-{record.step}"])
 
+    def _write_samples(self, record: Samples) -> None:
+        import wandb
+
+        table = wandb.Table(columns=list(record.columns), data=[list(row) for row in record.rows], allow_mixed_types=True)
+        self._log_row({self._metrics(f"{SAMPLES_PREFIX}{record.name}"): table}, record.step, record.wall_time)
+
     def _write_artifact(self, record: Artifact) -> None:
         import wandb
 
@@ -538,6 +549,7 @@ class WandbBackend(Backend):
         "alert": _write_alert,
         "checkpoint_health": _write_checkpoint,
         "artifact": _write_artifact,
+        "samples": _write_samples,
         "run_end": _write_end,
     }
 

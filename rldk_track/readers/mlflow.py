@@ -39,6 +39,8 @@ import json
 import logging
 import math
 import os
+import tempfile
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -55,12 +57,16 @@ from rldk_track.vocab.mlflow import (
     OWN_TAGS,
     PROJECT_TAG,
     RUN_ID_TAG,
+    SAMPLES_FOLDER,
+    SAMPLES_TAG_PREFIX,
     STORE_FILE,
     SUMMARY_ARTIFACT,
     SUMMARY_TAG_PREFIX,
     KeyMapFile,
     SummaryFile,
+    TableFile,
     read_state_artifacts,
+    samples_step,
     sqlite_path,
     sqlite_uri,
 )
@@ -342,7 +348,25 @@ def _run_data(client: Any, uri: str, experiment: str, run: Any, histories: dict[
         for rule, severity in own_alerts.items():
             if severity != "cleared":
                 result.add_alert(rule=rule, severity=severity, step=None, message="from the MLflow tag (step unknown)")
+    if any(tag_names.get(k, k).startswith(SAMPLES_TAG_PREFIX) for k in tags):
+        _read_samples(client, info.run_id, result)
     return result
+
+
+def _read_samples(client: Any, run_id: str, result: RunData) -> None:
+    """The run's sample sets: every ``rldk/samples/<name>/step_<N>.json`` (one download of the
+    folder; ``latest.json`` repeats the last step and is skipped)."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="rldk-mlflow-samples-") as tmp:
+            root = Path(client.download_artifacts(run_id, SAMPLES_FOLDER, tmp))
+            for path in sorted(root.glob("*/step_*.json")):
+                step = samples_step(path.name)
+                if step is None:
+                    continue
+                table: TableFile = json.loads(path.read_text(encoding="utf-8"))
+                result.add_samples(step, path.parent.name, table.get("columns", []), table.get("data", []))
+    except Exception as exc:  # an artifact store this machine cannot reach: the rest of the run still reads
+        log.warning("rldk_track: could not read the samples of MLflow run %s: %s", run_id, exc)
 
 
 def _rldk_artifacts(client: Any, run_id: str) -> dict[str, str]:

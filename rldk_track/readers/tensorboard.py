@@ -31,6 +31,7 @@ from rldk_track.vocab.tensorboard import (
     CONFIG_TAG,
     OWNER_FILE,
     RENAMED_FILE,
+    SAMPLES_FILE,
     STATUS_TAG,
     SUMMARY_PREFIX,
     TAGS_TAG,
@@ -96,6 +97,8 @@ def read_run_dir(run_dir: Path, logdir: Path | None = None) -> RunData:
     run.status = normalize_status(owner.get("status") or run.status or None)
     for alert in _json_lines(run_dir / ALERTS_FILE):
         run.add_alert(**alert)
+    for line in _json_lines(run_dir / SAMPLES_FILE):
+        run.add_samples(line.get("step", 0), line.get("name") or "samples", line.get("columns") or [], line.get("rows") or [])
     if run.start_time is None:
         try:
             run.start_time = accumulator.FirstEventTimestamp()

@@ -36,7 +36,9 @@ from rldk_track.vocab.wandb import (
     GLOBAL_STEP,
     KEY_MAP_FILE,
     OWN_PREFIX,
+    SAMPLES_PREFIX,
     STATUS_KEY,
+    TABLE_FILE_TYPE,
     TAG_KEY_PREFIX,
     WANDB_STEP,
     WANDB_TIMESTAMP,
@@ -76,13 +78,38 @@ def read_wandb_offline(source: str | Path, progress: bool | None = None) -> list
         config_map = _reverse(side.get("config_keys", {})) if side else {}
         alerts = list(side.get("alerts", {}).values()) if side else _artifact_alerts(offline)
         status = _status(offline.summary, offline.exit_code)
-        runs.append(_run_data(
+        run_data = _run_data(
             name=offline.name or offline.run_id, source=str(offline.files[0].parent), run_id=offline.run_id,
             project=offline.project, status=status, config=offline.config, summary=offline.summary,
             tags=offline.tags, rows=offline.history, key_map=key_map, config_map=config_map, alerts=alerts,
             origin={"wandb_dir": str(offline.files[-1].parent.absolute())},
-        ))
+        )
+        _read_samples(run_data, offline.history, [path.parent for path in offline.files])
+        runs.append(run_data)
     return runs
+
+
+def _read_samples(run: RunData, rows: Iterable[Mapping[str, Any]], folders: list[Path]) -> None:
+    """The sample sets in history rows: W&B's ``table-file`` references (flattened by the run-file
+    parser into ``samples/<name>.path`` and ``samples/<name>._type``) to JSON files under a run
+    folder's ``files/`` (a resumed run has several folders)."""
+    suffix = "._type"
+    for row in rows:
+        step = row.get(GLOBAL_STEP, row.get(WANDB_STEP))
+        for key, value in row.items():
+            if not (key.startswith(SAMPLES_PREFIX) and key.endswith(suffix) and value == TABLE_FILE_TYPE):
+                continue
+            base = key[: -len(suffix)]
+            relative = row.get(f"{base}.path")
+            for folder in folders:
+                try:
+                    table = json.loads((folder / "files" / str(relative)).read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+                run.add_samples(int(step), base[len(SAMPLES_PREFIX):], table.get("columns", []), table.get("data", []))
+                break
+            else:
+                log.warning("rldk_track: W&B samples table %s at step %s is not in %s; left out", relative, step, folders[-1])
 
 
 def read_wandb_online(entity: str, project: str, run: str | None = None, progress: bool | None = None) -> list[RunData]:
@@ -135,7 +162,7 @@ def _run_data(
             last_time = wall
         points = {}
         for key, value in row.items():
-            if key.startswith("_") or key == GLOBAL_STEP:
+            if key.startswith(("_", SAMPLES_PREFIX)) or key == GLOBAL_STEP:
                 continue
             number = _number(value)
             if number is not None:
@@ -149,7 +176,7 @@ def _run_data(
     run.params = flatten({config_map.get(k, k): v for k, v in config.items() if not k.startswith("_")})
     run.tags = _tags(tags, summary)
     run.summary = {key_map.get(k, k): v for k, v in summary.items()
-                   if not k.startswith(("_", OWN_PREFIX)) and k != GLOBAL_STEP and k not in raw_keys}
+                   if not k.startswith(("_", OWN_PREFIX, SAMPLES_PREFIX)) and k != GLOBAL_STEP and k not in raw_keys}
     for alert in sorted(alerts, key=lambda a: (a.get("seq") is None, a.get("seq") or 0)):
         run.add_alert(**alert)
     if not run.alerts:  # only the summary's active alerts are left: severity, no step

@@ -24,6 +24,28 @@ ALERTS_ARTIFACT = "rldk/alerts.jsonl"
 KEYS_ARTIFACT = "rldk/mlflow_keys.json"
 #: The run's summary and the metric points that show it in MLflow's UI (:class:`SummaryFile`).
 SUMMARY_ARTIFACT = "rldk/summary.json"
+#: Sample sets (:class:`rldk_track.records.Samples`): ``rldk/samples/<name>/step_<N>.json`` per
+#: sampled step and ``rldk/samples/<name>/latest.json`` (the latest step's), each in the table JSON
+#: that ``MlflowClient.log_table`` writes (:class:`TableFile`); MLflow's UI shows a file as a table
+#: when the run's ``mlflow.loggedArtifacts`` tag lists it with type ``table``.
+SAMPLES_FOLDER = "rldk/samples"
+SAMPLES_LATEST_FILE = "latest.json"
+LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"
+
+
+def samples_file(name: str, step: int) -> str:
+    """The artifact path of sample set ``name`` at ``step`` (zero-padded so files sort by step)."""
+    return f"{SAMPLES_FOLDER}/{name}/step_{step:08d}.json"
+
+
+def samples_step(path: str) -> int | None:
+    """The step of a :func:`samples_file` path (None for any other file)."""
+    stem = path.rsplit("/", 1)[-1]
+    if stem.startswith("step_") and stem.endswith(".json") and stem[5:-5].isdigit():
+        return int(stem[5:-5])
+    return None
+
+
 #: The artifacts that hold the run's state (rewritten whole when it changes).
 STATE_ARTIFACTS = (KEYS_ARTIFACT, CONFIG_ARTIFACT, ALERTS_ARTIFACT, SUMMARY_ARTIFACT)
 
@@ -35,6 +57,8 @@ WORLD_SIZE_TAG = "rldk.world_size"
 VERSION_TAG = "rldk.version"
 #: The run's health (:func:`rldk_track.alerts.run_health`).
 HEALTH_TAG = "rldk.health"
+#: ``rldk.samples.<name>`` = the artifact path of the latest sample set called ``name``.
+SAMPLES_TAG_PREFIX = "rldk.samples."
 #: The MLflow keys of params that had to be truncated, comma-separated.
 PARAMS_TRUNCATED_TAG = "rldk.params_truncated"
 #: The latest checkpoint verdict in brief (``rldk.checkpoint.health`` is the analyzer's own
@@ -49,7 +73,7 @@ SUMMARY_TAG_PREFIX = "summary."
 #: Tags that are bookkeeping, not the user's: the backend's own, and MLflow's ``mlflow.*``.
 OWN_TAGS = frozenset({RUN_ID_TAG, PROJECT_TAG, RANK_TAG, WORLD_SIZE_TAG, VERSION_TAG, HEALTH_TAG,
                       PARAMS_TRUNCATED_TAG, CHECKPOINT_TAG})
-OWN_TAG_PREFIXES = ("mlflow.", ALERT_TAG_PREFIX, PARAM_CHANGED_TAG_PREFIX)
+OWN_TAG_PREFIXES = ("mlflow.", ALERT_TAG_PREFIX, PARAM_CHANGED_TAG_PREFIX, SAMPLES_TAG_PREFIX)
 
 
 class KeyMapFile(TypedDict, total=False):
@@ -59,6 +83,14 @@ class KeyMapFile(TypedDict, total=False):
     metric: list[list[str]]
     param: list[list[str]]
     tag: list[list[str]]
+
+
+class TableFile(TypedDict):
+    """A sample set as ``log_table`` stores a table (pandas' ``orient="split"`` JSON without the
+    index): column names and rows; non-finite numbers are null (the UI parses strict JSON)."""
+
+    columns: list[str]
+    data: list[list[Any]]
 
 
 class SummaryFile(TypedDict):

@@ -8,6 +8,7 @@ dir; the reader (:mod:`rldk_track.readers.tensorboard`) maps it back through the
     <run dir>/rldk/run.json             which run owns the directory (OwnerFile)
     <run dir>/rldk/alerts.jsonl         the alert log (rldk_track.alerts)
     <run dir>/rldk/renamed_tags.jsonl   names that had to change to become tags (RenamedTag)
+    <run dir>/rldk/samples.jsonl        every sample set, one a line (SamplesLine)
     <run dir>/artifacts/<name>          copies of the run's artifacts
 """
 
@@ -21,6 +22,7 @@ DEFAULT_LOG_DIR = "tensorboard"
 OWNER_FILE = "rldk/run.json"
 ALERTS_FILE = "rldk/alerts.jsonl"
 RENAMED_FILE = "rldk/renamed_tags.jsonl"
+SAMPLES_FILE = "rldk/samples.jsonl"
 ARTIFACTS_DIR = "artifacts"
 
 #: Text series: the full config (fenced JSON), the run tags (a two-column markdown table), the
@@ -32,6 +34,9 @@ STATUS_TAG = "run/status"
 ALERT_PREFIX = "alerts/"
 CHECKPOINT_PREFIX = "checkpoint/"
 SUMMARY_PREFIX = "summary/"
+#: ``samples/<name>``: a sample set as a markdown table, at its step (the text TensorBoard's Text
+#: tab shows; the exact rows are in :data:`SAMPLES_FILE`).
+SAMPLES_PREFIX = "samples/"
 
 
 class OwnerFile(TypedDict, total=False):
@@ -43,6 +48,17 @@ class OwnerFile(TypedDict, total=False):
     start_time: float
     status: str
     end_time: float
+
+
+class SamplesLine(TypedDict):
+    """One line of ``rldk/samples.jsonl``: a sample set's record ``seq`` (a replayed record is not
+    written twice), step, name, columns and rows."""
+
+    seq: int
+    step: int
+    name: str
+    columns: list[str]
+    rows: list[list[object]]
 
 
 class RenamedTag(TypedDict):

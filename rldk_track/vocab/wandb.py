@@ -41,6 +41,12 @@ CHECKPOINT_FILE = "checkpoint_health.json"
 #: The file in the key-map artifact (:class:`KeyMapFile`).
 KEY_MAP_FILE = "wandb_key_map.json"
 
+#: Sample sets (:class:`rldk_track.records.Samples`): a ``wandb.Table`` under the history key
+#: ``samples/<name>`` in a row at the samples' ``global_step``; the row's value is W&B's
+#: ``table-file`` reference to ``files/<path>`` in the run folder.
+SAMPLES_PREFIX = "samples/"
+TABLE_FILE_TYPE = "table-file"
+
 #: The folder under W&B's ``dir`` where W&B keeps its run folders, and the side-state file.
 WANDB_FOLDER = "wandb"
 

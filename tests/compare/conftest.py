@@ -42,6 +42,17 @@ def reference_values(step: int) -> dict[str, float]:
     }
 
 
+def reference_samples(step: int) -> list[dict[str, object]]:
+    """The sample rows of one sampled step: text a markdown table must escape, no reward, ints."""
+    return [
+        {"prompt": f"Q{step}: 2+2?", "completion": "4 | four\nsure ✓", "reward": 1.0, "length": 9},
+        {"prompt": f"Q{step}: 3+3?", "completion": "", "reward": None, "length": 0},
+    ]
+
+
+SAMPLED_STEPS = (10, 30)
+
+
 def log_reference_run(dir: Path, backends: Sequence[str], tracking_uri: str | None = None, name: str = "reference",
                       project: str | None = None, steps: int = 40) -> LoggedRun:
     """One run with everything a reader must carry back, written through ``backends``."""
@@ -55,6 +66,8 @@ def log_reference_run(dir: Path, backends: Sequence[str], tracking_uri: str | No
     run.log_params({"model": {"name": "tiny"}})  # params logged again extend the config
     for step in range(steps):
         run.log(reference_values(step), step=step)
+        if step in SAMPLED_STEPS:
+            run.log_samples(reference_samples(step), step=step, name="completions")
         if step == 12:
             run.alert("kl_spike", "KL jumped", severity="warning", step=step, metric="kl/mean", value=0.9, threshold=0.1)
     run.emit(Alert(-1, time.time(), 15, "kl_spike", "warning", "KL back", "kl/mean", 0.03, 0.1, None, "cleared"))
@@ -68,7 +81,8 @@ def log_reference_run(dir: Path, backends: Sequence[str], tracking_uri: str | No
 @pytest.fixture
 def reference() -> SimpleNamespace:
     """The reference run for tests: ``.log(dir, backends, ...)``, ``.values(step)``, ``.long_tag``."""
-    return SimpleNamespace(log=log_reference_run, values=reference_values, long_tag=LONG_TAG)
+    return SimpleNamespace(log=log_reference_run, values=reference_values, long_tag=LONG_TAG,
+                           samples=reference_samples, sampled_steps=SAMPLED_STEPS)
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,21 @@ def test_every_tracker_reads_back_the_same_alerts(read_back, kind):
     assert list(expected["state"]) == ["raised", "cleared"] and list(expected["step"]) == [12, 15]
 
 
+def test_event_log_holds_every_sample_row_as_logged(read_back, reference):
+    samples = read_back["jsonl"].samples
+    rows = [{k: (None if v is None or v != v else v) for k, v in row.items()}
+            for row in samples.drop(columns=["run"]).to_dict("records")]
+    assert rows == [{"step": step, "name": "completions", "row": i, **cells}
+                    for step in reference.sampled_steps for i, cells in enumerate(reference.samples(step))]
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "wandb", "tensorboard"])
+def test_every_tracker_reads_back_the_same_samples(read_back, kind):
+    expected, got = read_back["jsonl"].samples, read_back[kind].samples
+    assert got.drop(columns=["run"]).astype(object).where(got.notna(), None).equals(
+        expected.drop(columns=["run"]).astype(object).where(expected.notna(), None))
+
+
 def test_mlflow_fetch_modes_read_the_same_histories(all_backends_run):
     from rldk_track.readers.mlflow import read_mlflow
 
