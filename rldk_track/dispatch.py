@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from rldk_track import lifecycle
-from rldk_track.backends.base import Backend, RejectedError, Resume
+from rldk_track.backends.base import Backend, Resume, refuses_data
 from rldk_track.eventlog import EventLogWriter, append_rejected, read_cursor, read_records, stage_artifact, write_cursor
 from rldk_track.layout import RunLayout
+from rldk_track.normalize import valid_text
 from rldk_track.records import Artifact, Record, RunEnd, Samples
 from rldk_track.samples import SampleBounder, SampleLimits
 
@@ -119,6 +120,7 @@ class BackendWorker:
         self._closed = threading.Event()
         self._lost = 0
         self._rejected = 0
+        self._reject_file_failed = False
         self._cursor_failed = False
         self._down_since: float | None = None
         self._cv = threading.Condition()
@@ -205,11 +207,13 @@ class BackendWorker:
     def _run(self) -> None:
         self._open()
         failures = 0
+        batch: list[Record] | None = None
         while True:
             try:
-                batch = self._next_batch()
                 if batch is None:
-                    break
+                    batch = self._next_batch()
+                    if batch is None:
+                        break
                 if batch:
                     self._deliver(batch)
                 self._advance(batch)
@@ -218,8 +222,10 @@ class BackendWorker:
                 if failures == 1:
                     log.exception("rldk_track: %s worker hit an unexpected error; it keeps going", self.name)
                 self._wake.wait(min(RETRY_MAX_S, RETRY_INITIAL_S * 2**failures))
-                continue
-            if any(r.kind == RunEnd.kind for r in batch):
+                continue  # with the same batch: it was taken from memory, it must not be lost
+            ended = any(r.kind == RunEnd.kind for r in batch)
+            batch = None
+            if ended:
                 break
         try:
             self.backend.close()
@@ -298,7 +304,7 @@ class BackendWorker:
     def _deliver(self, batch: list[Record]) -> None:
         try:
             self._retry(lambda: self._set_state(self.backend.write(batch)), "deliver to")
-        except RejectedError as exc:
+        except Exception as exc:  # only what refuses_data() lets out of _retry
             if len(batch) == 1:
                 self._reject(batch[0], exc)
                 return
@@ -315,7 +321,7 @@ class BackendWorker:
             try:
                 call()
             except Exception as exc:
-                if rejectable and isinstance(exc, RejectedError):
+                if rejectable and refuses_data(exc):
                     raise
                 if self._down_since is None:
                     self._down_since = time.monotonic()
@@ -340,8 +346,15 @@ class BackendWorker:
                 "rldk_track: %s refused a record (%s); refused records are kept in %s",
                 self.name, str(exc)[:300], self._layout.rejected(self.name),
             )
-        if self._has_event_log:
+        if not self._has_event_log:
+            return
+        try:
             append_rejected(self._layout.rejected(self.name), record, exc, self._layout.run_id)
+        except OSError as write_error:  # the record is still in the event log; the rest goes on
+            if not self._reject_file_failed:
+                self._reject_file_failed = True
+                log.warning("rldk_track: could not keep %s's refused records in %s (%s); they stay in the event log",
+                            self.name, self._layout.rejected(self.name), write_error)
 
     def _advance(self, batch: list[Record]) -> None:
         with self._cv:
@@ -490,7 +503,7 @@ class Dispatcher:
                 return None
         elif isinstance(record, Samples):
             record = self.samples.bound(record)
-        record = dataclasses.replace(record, seq=self._next_seq)
+        record = dataclasses.replace(record, seq=self._next_seq, **_text_fields(record))
         self._next_seq += 1
         return record
 
@@ -516,6 +529,18 @@ class Dispatcher:
         self._stopped.set()
         stop.seq = self._final_seq
         stop.done.set()
+
+
+def _text_fields(record: Record) -> dict[str, Any]:
+    """The record's fields that hold a lone surrogate, escaped (see ``normalize.valid_text``)."""
+    changed = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, (str, Mapping, list, tuple)):
+            text = valid_text(value)
+            if text is not value:
+                changed[f.name] = text
+    return changed
 
 
 def finish_observer(observer: Observer) -> Iterable[Record]:

@@ -141,8 +141,10 @@ def write_cursor(path: Path, seq: int, state: Mapping[str, Any] | None) -> None:
 
 def append_rejected(path: Path, record: Record, error: Exception, run_id: str) -> None:
     """Keep a record a tracker refused, with the reason, in ``<run_id>.<backend>.rejected.jsonl``."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(dumps({"error": str(error), "record": to_json(record, run_id)}) + "\n")
+    line = dumps({"error": f"{type(error).__name__}: {error}", "record": to_json(record, run_id)})
+    # backslashreplace: the refused record may hold the very character that was refused
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:
+        f.write(line + "\n")
 
 
 def stage_artifact(artifact: Artifact, folder: Path) -> Artifact:

@@ -30,21 +30,25 @@ def to_scalar(value: Any) -> float:
     kind = type(value)
     if kind is float:
         return value
-    if kind is int or kind is bool:
-        return float(value)
-    if isinstance(value, (str, bytes)):
-        raise NotAScalar(f"is a {kind.__name__} ({_preview(value)}), not a number")
-    if isinstance(value, numbers.Real):  # numpy scalars register as Real
-        return float(value)
-    item = getattr(value, "item", None)
-    if callable(item):
-        count = _element_count(value)
-        if count != 1:
-            raise NotAScalar(f"is a {kind.__name__} with {count} elements; log one number (e.g. .mean())")
-        try:
+    try:
+        if kind is int or kind is bool:
+            return float(value)
+        if isinstance(value, (str, bytes)):
+            raise NotAScalar(f"is a {kind.__name__} ({_preview(value)}), not a number")
+        if isinstance(value, numbers.Real):  # numpy scalars register as Real
+            return float(value)
+        item = getattr(value, "item", None)
+        if callable(item):
+            count = _element_count(value)
+            if count != 1:
+                raise NotAScalar(f"is a {kind.__name__} with {count} elements; log one number (e.g. .mean())")
             return float(item())
-        except (TypeError, ValueError) as exc:
-            raise NotAScalar(f"is a {kind.__name__} whose element is not a number ({exc})") from None
+    except NotAScalar:
+        raise
+    except OverflowError:
+        raise NotAScalar(f"is a {kind.__name__} beyond the range of a float") from None
+    except Exception as exc:  # a meta-device tensor, a tensor whose element is not a number
+        raise NotAScalar(f"is a {kind.__name__} that has no number to read ({type(exc).__name__}: {str(exc)[:100]})") from None
     raise NotAScalar(f"is a {kind.__name__}, not a number")
 
 
@@ -106,6 +110,30 @@ def to_jsonable(value: Any, _depth: int = 0) -> Any:
         return to_scalar(value)
     except NotAScalar:
         return str(value)
+
+
+def valid_text(value: Any) -> Any:
+    """``value`` (a string or a JSON-able tree) with every lone surrogate written out as its
+    escape (``"kl\\ud800"``), the same object when there is none. A lone surrogate (from a
+    bytes-to-str decoding with ``surrogateescape``) is not text: no UTF-8 encoder takes it, and
+    W&B's run ends, MLflow's request fails and TensorBoard's writer refuses it. Escaped, distinct
+    names stay distinct and every tracker stores the same name."""
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, Mapping):
+        cleaned = {valid_text(k): valid_text(v) for k, v in value.items()}
+        same = all(a is b for a, b in zip(value, cleaned)) and all(value[k] is cleaned[k] for k in value)
+        return value if same else cleaned
+    if isinstance(value, (list, tuple)):
+        items = [valid_text(v) for v in value]
+        return value if all(a is b for a, b in zip(value, items)) else type(value)(items)
+    return value
 
 
 def deep_merge(into: dict[str, Any], tree: Mapping[str, Any]) -> dict[str, Any]:

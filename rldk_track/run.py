@@ -25,7 +25,7 @@ from rldk_track.eventlog import EventLogWriter, summarize
 from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher, Observer
 from rldk_track.distributed import rank_and_world_size
 from rldk_track.layout import RunLayout, resolve_run_dir
-from rldk_track.normalize import NotAScalar, metric_name, to_jsonable, to_scalar
+from rldk_track.normalize import NotAScalar, metric_name, to_jsonable, to_scalar, valid_text
 from rldk_track.records import (
     SEVERITIES,
     STATUSES,
@@ -153,11 +153,11 @@ class Run:
         if step is None:
             self._step += 1
             return self._step
-        if type(step) is not int:
-            try:
-                step = int(to_scalar(step))
-            except (NotAScalar, ValueError, OverflowError):
-                self._report_once("step", "type", f"rldk_track: step {step!r} is not an integer; using {self._step + 1}")
+        if type(step) is not int or not MIN_STEP <= step <= MAX_STEP:
+            given, step = step, _as_step(step)
+            if step is None:
+                self._report_once("step", "type", f"rldk_track: step {given!r} is not an integer within "
+                                  f"+-2**63 (what trackers store); using {self._step + 1}")
                 self._step += 1
                 return self._step
         if step < self._step:
@@ -238,8 +238,9 @@ class Run:
         """Raise an alert: shown as tags/summary/text in each tracker and kept in the alert log."""
         if severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+        at = _as_step(step)  # None, NaN or out of range: the current step
         self._submit(
-            Alert(-1, time.time(), self._step if step is None else int(step), str(rule), severity, str(message),
+            Alert(-1, time.time(), self._step if at is None else at, str(rule), severity, str(message),
                   metric, _optional_float(value), _optional_float(threshold), action)
         )
 
@@ -354,6 +355,21 @@ def _require_mapping(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
+#: The steps every tracker can store (SQL stores keep them as signed 64-bit integers).
+MIN_STEP, MAX_STEP = -(2**63), 2**63 - 1
+
+
+def _as_step(value: Any) -> int | None:
+    """``value`` as a step within the range trackers store, or None (NaN, 1e20, not a number)."""
+    if value is None:
+        return None
+    try:
+        step = value if type(value) is int else int(to_scalar(value))
+    except (NotAScalar, ValueError, OverflowError):
+        return None
+    return step if MIN_STEP <= step <= MAX_STEP else None
+
+
 def _optional_float(value: Any) -> float | None:
     if value is None:
         return None
@@ -443,7 +459,8 @@ def init(
 
     rank, world_size = rank_and_world_size()
     run_id = run_id or os.environ.get("RLDK_RUN_ID") or uuid.uuid4().hex[:12]
-    name = run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id[:6]}"
+    name = valid_text(run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id[:6]}")
+    project = valid_text(project)
     run_dir = resolve_run_dir(dir)
     info = RunInfo(run_id, name, project, run_dir, time.time(), rank, world_size)
     if disabled:

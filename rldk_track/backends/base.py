@@ -4,9 +4,11 @@ A backend owns its tracker's rules (name characters, limits, step semantics) and
 never sees the training thread, the event log or the cursor files. The dispatcher gives each
 backend its own worker thread and calls, in order, ``open`` once (with the state the backend
 returned before and its :class:`Resume` position), ``write`` with batches of records in ``seq``
-order, and ``close`` when the run ends. Any exception from ``open`` or ``write`` is treated as
-transient (retried with backoff, the batch kept) except :class:`RejectedError` from ``write``,
-which says the tracker refuses the data itself. ``docs/backends.md`` says how to write one.
+order, and ``close`` when the run ends. An exception from ``open`` or ``write`` is treated as
+transient (retried with backoff, the batch kept) unless :func:`refuses_data` says the records
+themselves cannot be written (:class:`RejectedError`, or a data error such as UnicodeEncodeError
+or OverflowError): then the dispatcher narrows the batch down to the refused records, keeps them
+in the rejected file and delivers the rest. ``docs/backends.md`` says how to write one.
 """
 
 from __future__ import annotations
@@ -26,6 +28,22 @@ log = logging.getLogger("rldk_track")
 class RejectedError(Exception):
     """The tracker refuses these records as such (bad name, value out of range); retrying the
     same batch cannot succeed. The dispatcher narrows it down and reports each refused record."""
+
+
+#: Errors that say the data cannot be written as it is, wherever they are raised (a lone
+#: surrogate that no UTF-8 encoder takes, a number beyond a store's range, a value of a type the
+#: tracker's library refuses): retrying the same records cannot succeed.
+DATA_ERRORS: tuple[type[Exception], ...] = (UnicodeError, OverflowError, ValueError, TypeError)
+
+
+def refuses_data(exc: BaseException) -> bool:
+    """True when ``exc`` from ``write`` means these records can never be written (a
+    :class:`RejectedError` or a :data:`DATA_ERRORS` error); False for what may pass with time (the
+    network, a full disk, a tracker that is down: ``requests`` errors are OSErrors even where
+    they are also ValueErrors)."""
+    if isinstance(exc, RejectedError):
+        return True
+    return isinstance(exc, DATA_ERRORS) and not isinstance(exc, OSError)
 
 
 class BackendUnavailable(ImportError):

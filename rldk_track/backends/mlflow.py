@@ -738,20 +738,29 @@ class MlflowBackend(Backend):
             self._client.log_artifact(self._run_id, path, folder)
 
     # -- errors ------------------------------------------------------------------------------
-    @staticmethod
     @contextlib.contextmanager
-    def _rejections() -> Iterator[None]:
+    def _rejections(self) -> Iterator[None]:
         """MLflow refusing the data itself (HTTP 400-class) -> :class:`RejectedError`; anything
-        else (connection errors, timeouts, 5xx, 401/403/404/408/429) stays transient."""
+        else (connection errors, timeouts, 5xx, 401/403/408/429) stays transient. A 404 is about
+        the data when the run is there (an artifact path the server cannot route, such as one
+        with a newline) and transient otherwise (a proxy or server not ready yet)."""
         try:
             yield
         except RejectedError:
             raise
         except Exception as exc:
             status = _http_status(exc)
+            if status == 404 and self._run_is_there():
+                raise RejectedError(f"MLflow answered 404 for data of a run it holds: {str(exc)[:2000]}") from exc
             if status is not None and 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
                 raise RejectedError(f"MLflow refused the data: {str(exc)[:2000]}") from exc
             raise
+
+    def _run_is_there(self) -> bool:
+        try:
+            return self._client.get_run(self._run_id).info.lifecycle_stage == "active"
+        except Exception:
+            return False
 
 
 
