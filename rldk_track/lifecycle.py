@@ -14,13 +14,14 @@ import os
 import signal
 import sys
 import threading
-import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from rldk_track.run import Run
 
-_live: "weakref.WeakSet[Run]" = weakref.WeakSet()
+#: Strong references: a run held only by a local of ``main()`` is collected before ``atexit`` runs,
+#: and a run that was never finished must still end (run_end, tracker status, last points).
+_live: "set[Run]" = set()
 _lock = threading.Lock()
 _exit_status = "success"
 _previous_excepthook = sys.excepthook
