@@ -67,6 +67,7 @@ from rldk_track.vocab.mlflow import (
     ARTIFACTS_FOLDER,
     CHECKPOINT_TAG,
     CONFIG_ARTIFACT,
+    EXPERIMENT_KIND_TAG,
     HEALTH_TAG,
     KEYS_ARTIFACT,
     LOGGED_ARTIFACTS_TAG,
@@ -81,6 +82,7 @@ from rldk_track.vocab.mlflow import (
     STORE_FILE,
     SUMMARY_ARTIFACT,
     SUMMARY_TAG_PREFIX,
+    TRAINING_EXPERIMENT_KIND,
     VERSION_TAG,
     WORLD_SIZE_TAG,
     KeyMapFile,
@@ -408,7 +410,8 @@ class MlflowBackend(Backend):
             if location is None and database is not None:  # next to the db, not MLflow's ./mlruns
                 location = (database.parent / ARTIFACTS_FOLDER).as_uri()
             try:
-                return client.create_experiment(name, artifact_location=location)
+                return client.create_experiment(name, artifact_location=location,
+                                                tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND})
             except MlflowException as exc:  # another run created it first
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rldk_track.cli.common import backend_name, fail
 from rldk_track.run import parse_backends
+from rldk_track.vocab.mlflow import ui_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +90,8 @@ def open_commands(run_dir: Path, backends: list[str]) -> list[str]:
     if {"mlflow", "tensorboard"} & set(backends):
         lines.append("Or start the trackers' own UIs:")
     if "mlflow" in backends:
-        lines.append(f"    {script('mlflow')} ui --backend-store-uri sqlite:///{run_dir / 'mlflow.db'}")
+        lines += [f"    {script('mlflow')} ui --backend-store-uri sqlite:///{run_dir / 'mlflow.db'}",
+                  f"  (MLflow's training view of the runs: {ui_url('http://127.0.0.1:5000')})"]
     if "tensorboard" in backends:
         lines.append(f"    {script('tensorboard')} --logdir {run_dir / 'tensorboard'}")
     lines.append(f"Event logs (JSONL, one record a line): {run_dir / 'events'}")

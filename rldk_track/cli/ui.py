@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rldk_track.cli.common import resolve_dir
+from rldk_track.vocab.mlflow import ui_url
 
 EPILOG = """\
 Starts, on this machine only (127.0.0.1):
@@ -122,14 +123,28 @@ def _stop_serving(signum: int, frame: object) -> None:
 
 def mlflow_server(run_dir: Path, tracking_uri: str | None, port: int) -> Server | None:
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run_dir / 'mlflow.db'}"
+    experiment_id = latest_cursor_state(run_dir, "mlflow").get("experiment_id")
     if uri.startswith(("http://", "https://")):
-        return Server("mlflow", uri, "/health", None)
+        return Server("mlflow", ui_url(uri, experiment_id), "/health", None)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         return None
     port = free_port(port)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1"]
-    return Server("mlflow", f"http://127.0.0.1:{port}", "/health", command)
+    return Server("mlflow", ui_url(f"http://127.0.0.1:{port}", experiment_id), "/health", command)
+
+
+def latest_cursor_state(run_dir: Path, backend: str) -> dict:
+    """What ``backend`` recorded about the latest run in ``run_dir`` that went to it (its cursor
+    file next to the event log: MLflow's experiment id, trackio's project and store), or {}."""
+    cursors = sorted((run_dir / "events").glob(f"*.{backend}.cursor.json"), key=lambda p: p.stat().st_mtime)
+    if not cursors:
+        return {}
+    try:
+        state = json.loads(cursors[-1].read_text(encoding="utf-8")).get("state") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def tensorboard_server(run_dir: Path, port: int) -> Server | None:
@@ -154,13 +169,9 @@ TRACKIO_SHOW = ("import os, sys; os.environ['TRACKIO_DIR'] = sys.argv[3] or os.e
 def trackio_server(run_dir: Path, port: int) -> Server | None:
     """Trackio's dashboard, when a run in ``run_dir`` recorded to trackio (a trackio cursor file
     is next to its event log), on the store and project the latest such run recorded to."""
-    cursors = sorted((run_dir / "events").glob("*.trackio.cursor.json"), key=lambda p: p.stat().st_mtime)
-    if not cursors:
+    if not any((run_dir / "events").glob("*.trackio.cursor.json")):
         return None
-    try:
-        state = json.loads(cursors[-1].read_text(encoding="utf-8")).get("state") or {}
-    except (OSError, ValueError, AttributeError):
-        state = {}
+    state = latest_cursor_state(run_dir, "trackio")
     project, store = str(state.get("project") or ""), str(state.get("trackio_dir") or "")
     port = free_port(port)
     command = [sys.executable, "-c", TRACKIO_SHOW, project, str(port), store]

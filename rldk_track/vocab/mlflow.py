@@ -75,6 +75,23 @@ OWN_TAGS = frozenset({RUN_ID_TAG, PROJECT_TAG, RANK_TAG, WORLD_SIZE_TAG, VERSION
                       PARAMS_TRUNCATED_TAG, CHECKPOINT_TAG})
 OWN_TAG_PREFIXES = ("mlflow.", ALERT_TAG_PREFIX, PARAM_CHANGED_TAG_PREFIX, SAMPLES_TAG_PREFIX)
 
+#: MLflow 3 keeps an experiment's kind in this experiment tag; the backend sets it to "machine
+#: learning" (the UI's other kinds are ``genai_development``, ``finetuning``, ...) on the experiments
+#: it creates, so tools that go by the tag treat RLHF runs as training runs. An existing
+#: experiment's tag is left as its owner set it.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
+#: MLflow 3.17's UI ignores that tag: a per-browser "GenAI | Model training" switch picks the
+#: view, GenAI ("Overview", traces, evaluations) unless this query asks for training (runs, charts).
+TRAINING_VIEW_QUERY = "workflowType=machine_learning"
+
+
+def ui_url(server: str, experiment_id: str | None = None) -> str:
+    """The address of MLflow's UI at ``server`` that opens in the training view: on the
+    experiment's runs when ``experiment_id`` is known, else on the experiments list."""
+    page = f"experiments/{experiment_id}" if experiment_id else "experiments"
+    return f"{server.rstrip('/')}/#/{page}?{TRAINING_VIEW_QUERY}"
+
 
 class KeyMapFile(TypedDict, total=False):
     """``rldk/mlflow_keys.json``: per namespace, ``[original name, MLflow key]`` pairs of the names

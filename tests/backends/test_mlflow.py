@@ -223,6 +223,21 @@ def test_the_mlflow_run_is_named_tagged_and_filed_under_the_project(store: Store
     assert client.get_experiment(mlflow_run.info.experiment_id).name == project
 
 
+def test_a_new_experiment_is_a_training_experiment_and_an_existing_one_keeps_its_kind(store: Store) -> None:
+    """MLflow 3's ``mlflow.experimentKind``: set on the experiments rldk_track creates, left alone
+    on one the user made (here a GenAI one)."""
+    client = store.client
+    created, existing = new_project(), new_project()
+    client.set_experiment_tag(client.create_experiment(existing), "mlflow.experimentKind", "genai_development")
+    for project in (created, existing):
+        run = start(store.dir, store.uri, project)
+        run.log({"reward": 1.0}, step=0)
+        finish(run)
+
+    assert client.get_experiment_by_name(created).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.get_experiment_by_name(existing).tags["mlflow.experimentKind"] == "genai_development"
+
+
 def test_the_embedded_store_keeps_artifacts_next_to_it(embedded_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     project = new_project()

@@ -2,7 +2,7 @@
 
 Two demo-like runs (one healthy, one pushed into a KL spike and an entropy collapse, both with the
 default analyzers) go to the embedded MLflow store, TensorBoard and trackio's local store; ``rldk-track ui`` serves them
-on 127.0.0.1; Chromium renders MLflow's runs table and the sick run's page (DOM dumps are checked,
+on 127.0.0.1; Chromium renders MLflow's training view of the experiment, its runs table and the sick run's page (DOM dumps are checked,
 screenshots saved under ``docs/img/``); TensorBoard's HTTP API lists the runs and their canonical
 scalar tags; trackio's dashboard lists both runs. Select with ``-m browser``; needs Debian's ``chromium``. ``RLDK_UPDATE_SCREENSHOTS=1``
 refreshes the committed screenshots.
@@ -74,14 +74,15 @@ def served(tmp_path_factory):
         urls[name] = url.strip()
     try:
         assert len(urls) == 3, f"ui did not print the three URLs: {urls}\n{process.stderr.read() if process.poll() is not None else ''}"
-        yield {"dir": dir, **urls}
+        page = urls["mlflow"]  # the page ui prints: the experiment, in the training view
+        yield {"dir": dir, **urls, "mlflow": page.split("/#", 1)[0], "mlflow_page": page}
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(60)
     assert code == 0
     for url in urls.values():  # the UIs went down with it
         with pytest.raises(OSError):
-            urllib.request.urlopen(url, timeout=2)
+            urllib.request.urlopen(url.split("/#", 1)[0], timeout=2)
 
 
 def chromium(url: str, tmp_path: Path, *extra: str, budget_ms: int = 10_000) -> str:
@@ -113,9 +114,26 @@ def mlflow_runs(served) -> tuple[str, dict[str, object]]:
     return experiment, {run.info.run_name: run for run in client.search_runs([experiment])}
 
 
+def test_the_mlflow_page_ui_prints_opens_the_runs_in_the_training_view(served, tmp_path):
+    """MLflow 3.17 opens an experiment in its GenAI view (traces, judges, evaluation runs) unless
+    the page asks for the training view; the experiment carries the training kind too."""
+    experiment, _ = mlflow_runs(served)
+    from mlflow import MlflowClient
+
+    tags = MlflowClient(served["mlflow"]).get_experiment(experiment).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert served["mlflow_page"] == f"{served['mlflow']}/#/experiments/{experiment}?workflowType=machine_learning"
+    genai = chromium(f"{served['mlflow']}/#/experiments/{experiment}", tmp_path, "--dump-dom")
+    assert "Evaluation runs" in genai  # what the bare address shows
+    training = chromium(served["mlflow_page"], tmp_path, "--dump-dom")
+    assert "Evaluation runs" not in training and "Judges" not in training
+    assert "grpo-healthy" in training and "grpo-lr-too-high" in training
+    screenshot(served["mlflow_page"], tmp_path, "mlflow_training_view.png")
+
+
 def test_mlflow_runs_table_lists_both_runs(served, tmp_path):
     experiment, _ = mlflow_runs(served)
-    url = f"{served['mlflow']}/#/experiments/{experiment}/runs"
+    url = f"{served['mlflow']}/#/experiments/{experiment}/runs?workflowType=machine_learning"
     dom = chromium(url, tmp_path, "--dump-dom")
     assert "grpo-healthy" in dom and "grpo-lr-too-high" in dom
     screenshot(url, tmp_path, "mlflow_runs.png")
@@ -126,7 +144,7 @@ def test_mlflow_run_page_shows_the_alert_tags(served, tmp_path):
     sick = runs["grpo-lr-too-high"]
     assert sick.data.tags["rldk.alert.entropy_collapse"] == "critical"  # the REST API agrees with the page
     assert sick.data.tags["rldk.health"] == "critical"
-    url = f"{served['mlflow']}/#/experiments/{experiment}/runs/{sick.info.run_id}"
+    url = f"{served['mlflow']}/#/experiments/{experiment}/runs/{sick.info.run_id}?workflowType=machine_learning"
     dom = chromium(url, tmp_path, "--dump-dom")
     for tag in ("rldk.alert.kl_spike", "rldk.alert.entropy_collapse", "rldk.health"):
         assert tag in dom
