@@ -17,28 +17,24 @@ from __future__ import annotations
 import concurrent.futures.thread  # noqa: F401
 import dataclasses
 import logging
-import math
 import queue
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from rldk_track import lifecycle
 from rldk_track.backends.base import Backend, Resume, refuses_data
 from rldk_track.eventlog import EventLogWriter, append_rejected, read_cursor, read_records, stage_artifact, write_cursor
 from rldk_track.layout import RunLayout
 from rldk_track.normalize import valid_text
+from rldk_track.observer import Observer, Observers
 from rldk_track.records import Artifact, Record, RunEnd, Samples
 from rldk_track.samples import SampleBounder, SampleLimits
 
 log = logging.getLogger("rldk_track")
-
-#: An observer sees each batch after it is in the event log, on the log thread, and returns new
-#: records (``seq=-1``) to log after it; ``finish`` lets it add records before the run ends.
-Observer = Any  # has observe(records) -> Iterable[Record]; optional finish() -> Iterable[Record]
 
 LOG_BATCH = 10_000
 #: Records a backend worker holds in memory before it reads the event log instead.
@@ -100,6 +96,7 @@ class BackendWorker:
         max_pending: int | None = None,
         catch_up: bool = False,
         from_start: bool = False,
+        state: Mapping[str, Any] | None = None,
     ) -> None:
         self.backend = backend
         self.name = backend.name
@@ -107,7 +104,7 @@ class BackendWorker:
         self._cursor_path = layout.cursor(self.name) if has_event_log else None
         self._has_event_log = has_event_log
         self._max_pending = max_pending or MAX_PENDING
-        fresh = {"seq": -1, "state": None}
+        fresh = {"seq": -1, "state": state}  # state: an ended tracker run to reopen (write-back)
         cursor = read_cursor(self._cursor_path) if self._cursor_path and not from_start else fresh
         self._state: Mapping[str, Any] | None = cursor.get("state")
         self._delivered = int(cursor.get("seq", -1))
@@ -197,6 +194,11 @@ class BackendWorker:
 
     def wait_closed(self, deadline: float) -> bool:
         return self._closed.wait(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def rejected(self) -> int:
+        """Records the tracker refused (kept in the rejected file when there is an event log)."""
+        return self._rejected
 
     @property
     def lost(self) -> int:
@@ -396,11 +398,10 @@ class Dispatcher:
         #: Bounds sample records on the log thread, as ``_stage`` copies artifacts.
         self.samples = SampleBounder(sample_limits)
         self.workers = list(workers)
-        self.observers = list(observers)
+        self.observers = Observers(observers)
         self._event_log = event_log
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._next_seq = next_seq
-        self._observer_errors: set[int] = set()
         self._thread = threading.Thread(target=self._run, name="rldk-log", daemon=True)
         self._stopped = threading.Event()
         self._final_seq = -1
@@ -409,8 +410,8 @@ class Dispatcher:
         self._thread.start()
 
     def add_observer(self, observer: Observer) -> None:
-        """Observe later batches too (copy-on-write: the log thread may be iterating)."""
-        self.observers = [*self.observers, observer]
+        """Observe later batches too (safe while the log thread feeds the others)."""
+        self.observers.add(observer)
 
     # -- training thread -----------------------------------------------------------------
     def submit(self, record: Record) -> None:
@@ -485,16 +486,18 @@ class Dispatcher:
                     log.error("rldk_track: record not logged (%s: %s): %.300r", type(exc).__name__, exc, record)
 
     def _write_batch(self, records: list[Record]) -> None:
-        while records:
-            numbered = [self._number(r) for r in records]
-            numbered = [r for r in numbered if r is not None]
-            if not numbered:
-                return
+        self.observers.feed(self._hand_on(records), self._hand_on)
+
+    def _hand_on(self, records: list[Record]) -> list[Record]:
+        """Number ``records``, append them to the event log and submit them to every worker;
+        returns them numbered (an artifact that could not be staged is left out)."""
+        numbered = [r for r in map(self._number, records) if r is not None]
+        if numbered:
             if self._event_log:
                 self._event_log.append(numbered)
             for worker in self.workers:
                 worker.submit(numbered)
-            records = self._observe(lambda o: o.observe(numbered))
+        return numbered
 
     def _number(self, record: Record) -> Record | None:
         if isinstance(record, Artifact):
@@ -514,12 +517,8 @@ class Dispatcher:
             log.warning("rldk_track: artifact %r was not logged: %s", artifact.name, exc)
             return None
 
-
-    def _observe(self, call: Callable[[Observer], Iterable[Record] | None]) -> list[Record]:
-        return run_observers(self.observers, call, self._observer_errors)
-
     def _stop(self, stop: _Stop) -> None:
-        self._write(self._observe(finish_observer))
+        self._write(self.observers.finish())
         self._write([RunEnd(seq=-1, wall_time=time.time(), status=stop.status)])
         if self._event_log:
             self._event_log.close()
@@ -541,27 +540,3 @@ def _text_fields(record: Record) -> dict[str, Any]:
             if text is not value:
                 changed[f.name] = text
     return changed
-
-
-def finish_observer(observer: Observer) -> Iterable[Record]:
-    """What an observer adds at the run's end (its optional ``finish()``)."""
-    finish = getattr(observer, "finish", None)
-    return finish() if callable(finish) else ()
-
-
-def run_observers(
-    observers: Sequence[Observer], call: Callable[[Observer], Iterable[Record] | None], failed: set[int]
-) -> list[Record]:
-    """``call`` each observer and collect what they emit, ordered by step (stably, so one rule's
-    alerts keep their order). An observer that raises is reported once (its id joins ``failed``)
-    and the others go on: an analyzer bug must not stop logging."""
-    emitted: list[Record] = []
-    for observer in observers:
-        try:
-            emitted.extend(call(observer) or ())
-        except Exception as exc:
-            if id(observer) not in failed:
-                failed.add(id(observer))
-                log.exception("rldk_track: observer %r failed: %s", observer, exc)
-    emitted.sort(key=lambda r: getattr(r, "step", math.inf))
-    return emitted

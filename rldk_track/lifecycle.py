@@ -5,6 +5,9 @@ they start (W&B inside its first ``wandb.init``), which happens on a backend wor
 was created; :func:`finish_runs_first` re-registers our hook after every backend start so live
 runs deliver their last records and their end before any tracker library shuts itself down.
 SIGTERM (a scheduler pre-empting the job) ends live runs as ``killed`` the same way.
+
+Nothing here changes the process at import: the exit-status hook (``sys.excepthook``, chained to
+the one in place) and the fork hook are installed when the first run starts (:func:`track`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 _live: "set[Run]" = set()
 _lock = threading.Lock()
 _exit_status = "success"
-_previous_excepthook = sys.excepthook
+_previous_excepthook: Any = None  # the hook in place when the first run started
 _previous_sigterm: Any = None
 _before_finish: "list[Callable[[float], None]]" = []
 
@@ -33,6 +36,7 @@ def track(run: "Run") -> None:
     """Finish ``run`` at interpreter exit (or on SIGTERM) unless it finishes before."""
     with _lock:
         _live.add(run)
+    _install_process_hooks()
     finish_runs_first()
     _finish_runs_on_sigterm()
 
@@ -127,12 +131,20 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _disable_in_forked_child() -> None:
-    """A forked child (a DataLoader worker) has no log thread: its copies of runs go quiet."""
+    """A forked child (a DataLoader worker) has no log thread: its copies of runs are detached."""
     for run in list(_live):
-        run._go_quiet()
+        run.detach()
     _live.clear()
     _before_finish.clear()
 
 
-sys.excepthook = _note_uncaught
-os.register_at_fork(after_in_child=_disable_in_forked_child)
+def _install_process_hooks() -> None:
+    """Note the exit status of an uncaught exception, and detach runs in forked children: once
+    per process, when its first run starts (not at ``import rldk_track``)."""
+    global _previous_excepthook
+    with _lock:
+        if _previous_excepthook is not None:
+            return
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _note_uncaught
+    os.register_at_fork(after_in_child=_disable_in_forked_child)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import enum
-import math
 import numbers
 import types
 from pathlib import PurePath
@@ -63,10 +62,6 @@ def _element_count(value: Any) -> int:
 def _preview(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def is_finite(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))
 
 
 def metric_name(key: Any) -> str:

@@ -1,7 +1,7 @@
 """The record model: everything a run produces, as small immutable values.
 
-Every record carries ``seq`` (its position in the run, assigned by :class:`~rldk_track.run.Run`)
-and ``wall_time`` (seconds since the epoch, taken when the caller logged it). Each has a stable
+Every record carries ``seq`` (its position in the run's event log, assigned by the dispatcher's
+log thread when it logs the record; ``-1`` until then) and ``wall_time`` (seconds since the epoch, taken when the caller logged it). Each has a stable
 JSON form tagged with ``kind`` and ``schema_version``; the local event log is those lines, and
 ``rldk-track sync`` replays them. The per-step ``metrics`` line keeps the seed's Event fields
 (``step, wall_time, metrics, rng, data_slice, model_info, notes``) so existing JSONL tooling still

@@ -22,10 +22,11 @@ from rldk_track import backends as backend_registry
 from rldk_track import eventlog, lifecycle
 from rldk_track.backends.base import Backend, RunInfo
 from rldk_track.eventlog import EventLogWriter, summarize
-from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher, Observer
+from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher
 from rldk_track.distributed import rank_and_world_size
 from rldk_track.layout import RunLayout, resolve_run_dir
 from rldk_track.normalize import NotAScalar, metric_name, to_jsonable, to_scalar, valid_text
+from rldk_track.observer import Observer
 from rldk_track.records import (
     SEVERITIES,
     STATUSES,
@@ -245,7 +246,7 @@ class Run:
         )
 
     def add_observer(self, observer: Observer) -> None:
-        """Show every later record to ``observer`` on the log thread (see ``rldk_track.dispatch``)."""
+        """Show every later record to ``observer`` on the log thread (see ``rldk_track.observer``)."""
         if self._dispatcher is not None:
             self._dispatcher.add_observer(observer)
 
@@ -333,8 +334,12 @@ class Run:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         self.finish(lifecycle.status_for(exc_type))
 
-    def _go_quiet(self) -> None:
-        """In a forked child: this copy of the run has no log thread, so it records nothing."""
+    def detach(self) -> None:
+        """Make this copy of the run record nothing from now on, without ending it: every method
+        returns at once and nothing is logged, flushed or finished (no ``run_end``). For a
+        process that holds a copy of a run it does not own: a forked child (done for you), or a
+        process standing in for one that died, whose run ``rldk-track sync`` is to end.
+        Takes no lock (a forked child may have copied one held by a thread it does not have)."""
         self._dispatcher = None
         self._finished = True
 

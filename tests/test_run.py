@@ -253,3 +253,37 @@ def test_without_the_event_log_the_run_names_none(tmp_path, fake_backend, monkey
     assert run.event_log is None and run.backends == ["fake"]
     with pytest.raises(ValueError, match="RLDK_DISABLE_JSONL=1 turns the event log off"):
         rldk_track.init(backend="jsonl", dir=tmp_path)
+
+
+def test_a_detached_run_records_nothing_and_does_not_end_its_log(tmp_path):
+    run = rldk_track.init(dir=tmp_path)
+    run.log({"x": 1.0}, step=0)
+    run.flush(10)
+    run.detach()
+    run.log({"x": 2.0}, step=1)
+    assert not run.active and run.finish().complete
+    assert [r.kind for r in records_of(run)] == ["run_start", "metrics"]  # no run_end: sync ends it
+
+
+def test_import_changes_no_process_hook_until_the_first_run_starts(tmp_path):
+    import subprocess
+    import sys
+
+    script = f"""
+import os, sys
+ours = []
+register = os.register_at_fork
+def spy(**hooks):
+    ours.extend(h for h in hooks.values() if getattr(h, "__module__", "") == "rldk_track.lifecycle")
+    register(**hooks)
+os.register_at_fork = spy
+import rldk_track
+assert sys.excepthook is sys.__excepthook__ and ours == [], "changed at import"
+first = rldk_track.init(dir={str(tmp_path)!r})
+assert sys.excepthook is not sys.__excepthook__ and len(ours) == 1, "not installed at the first run"
+second = rldk_track.init(dir={str(tmp_path)!r})
+assert len(ours) == 1, "installed twice"
+first.finish(); second.finish()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

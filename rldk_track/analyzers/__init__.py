@@ -25,7 +25,7 @@ from rldk_track.analyzers.reward_hacking import RewardHacking
 from rldk_track.analyzers.reward_reliability import RewardReliability
 from rldk_track.analyzers.rule import Check, Episode, Rule
 from rldk_track.analyzers.trends import Trends
-from rldk_track.dispatch import Observer
+from rldk_track.observer import Observer, is_observer
 
 #: Every metric-stream rule by name (the ``rule`` field of its alerts). ``"default"`` runs them all.
 RULES: dict[str, type[Rule]] = {
@@ -65,7 +65,7 @@ def build_observers(spec: AnalyzerSpec) -> list[Observer]:
         items = ["default", spec]
     elif isinstance(spec, (list, tuple)):
         items = list(spec)
-    elif callable(getattr(spec, "observe", None)):
+    elif is_observer(spec):
         return [spec]
     else:
         raise TypeError(f"analyzers must be 'default', rule names, a mapping of rule options or observers, "
@@ -80,7 +80,7 @@ def build_observers(spec: AnalyzerSpec) -> list[Observer]:
         elif isinstance(item, Mapping):
             for name, options in item.items():
                 chosen[_known(name)] = _options(name, options)
-        elif callable(getattr(item, "observe", None)):
+        elif is_observer(item):
             ready.append(item)
         else:
             raise TypeError(f"analyzers: {item!r} is not a rule name, a mapping of rule options, or an observer")

@@ -11,9 +11,9 @@ import importlib
 import importlib.util
 
 from rldk_track import eventlog
-from rldk_track.backends.base import Backend, BackendUnavailable, RejectedError, Resume, RunInfo
+from rldk_track.backends.base import Backend, BackendUnavailable, CannotReopen, RejectedError, Resume, RunInfo
 
-__all__ = ["Backend", "BackendUnavailable", "RejectedError", "Resume", "RunInfo", "register", "resolve", "available"]
+__all__ = ["Backend", "BackendUnavailable", "CannotReopen", "RejectedError", "Resume", "RunInfo", "register", "resolve", "available"]
 
 _BUILTIN = {
     "mlflow": "rldk_track.backends.mlflow:MlflowBackend",

@@ -46,6 +46,11 @@ def refuses_data(exc: BaseException) -> bool:
     return isinstance(exc, DATA_ERRORS) and not isinstance(exc, OSError)
 
 
+class CannotReopen(Exception):
+    """The tracker cannot take records into a run that has ended; the message says why and what
+    to do instead."""
+
+
 class BackendUnavailable(ImportError):
     """The backend's package is not installed; the message says which extra to install."""
 
@@ -157,3 +162,10 @@ class Backend(ABC):
     def describe(self) -> str:
         """Where the data goes, for messages (``mlflow at http://127.0.0.1:5000``)."""
         return self.name
+
+    @classmethod
+    def reopen(cls, origin: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(options, state)`` with which ``open`` continues the ended tracker run that this
+        tracker's reader found at ``origin`` (``RunData.origin``), so post-hoc write-back can add
+        records to it. Raises :class:`CannotReopen` (the default) when the tracker cannot."""
+        raise CannotReopen(f"{cls.name} runs cannot take records after they ended")

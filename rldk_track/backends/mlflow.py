@@ -338,6 +338,13 @@ class MlflowBackend(Backend):
     def describe(self) -> str:
         return f"mlflow at {_masked(self._uri or self.tracking_uri())}"
 
+    @classmethod
+    def reopen(cls, origin: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The MLflow run the reader found (``tracking_uri``, ``mlflow_run_id``, ``experiment_id``)."""
+        state = {"tracking_uri": origin["tracking_uri"], "mlflow_run_id": origin["mlflow_run_id"],
+                 "experiment_id": origin.get("experiment_id")}
+        return {"tracking_uri": origin["tracking_uri"]}, state
+
     @contextlib.contextmanager
     def _limits(self, retries: int | None = None) -> Iterator[None]:
         """This backend's HTTP limits on this thread; ``retries=0`` for a request that is not

@@ -253,6 +253,12 @@ class TensorBoardBackend(Backend):
     def describe(self) -> str:
         return f"tensorboard at {self.log_dir or self.root}"
 
+    @classmethod
+    def reopen(cls, origin: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The run directory the reader found (``log_dir``), under its ``--logdir`` root."""
+        log_dir = Path(origin["log_dir"])
+        return {"log_dir": str(log_dir.parent)}, {"log_dir": str(log_dir)}
+
     # -- the run directory -------------------------------------------------------------------
     def _claim_dir(self) -> Path:
         """``<root>/<name>``, or ``<root>/<name>-<run_id>`` when the first belongs to another run."""

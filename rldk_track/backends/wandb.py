@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from rldk_track.alerts import ALERT_COUNT_METRIC, ALERT_FIELDS, AlertLog, alert_row, rule_state
-from rldk_track.backends.base import Backend, RejectedError, Resume, RunInfo
+from rldk_track.backends.base import Backend, CannotReopen, RejectedError, Resume, RunInfo
 from rldk_track.backends.wandb_offline import WRITE_WAIT_S, WandbOfflineRun, read_offline_run, wait_until_written
 from rldk_track.normalize import deep_merge
 from rldk_track.records import (
@@ -348,6 +348,11 @@ class WandbBackend(Backend):
             raise LookupError("the W&B run is not open")
         level = {"info": "INFO", "warning": "WARN", "critical": "ERROR"}.get(severity, "WARN")
         run.alert(title=title[:63], text=text, level=level, wait_duration=1)  # W&B: titles under 64 chars
+
+    @classmethod
+    def reopen(cls, origin: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Never: an offline run file cannot be extended in place, nor a synced run's history."""
+        raise CannotReopen("W&B run files cannot be extended; analyze the run's event log instead (it syncs to W&B)")
 
     # -- crash recovery --------------------------------------------------------------------
     def _unfinished_segments(self, wandb_dir: Path) -> WandbOfflineRun | None:

@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         build_observers(args.analyzers)  # fail fast on an unknown rule name
     except (ValueError, KeyError, LookupError, FileNotFoundError, TypeError) as exc:
         return fail(exc)
-    from rldk_track.compare.posthoc import analyze_run
-    from rldk_track.compare.writeback import WriteBackError, write_back
+    from rldk_track.posthoc import analyze_run
+    from rldk_track.posthoc import WriteBackError, write_back
     from rldk_track.readers.progress import progress_bar
     from rldk_track.records import Alert
 
@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                 failed = True
                 continue
             synced = f"; synced: {', '.join(result.synced)}" if result.synced else ""
-            print(f"  wrote {result.records} records to {result.where}{synced}", file=sys.stderr)
+            refused = f" ({result.refused} refused by the tracker)" if result.refused else ""
+            print(f"  wrote {result.records} records to {result.where}{refused}{synced}", file=sys.stderr)
     return 1 if notable or failed else 0
 
 

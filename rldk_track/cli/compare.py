@@ -87,7 +87,7 @@ def _attach(result: "Comparison", runset: "RunSet", name: str) -> bool:
     """Attach the HTML report to run ``name`` where it lives; False (and why) if it cannot."""
     import time
 
-    from rldk_track.compare.writeback import WriteBackError, write_back
+    from rldk_track.posthoc import WriteBackError, write_back
     from rldk_track.records import Artifact
 
     if name not in runset.runs.index:

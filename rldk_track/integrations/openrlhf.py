@@ -763,7 +763,7 @@ def _launcher_status(run: "Run") -> str | None:
     return status if status in ("failed", "killed") else None
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m rldk_track.integrations.openrlhf: the launcher, which imports this module
     from rldk_track.integrations.openrlhf_launch import main
 
     sys.exit(main())

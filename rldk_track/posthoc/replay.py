@@ -2,8 +2,9 @@
 
 The run's points are replayed in step order as one ``Metrics`` record per step (points logged at
 the same step are merged; the step's earliest wall time is kept) through the same observers that
-``init(analyzers=...)`` attaches to a live run, with the dispatcher's rules: records an observer
-returns are shown to every observer too, and each observer's ``finish()`` runs at the end.
+``init(analyzers=...)`` attaches to a live run, by the dispatcher's one feed loop
+(:meth:`rldk_track.observer.Observers.feed`): records an observer returns are shown to every
+observer too, and each observer's ``finish()`` runs at the end.
 Alerts the run already holds (same rule, step and state, e.g. raised live by the same analyzers)
 are not reported again.
 """
@@ -14,6 +15,7 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from rldk_track.observer import Observers
 from rldk_track.records import Alert, Metrics, Record
 
 if TYPE_CHECKING:
@@ -49,35 +51,25 @@ def replay(records: Iterable[Metrics], analyzers: Any = "default") -> list[Recor
     record that caused them (not the time of this replay), so a second replay of the same run
     gives equal records."""
     from rldk_track.analyzers import build_observers
-    from rldk_track.dispatch import finish_observer, run_observers
 
-    observers = build_observers(analyzers)
-    failed: set[int] = set()
+    observers = Observers(build_observers(analyzers))
     emitted: list[Record] = []
     seq = 0
     wall = 0.0
 
-    def number(produced: Iterable[Record]) -> list[Record]:
+    def deliver(produced: list[Record]) -> list[Record]:
         nonlocal seq
-        out = []
-        for record in produced:
-            out.append(replace(record, seq=seq, wall_time=wall))
-            seq += 1
-        return out
-
-    def deliver(batch: list[Record]) -> None:
-        while batch:
-            batch = number(run_observers(observers, lambda o: o.observe(batch), failed))
-            emitted.extend(batch)
+        numbered = [replace(record, seq=seq + i, wall_time=wall) for i, record in enumerate(produced)]
+        seq += len(numbered)
+        emitted.extend(numbered)
+        return numbered
 
     for record in records:
         wall = record.wall_time
         numbered = replace(record, seq=seq)
         seq += 1
-        deliver([numbered])
-    finals = number(run_observers(observers, finish_observer, failed))
-    emitted.extend(finals)
-    deliver(finals)
+        observers.feed([numbered], deliver)
+    observers.feed(deliver(observers.finish()), deliver)
     return emitted
 
 
