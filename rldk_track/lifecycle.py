@@ -46,6 +46,12 @@ def untrack(run: "Run") -> None:
         _live.discard(run)
 
 
+def forget(run: "Run") -> None:
+    """``untrack`` without the lock, for :meth:`Run.detach` (a forked child may have copied the
+    lock held by a thread it does not have); one ``set.discard`` is atomic under the GIL."""
+    _live.discard(run)
+
+
 def finish_runs_first() -> None:
     """Move our exit hook to the front of the exit queue (called after a tracker library starts)."""
     atexit.unregister(_finish_live_runs)

@@ -342,6 +342,7 @@ class Run:
         Takes no lock (a forked child may have copied one held by a thread it does not have)."""
         self._dispatcher = None
         self._finished = True
+        lifecycle.forget(self)
 
     def _report_once(self, kind: str, key: str, message: str) -> None:
         if (kind, key) not in self._reported:

@@ -263,6 +263,9 @@ def test_a_detached_run_records_nothing_and_does_not_end_its_log(tmp_path):
     run.log({"x": 2.0}, step=1)
     assert not run.active and run.finish().complete
     assert [r.kind for r in records_of(run)] == ["run_start", "metrics"]  # no run_end: sync ends it
+    from rldk_track import lifecycle
+
+    assert run not in lifecycle._live  # interpreter exit has nothing left to finish
 
 
 def test_import_changes_no_process_hook_until_the_first_run_starts(tmp_path):
