@@ -448,7 +448,7 @@ def init(
     Only global rank 0 records unless ``per_rank=True`` (then other ranks write their own event
     log, tagged with their rank, and send nothing to trackers).
     ``analyzers="default"`` (or a list of analyzer names/objects) watches the metric stream off the
-    training thread and logs their alerts; ``observers`` adds raw observers (see ``dispatch``).
+    training thread and logs their alerts; ``observers`` adds raw observers (see ``rldk_track.observer``).
     ``notify=["webhook", "wandb"]`` (or a :class:`rldk_track.notify.NotifySettings`; default
     ``RLDK_NOTIFY``) sends critical alert episodes and an end-of-run digest to a person, off the
     training thread (see :mod:`rldk_track.notify`).
