@@ -39,6 +39,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import rldk_track
 from rldk_track.integrations.common import STOPPED_BY_TAG, framework_tags, provenance, system_sampler
+from rldk_track.integrations.trl_samples import CompletionsSource, find_trainer
 from rldk_track.keymaps import canonicalize
 from rldk_track.records import SEVERITIES, Alert, Record
 from rldk_track.run import BackendSpec, Run, resolve_backends
@@ -46,6 +47,8 @@ from rldk_track.run import BackendSpec, Run, resolve_backends
 log = logging.getLogger("rldk_track")
 
 FRAMEWORK = "trl"
+#: The sample set name of a GRPO/RLOO generation batch (``samples=True``).
+COMPLETIONS = "completions"
 
 #: Keys that only the end-of-training line carries (transformers' ``_finalize_training``); a
 #: line with any of them is the run's summary. (Per-step lines may carry ``train_runtime`` and
@@ -70,6 +73,9 @@ class RLDKCallback(TrainerCallback):
     ``system_metrics``: sample GPU/CPU/memory every 10 s (True), every N seconds (a number), or not.
     ``stop_on``: ``"critical"`` (or ``"warning"``) stops training at the next step after an alert
     of that severity or worse is raised, and records why (tag ``rldk.stopped_by`` and an alert).
+    ``samples``: record each logging step's generation batch of a GRPO/RLOO trainer (prompts,
+    completions, rewards per function, advantages) as the sample set ``completions``
+    (:mod:`rldk_track.integrations.trl_samples`), whatever ``report_to`` and ``log_completions`` say.
     Other keyword arguments go to :func:`rldk_track.init` (``dir=``, ``config=``, ``tags=``,
     ``mlflow={...}``, ``trackio={...}``, ``notify=["webhook", "wandb"]``...).
     """
@@ -83,6 +89,7 @@ class RLDKCallback(TrainerCallback):
         checkpoint_health: bool = True,
         system_metrics: bool | float = True,
         stop_on: str | None = None,
+        samples: bool = False,
         **init_kwargs: Any,
     ) -> None:
         if stop_on is not None and stop_on not in SEVERITIES[1:]:
@@ -95,6 +102,8 @@ class RLDKCallback(TrainerCallback):
         self.checkpoint_health = checkpoint_health
         self.system_metrics = system_metrics
         self.stop_on = stop_on
+        self.samples = samples
+        self._completions = CompletionsSource() if samples else None
         self._user_observers = tuple(init_kwargs.pop("observers", ()))
         self._user_tags = dict(init_kwargs.pop("tags", None) or {})
         self._user_config = init_kwargs.pop("config", None)
@@ -132,7 +141,15 @@ class RLDKCallback(TrainerCallback):
         if eval_keys:
             self._eval_logged = (state.global_step, eval_keys)
         run.log(canonicalize(values, FRAMEWORK), step=state.global_step)
+        if self._completions is not None:
+            self._log_completions(run, state.global_step)
         self._stop_if_alerted(state, control)
+
+    def _log_completions(self, run: Run, step: int) -> None:
+        trainer = find_trainer()
+        columns = self._completions.columns(trainer) if trainer is not None else None
+        if columns:
+            run.log_samples(columns, step=step, name=COMPLETIONS)
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         """Log evaluation metrics that did not already come through ``on_log`` (a Trainer logs
