@@ -51,6 +51,12 @@ class DeliveryReport:
     complete: bool
     pending: Mapping[str, int]
     event_log: Path | None
+    #: records the event log could not take (a full disk): they exist only where ``lost`` says
+    #: nothing was dropped
+    unlogged: int = 0
+    #: records each tracker will never get: dropped from its bounded memory while the event log
+    #: was off or unwritable
+    lost: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return self.complete
@@ -58,9 +64,17 @@ class DeliveryReport:
     def describe(self) -> str:
         if self.complete:
             return "all records delivered"
+        parts = []
         behind = ", ".join(f"{name}: {n} records" for name, n in self.pending.items() if n)
-        where = f"; they are in {self.event_log} (rldk-track sync {self.event_log.parent.parent})" if self.event_log else ""
-        return f"not yet delivered: {behind}{where}"
+        if behind:
+            where = f"; they are in {self.event_log} (rldk-track sync {self.event_log.parent.parent})" if self.event_log else ""
+            parts.append(f"not yet delivered: {behind}{where}")
+        if self.unlogged:
+            parts.append(f"{self.unlogged} records are not in the event log (it could not be written)")
+        dropped = ", ".join(f"{name}: {n} records" for name, n in self.lost.items() if n)
+        if dropped:
+            parts.append(f"never delivered (dropped from memory): {dropped}")
+        return "; ".join(parts) or "not complete"
 
 
 class _Barrier:
@@ -103,6 +117,7 @@ class BackendWorker:
         self._layout = layout
         self._cursor_path = layout.cursor(self.name) if has_event_log else None
         self._has_event_log = has_event_log
+        self._log_ok = True
         self._max_pending = max_pending or MAX_PENDING
         fresh = {"seq": -1, "state": state}  # state: an ended tracker run to reopen (write-back)
         cursor = read_cursor(self._cursor_path) if self._cursor_path and not from_start else fresh
@@ -140,8 +155,16 @@ class BackendWorker:
                     self._pending.extend(wanted)
             self._cv.notify_all()
 
+    def set_event_log_ok(self, ok: bool) -> None:
+        """The log thread says whether the event log is being written (False: a full disk).
+        While it is not, this worker holds at most ``max_pending`` records in memory, dropping
+        the oldest, instead of catching up from a log that lacks them."""
+        with self._cv:
+            self._log_ok = ok
+            self._cv.notify_all()
+
     def _overflow(self, wanted: list[Record]) -> None:
-        if self._has_event_log:
+        if self._has_event_log and self._log_ok:
             log.warning(
                 "rldk_track: %s is %d records behind; it will catch up from the event log %s",
                 self.name, len(self._pending) + len(wanted), self._layout.event_log,
@@ -154,9 +177,10 @@ class BackendWorker:
         for _ in range(dropped):
             self._pending.popleft()
         if not self._lost:
+            why = "cannot be written" if self._has_event_log else "is off (RLDK_DISABLE_JSONL=1)"
             log.error(
-                "rldk_track: %s is more than %d records behind and the event log is off "
-                "(RLDK_DISABLE_JSONL=1): dropping the oldest records", self.name, self._max_pending,
+                "rldk_track: %s is more than %d records behind and the event log %s: dropping the "
+                "oldest records", self.name, self._max_pending, why,
             )
         self._lost += dropped
 
@@ -294,6 +318,9 @@ class BackendWorker:
             return batch
         with self._cv:
             self._delivered = max(self._delivered, last_seen)
+            if self._delivered < self._written and not self._log_ok:  # the log lacks the rest
+                self._lost += self._written - self._delivered
+                self._delivered = self._written
             if self._delivered >= self._written:
                 self._from_log = False
                 self._cv.notify_all()
@@ -402,6 +429,9 @@ class Dispatcher:
         self._event_log = event_log
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._next_seq = next_seq
+        #: records that could not be written to the event log (a full disk), and why
+        self.unlogged = 0
+        self._log_error: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="rldk-log", daemon=True)
         self._stopped = threading.Event()
         self._final_seq = -1
@@ -444,8 +474,9 @@ class Dispatcher:
 
     def _report(self, complete: bool) -> DeliveryReport:
         pending = {w.name: w.behind() for w in self.workers}
-        complete = complete and not any(pending.values())
-        return DeliveryReport(complete, pending, self.layout.event_log if self._event_log else None)
+        lost = {w.name: w.lost for w in self.workers}
+        complete = complete and not any(pending.values()) and not self.unlogged and not any(lost.values())
+        return DeliveryReport(complete, pending, self.layout.event_log if self._event_log else None, self.unlogged, lost)
 
     # -- log thread ----------------------------------------------------------------------
     def _run(self) -> None:
@@ -466,8 +497,7 @@ class Dispatcher:
                 if isinstance(item, _Stop):
                     self._stop(item)
                     return
-                if self._event_log:
-                    self._event_log.sync()
+                self._guard_log(self._event_log.sync if self._event_log else None)
                 item.seq = self._next_seq - 1
                 item.done.set()
             self._write(records)
@@ -494,10 +524,37 @@ class Dispatcher:
         numbered = [r for r in map(self._number, records) if r is not None]
         if numbered:
             if self._event_log:
-                self._event_log.append(numbered)
+                self._guard_log(lambda: self._event_log.append(numbered), len(numbered))
             for worker in self.workers:
                 worker.submit(numbered)
         return numbered
+
+    def _guard_log(self, call: Callable[[], None] | None, records: int = 0) -> None:
+        """Run an event-log write; when the disk is full (or the log otherwise unwritable) the
+        records still go to every tracker, held in bounded memory, and the user hears once when
+        the log fails and once when it is written again; ``unlogged`` counts what it lacks."""
+        if call is None:
+            return
+        try:
+            call()
+        except OSError as exc:
+            self.unlogged += records
+            if self._log_error is None:
+                self._log_error = exc
+                log.error(
+                    "rldk_track: cannot write the event log %s (%s); records still go to the trackers "
+                    "(held in memory, at most %d per tracker) but are not in the event log until it can "
+                    "be written again", self.layout.event_log, exc, MAX_PENDING,
+                )
+                for worker in self.workers:
+                    worker.set_event_log_ok(False)
+            return
+        if self._log_error is not None and records:
+            log.warning("rldk_track: the event log %s is written again; %d records are not in it",
+                        self.layout.event_log, self.unlogged)
+            self._log_error = None
+            for worker in self.workers:
+                worker.set_event_log_ok(True)
 
     def _number(self, record: Record) -> Record | None:
         if isinstance(record, Artifact):
@@ -520,8 +577,7 @@ class Dispatcher:
     def _stop(self, stop: _Stop) -> None:
         self._write(self.observers.finish())
         self._write([RunEnd(seq=-1, wall_time=time.time(), status=stop.status)])
-        if self._event_log:
-            self._event_log.close()
+        self._guard_log(self._event_log.close if self._event_log else None)
         self._final_seq = self._next_seq - 1
         for worker in self.workers:
             worker.request_close()

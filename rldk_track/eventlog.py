@@ -45,29 +45,50 @@ def dumps(obj: Any) -> str:
 
 
 class EventLogWriter:
-    """Appends records to one event log file. Used from one thread only."""
+    """Appends records to one event log file. Used from one thread only.
+
+    An append that fails (a full disk) leaves no torn line: the file is cut back to its last
+    complete line and the error raised, so a later append (once there is space) continues on a
+    clean line."""
 
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
         self.run_id = run_id
         path.parent.mkdir(parents=True, exist_ok=True)
-        # A lone surrogate in a name cannot be UTF-8; written as its JSON escape it reads back as is.
-        self._file = open(path, "a", encoding="utf-8", errors="backslashreplace")
+        # Unbuffered: nothing half-written lingers in a buffer after a failed write.
+        self._file = open(path, "ab", buffering=0)
+        self._size = os.fstat(self._file.fileno()).st_size
 
     def append(self, records: Sequence[Record]) -> None:
-        """Write and hand to the OS (readers in other threads/processes see them at once)."""
-        self._file.write("".join(dumps(to_json(r, self.run_id)) + "\n" for r in records))
-        self._file.flush()
+        """Write and hand to the OS (readers in other threads/processes see them at once);
+        raise OSError, with nothing of these records left in the file, when it cannot."""
+        # A lone surrogate in a name cannot be UTF-8; written as its JSON escape it reads back as is.
+        data = "".join(dumps(to_json(r, self.run_id)) + "\n" for r in records).encode("utf-8", "backslashreplace")
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self._file.write(view) or 0:]
+        except OSError:
+            self._cut_to(self._size)
+            raise
+        self._size += len(data)
+
+    def _cut_to(self, size: int) -> None:
+        try:
+            os.ftruncate(self._file.fileno(), size)  # frees blocks: works on a full disk
+        except OSError as exc:
+            log.warning("rldk_track: could not cut a partial line off %s: %s (readers skip it)", self.path, exc)
 
     def sync(self) -> None:
         """Make what was appended durable (fsync)."""
-        self._file.flush()
         os.fsync(self._file.fileno())
 
     def close(self) -> None:
         if not self._file.closed:
-            self.sync()
-            self._file.close()
+            try:
+                self.sync()
+            finally:
+                self._file.close()
 
 
 def read_lines(path: Path, offset: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
