@@ -18,12 +18,15 @@ import inspect
 from typing import Any, Mapping
 
 from rldk_track.analyzers.entropy import EntropyCollapse
-from rldk_track.analyzers.kl import KLControllerStuck, KLDrift, KLSpike
-from rldk_track.analyzers.nonfinite import NonFinite
+from rldk_track.analyzers.kl import KLControllerStuck, KLDrift, KLRunaway, KLSpike
+from rldk_track.analyzers.length import Truncation
+from rldk_track.analyzers.nonfinite import NonFinite, RewardNonFinite
 from rldk_track.analyzers.optimization import ClipSaturation, GradExplosion, LossDivergence
 from rldk_track.analyzers.reward_hacking import RewardHacking
 from rldk_track.analyzers.reward_reliability import RewardReliability
+from rldk_track.analyzers.reward_shift import RewardShift
 from rldk_track.analyzers.rule import Check, Episode, Rule
+from rldk_track.analyzers.signal import NoLearningSignal
 from rldk_track.analyzers.trends import Trends
 from rldk_track.observer import Observer, is_observer
 
@@ -31,8 +34,9 @@ from rldk_track.observer import Observer, is_observer
 RULES: dict[str, type[Rule]] = {
     cls.name: cls
     for cls in (
-        NonFinite, KLSpike, KLDrift, KLControllerStuck, EntropyCollapse, ClipSaturation, GradExplosion,
-        LossDivergence, RewardHacking, RewardReliability, Trends,
+        NonFinite, RewardNonFinite, KLSpike, KLDrift, KLRunaway, KLControllerStuck, EntropyCollapse,
+        ClipSaturation, GradExplosion, LossDivergence, RewardShift, RewardHacking, Truncation, NoLearningSignal,
+        RewardReliability, Trends,
     )
 }
 
@@ -40,7 +44,8 @@ AnalyzerSpec = str | Mapping[str, Any] | list[Any] | tuple[Any, ...] | Observer 
 
 __all__ = [
     "RULES", "Check", "ClipSaturation", "EntropyCollapse", "Episode", "GradExplosion", "KLControllerStuck",
-    "KLDrift", "KLSpike", "LossDivergence", "NonFinite", "RewardHacking", "RewardReliability", "Rule", "Trends",
+    "KLDrift", "KLRunaway", "KLSpike", "LossDivergence", "NoLearningSignal", "NonFinite", "RewardHacking",
+    "RewardNonFinite", "RewardReliability", "RewardShift", "Rule", "Trends", "Truncation",
     "build_observers",
 ]
 

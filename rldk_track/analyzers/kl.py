@@ -8,6 +8,7 @@ times larger, so set ``target`` for it.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from statistics import median
 from typing import Iterable, Mapping
@@ -36,7 +37,9 @@ class KLSpike(MetricRule):
     With ``med``/``sd`` the median and MAD-based standard deviation of the previous ``window``
     values: fires when ``(kl - med) / sd >= z`` *and* ``kl / max(med, floor) >= ratio`` (a jump
     that is both far outside the noise and materially large); critical when the ratio is at least
-    ``critical_ratio``. Clears once ``kl / max(med, floor) <= clear_ratio`` for ``clear_after``
+    ``critical_ratio`` and KL itself is at least ``critical_kl``. The ``floor`` (0.02) keeps the
+    blips of the first steps, when KL is ~0.001 and one batch can be 10x that, from counting as
+    spikes: a KL of 0.04 is no news. Clears once ``kl / max(med, floor) <= clear_ratio`` for ``clear_after``
     steps. Every value joins the window, so a lasting level shift stops counting as a spike once
     it is the new median (the ``kl_drift`` rule judges levels).
     """
@@ -52,8 +55,9 @@ class KLSpike(MetricRule):
         z: float = 8.0,
         ratio: float = 3.0,
         critical_ratio: float = 10.0,
+        critical_kl: float = 0.2,
         clear_ratio: float = 1.5,
-        floor: float = 1e-3,
+        floor: float = 2e-2,
         clear_after: int = 2,
     ) -> None:
         super().__init__(metric, clear_after)
@@ -64,6 +68,7 @@ class KLSpike(MetricRule):
         self.z = z
         self.ratio = ratio
         self.critical_ratio = critical_ratio
+        self.critical_kl = critical_kl
         self.clear_ratio = clear_ratio
         self.floor = floor
 
@@ -79,7 +84,7 @@ class KLSpike(MetricRule):
         ratio = kl / base
         if (kl - med) / sd >= self.z and ratio >= self.ratio:
             threshold = max(med + self.z * sd, self.ratio * base)
-            severity = "critical" if ratio >= self.critical_ratio else "warning"
+            severity = "critical" if ratio >= self.critical_ratio and kl >= self.critical_kl else "warning"
             message = (f"KL spike: {key} = {kl:.4g} at step {step} is {ratio:.1f}x its running median "
                        f"{med:.4g} (robust z = {(kl - med) / sd:.1f})")
             return firing(key, kl, threshold, message, _SPIKE_ACTION, severity)
@@ -92,8 +97,10 @@ class KLSpike(MetricRule):
 class KLDrift(MetricRule):
     """KL stays above its target.
 
-    Fires when the mean of the last ``window`` KL values exceeds ``target`` (critical above
-    ``critical_factor * target``); clears when that mean falls below ``clear_factor * target``.
+    Fires when the mean of the last ``window`` KL values (or of all of them, from ``min(3,
+    window)`` on, in a short log) exceeds ``target`` (critical above ``critical_factor * target``);
+    clears when that mean falls below ``clear_factor * target``. ``kl_runaway`` reports growth
+    before the budget is spent.
     """
 
     name = "kl_drift"
@@ -102,7 +109,7 @@ class KLDrift(MetricRule):
         self,
         *,
         metric: str = "kl/mean",
-        target: float = 0.1,
+        target: float = 0.3,
         window: int = 10,
         critical_factor: float = 10.0,
         clear_factor: float = 0.8,
@@ -119,7 +126,7 @@ class KLDrift(MetricRule):
     def judge(self, step: int, key: str, kl: float) -> Check:
         history = self._history
         history.append(kl)
-        if len(history) < history.maxlen:
+        if len(history) < min(3, history.maxlen):
             return hold(key)
         level = sum(history) / len(history)
         if level > self.target:
@@ -132,6 +139,79 @@ class KLDrift(MetricRule):
             return healthy(key, level, self.clear_factor * self.target,
                            f"KL back under its target: mean {key} = {level:.4g} (target {self.target:g})")
         return hold(key)
+
+
+class KLRunaway(MetricRule):
+    """KL grows exponentially: it doubles within ``doubling_steps`` optimizer steps, sustained.
+
+    Over the records of the last ``horizon`` optimizer steps (at least ``records`` of them), fits
+    ``log(kl) = a + b * step``;
+    fires when the doubling time ``ln 2 / b`` is at most ``doubling_steps``, the fit is tight
+    (``t >= t``), and the latest KL is at least ``min_kl`` (early in training KL grows from ~0
+    exponentially too, which is no news). Counting in optimizer steps makes it independent of
+    ``logging_steps``. Clears when the doubling time is over ``3 * doubling_steps`` (or KL shrinks).
+    """
+
+    name = "kl_runaway"
+
+    def __init__(
+        self,
+        *,
+        metric: str = "kl/mean",
+        records: int = 4,
+        horizon: int = 20,
+        doubling_steps: float = 20.0,
+        min_kl: float = 0.1,
+        t: float = 6.0,
+        clear_after: int = 2,
+    ) -> None:
+        super().__init__(metric, clear_after)
+        if records < 3 or doubling_steps <= 0:
+            raise ValueError("kl_runaway: need records >= 3 and doubling_steps > 0")
+        self._points: deque[tuple[int, float]] = deque()
+        self.records = records
+        self.horizon = horizon
+        self.doubling_steps = doubling_steps
+        self.min_kl = min_kl
+        self.t = t
+
+    def judge(self, step: int, key: str, kl: float) -> Check:
+        points = self._points
+        if points and step <= points[-1][0]:
+            points.clear()  # steps went backwards (a resumed run): start again
+        points.append((step, math.log(max(kl, 1e-6))))
+        while len(points) > self.records and points[0][0] <= step - self.horizon:
+            points.popleft()
+        if kl < self.min_kl / 2:
+            return healthy(key, kl, self.min_kl / 2, f"KL small again ({key} = {kl:.4g})")
+        if kl < self.min_kl:
+            return hold(key)
+        if len(points) < self.records:
+            return hold(key)
+        slope, t = _slope(points)
+        doubling = math.log(2) / slope if slope > 0 else math.inf
+        if doubling <= self.doubling_steps and t >= self.t:
+            message = (f"KL runaway: {key} = {kl:.4g} at step {step} doubles every {doubling:.0f} optimizer steps "
+                       f"(over the last {len(points)} records)")
+            return firing(key, kl, self.min_kl, message, _DRIFT_ACTION)
+        if doubling > 3 * self.doubling_steps:
+            return healthy(key, kl, None, f"KL no longer growing fast ({key} = {kl:.4g})")
+        return hold(key)
+
+
+def _slope(points: deque[tuple[int, float]]) -> tuple[float, float]:
+    """Least-squares slope of y on x and its t statistic (inf when the points lie on the line)."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return 0.0, 0.0
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+    resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in points) / (n - 2)
+    if resid <= 0:
+        return slope, math.inf if slope > 0 else 0.0
+    return slope, slope / math.sqrt(resid / sxx)
 
 
 class KLControllerStuck(Rule):

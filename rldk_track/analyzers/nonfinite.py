@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterable, Mapping
 
 from rldk_track.analyzers.rule import Check, Rule, firing, healthy
@@ -46,3 +47,41 @@ class NonFinite(Rule):
         if was_bad:
             return [("any", healthy(None, None, None, f"All metrics finite again at step {step}"))]
         return ()
+
+
+_REWARD_ACTION = (
+    "A reward function returned NaN or Inf (TRL averages rewards with nanmean, so the logged reward hides "
+    "it): look for division by zero, log(0), or a failed parse or API call in it, and return a finite "
+    "fallback (or None where the function does not apply)."
+)
+
+#: ``reward/<fn>/nonfinite_frac``, logged by :class:`rldk_track.integrations.reward_watch.RewardWatch`.
+_REWARD_NONFINITE = re.compile(r"^reward/(?P<fn>[^/]+)/nonfinite_frac$")
+
+
+class RewardNonFinite(Rule):
+    """A watched reward function returned NaN or +-Inf for some completions (warning).
+
+    Reads ``reward/<fn>/nonfinite_frac`` (what ``RewardWatch`` logs); fires when it is above 0,
+    clears after ``clear_after`` records at 0. Each function has its own alert name,
+    ``reward_nonfinite/<fn>``.
+    """
+
+    name = "reward_nonfinite"
+    per_subject_alerts = True
+
+    def __init__(self, *, clear_after: int = 2) -> None:
+        super().__init__(clear_after)
+
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        checks = []
+        for key, value in values.items():
+            match = _REWARD_NONFINITE.match(key) if key.startswith("reward/") else None
+            if match is None or not is_finite(value):
+                continue
+            if value > 0:
+                message = f"Reward function {match['fn']} returned NaN/Inf for {value:.0%} of completions at step {step}"
+                checks.append((match["fn"], firing(key, value, 0.0, message, _REWARD_ACTION)))
+            else:
+                checks.append((match["fn"], healthy(key, value, 0.0, f"Reward function {match['fn']} finite again")))
+        return checks

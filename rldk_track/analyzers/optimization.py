@@ -67,7 +67,10 @@ class GradExplosion(MetricRule):
     Fires when ``grad/norm > factor * median`` of the previous ``window`` healthy values
     (critical above ``critical_factor * median``); clears after ``clear_after`` values below
     ``clear_factor * median``. Exploded values are kept out of the median, so an explosion that
-    persists stays raised. Non-finite norms are the ``nonfinite`` rule's.
+    persists stays raised. Non-finite norms are the ``nonfinite`` rule's. A norm of exactly 0 (GRPO
+    on a step where every group got the same reward: zero advantages) is skipped, so such steps
+    cannot drag the median down and make an ordinary step look like an explosion
+    (``no_learning_signal`` reports them when they last).
     """
 
     name = "grad_explosion"
@@ -93,6 +96,8 @@ class GradExplosion(MetricRule):
         self.clear_factor = clear_factor
 
     def judge(self, step: int, key: str, norm: float) -> Check:
+        if norm == 0.0:
+            return hold(key)
         if len(self._history) < self.min_history:
             self._history.append(norm)
             return hold(key)

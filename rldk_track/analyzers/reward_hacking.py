@@ -11,7 +11,9 @@ None of these proves hacking (read some completions), but each is the shape it u
 
 All three judge linear trends over the last ``window`` logged values of each series (ordinary
 least squares against position; ``t`` = slope / its standard error). The first ``warmup``
-values of each series are skipped, since early training legitimately shows the first shape.
+values of each series are skipped (none by default: the trend tests are strict enough that early
+training does not pass them), so the first verdict comes at record ``window`` (40), not after a
+warm-up as well; ``truncation`` and ``reward_shift`` see the common kinds of hacking sooner still.
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ class RewardHacking(Rule):
     def __init__(
         self,
         *,
-        window: int = 50,
-        warmup: int = 50,
+        window: int = 40,
+        warmup: int = 0,
         t: float = 4.0,
         component_shift: float = 6.0,
         flat_shift: float = 1.0,

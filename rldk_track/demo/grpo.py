@@ -35,13 +35,12 @@ REWARD_HACKING = DemoRun(
     story="pays for length and nothing else (learning rate 2e-4): completions grow to the length limit",
     reward=rewards.length,
     learning_rate=2e-4,
-    expected_rules=("reward_hacking", "kl_drift"),
+    expected_rules=("truncation", "kl_drift"),
 )
 RUNS = (HEALTHY, REWARD_HACKING)
 
-#: The default analyzers, with the reward-hacking rule's windows shortened from 50 + 50 logged
-#: steps (sized for real runs of hundreds of steps) to fit the demo's few dozen.
-ANALYZERS = {"reward_hacking": {"window": 20, "warmup": 10}}
+#: The analyzers the demo runs: the defaults (their windows fit the demo's few dozen steps).
+ANALYZERS = "default"
 
 
 def prompts() -> list[str]:

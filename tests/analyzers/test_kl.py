@@ -61,7 +61,7 @@ def test_kl_spike_thresholds_are_configurable(streams):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_kl_drift_fires_within_its_window_once_kl_stays_above_target(streams, seed):
     stream = scaled(streams.healthy(seed, 300), "kl/mean", 12.0, range(150, 300))  # ~0.3, target 0.1
-    alerts = streams.feed(KLDrift(), stream)
+    alerts = streams.feed(KLDrift(target=0.1), stream)
     (alert,) = streams.raised(alerts)  # 150 steps above target: one alert
     assert 150 <= alert.step < 150 + 10
     assert (alert.metric, alert.severity, alert.threshold) == ("kl/mean", "warning", 0.1)

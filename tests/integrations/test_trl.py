@@ -256,8 +256,10 @@ def runaway_run(tiny_lm_path: Path, mlflow_server: Any, tmp_path_factory: pytest
 
 
 def first_step_where_mean_of_last_10_exceeds(kl: dict[int, float], level: float) -> int:
+    """The first step where the mean of the last (up to) 10 KL values, from the third on, is over ``level``."""
     steps = sorted(kl)
-    return next(step for i, step in enumerate(steps[9:], 9) if sum(kl[s] for s in steps[i - 9:i + 1]) / 10 > level)
+    return next(step for i, step in enumerate(steps[2:], 2)
+                if sum(kl[s] for s in steps[max(0, i - 9):i + 1]) / min(i + 1, 10) > level)
 
 
 def test_runaway_kl_raises_kl_drift_alerts_at_the_crossing_steps_visible_as_mlflow_tags_and_artifact(runaway_run):
@@ -267,9 +269,9 @@ def test_runaway_kl_raises_kl_drift_alerts_at_the_crossing_steps_visible_as_mlfl
     assert tags["rldk.health"] == "critical"
     alerts = [json.loads(line) for line in mlflow_run.text("rldk/alerts.jsonl").splitlines()]
     drift = [(a["severity"], a["step"]) for a in alerts if a["rule"] == "kl_drift" and a["state"] == "raised"]
-    kl = mlflow_run.series("kl/mean")  # the rule: mean of the last 10 KL values over 0.1, critical over 1.0
-    assert drift == [("warning", first_step_where_mean_of_last_10_exceeds(kl, 0.1)),
-                     ("critical", first_step_where_mean_of_last_10_exceeds(kl, 1.0))]
+    kl = mlflow_run.series("kl/mean")  # the rule: mean of the last 10 KL values over 0.3, critical over 3.0
+    assert drift == [("warning", first_step_where_mean_of_last_10_exceeds(kl, 0.3)),
+                     ("critical", first_step_where_mean_of_last_10_exceeds(kl, 3.0))]
 
 
 def test_stop_on_critical_stops_the_runaway_run_right_after_the_alert_and_says_why(runaway_run):
