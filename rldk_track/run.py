@@ -40,7 +40,7 @@ from rldk_track.records import (
     Summary,
     Tags,
 )
-from rldk_track.redact import redact
+from rldk_track.redact import redact, redact_text
 from rldk_track.samples import SampleLimits, copy_rows
 from rldk_track.version import __version__
 
@@ -241,7 +241,7 @@ class Run:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
         at = _as_step(step)  # None, NaN or out of range: the current step
         self._submit(
-            Alert(-1, time.time(), self._step if at is None else at, str(rule), severity, str(message),
+            Alert(-1, time.time(), self._step if at is None else at, str(rule), severity, redact_text(str(message)),
                   metric, _optional_float(value), _optional_float(threshold), action)
         )
 
@@ -386,7 +386,7 @@ def _optional_float(value: Any) -> float | None:
 
 
 def _artifact_name(name: str) -> str:
-    parts = [p for p in str(name).replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    parts = [p for p in redact_text(str(name)).replace("\\", "/").split("/") if p not in ("", ".", "..")]
     if not parts:
         raise ValueError(f"artifact name {name!r} is empty")
     return "/".join(parts)

@@ -252,7 +252,7 @@ def _install_thread_http_limits() -> None:
         from mlflow import environment_variables as env
 
         for var in (env.MLFLOW_HTTP_REQUEST_TIMEOUT, env.MLFLOW_HTTP_REQUEST_MAX_RETRIES,
-                    env.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR):
+                    env.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, env.MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT):
             var.get = _thread_aware(var.name, var.get)
         _installed = True
 
@@ -367,6 +367,8 @@ class MlflowBackend(Backend):
 
         _install_thread_http_limits()
         uri = self.tracking_uri(state)
+        if _masked(uri) != uri:  # MLflow prints "View run ... at: <url>" with the URI's password
+            self._limits_values["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = True
         database = sqlite_path(uri)
         if database is not None:  # sqlite creates the file, not its folder
             database.parent.mkdir(parents=True, exist_ok=True)

@@ -32,19 +32,22 @@ live side by side in one process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import re
+import sys
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from rldk_track.alerts import ALERT_COUNT_METRIC, ALERT_FIELDS, AlertLog, alert_row, rule_state
 from rldk_track.backends.base import Backend, CannotReopen, RejectedError, Resume, RunInfo
 from rldk_track.backends.wandb_offline import WRITE_WAIT_S, WandbOfflineRun, read_offline_run, wait_until_written
 from rldk_track.normalize import deep_merge
+from rldk_track.redact import redact
 from rldk_track.records import (
     Alert,
     Artifact,
@@ -276,20 +279,21 @@ class WandbBackend(Backend):
         wandb_dir.mkdir(parents=True, exist_ok=True)
         settings = {"console": "off", "init_timeout": float(self.options.get("init_timeout", 90.0)), **self.options.get("settings", {})}
         unfinished = self._unfinished_segments(wandb_dir) if state and mode == "offline" else None
-        run = wandb.init(
-            project=self._project(),
-            entity=self.options.get("entity") or None,
-            dir=str(wandb_dir),
-            id=self._id,
-            name=self._short(self.run.name, "run name"),
-            group=self._short(self.options.get("group"), "group"),
-            job_type=self._short(self.options.get("job_type"), "job type"),
-            tags=[self._tag(str(t)) for t in self.options.get("tags", ())],
-            mode=mode,
-            resume="allow" if state else None,
-            reinit="create_new",
-            settings=wandb.Settings(**settings),
-        )
+        with _argv_redacted():  # W&B records sys.argv[1:] in the run's metadata
+            run = wandb.init(
+                project=self._project(),
+                entity=self.options.get("entity") or None,
+                dir=str(wandb_dir),
+                id=self._id,
+                name=self._short(self.run.name, "run name"),
+                group=self._short(self.options.get("group"), "group"),
+                job_type=self._short(self.options.get("job_type"), "job type"),
+                tags=[self._tag(str(t)) for t in self.options.get("tags", ())],
+                mode=mode,
+                resume="allow" if state else None,
+                reinit="create_new",
+                settings=wandb.Settings(**settings),
+            )
         self._wb_run = run
         self._where = f"wandb {mode or 'online'} run {run.project}/{self._id}" + (f" in {wandb_dir}" if mode == "offline" else "")
         _detach_from_wandb_globals(run)
@@ -586,6 +590,19 @@ class WandbBackend(Backend):
         for n in names:
             n.dirty = False
 
+
+
+@contextlib.contextmanager
+def _argv_redacted() -> Iterator[None]:
+    """``sys.argv`` with its credentials redacted (``--hf_token hf_...``) while W&B reads it."""
+    original = sys.argv
+    redacted = redact(list(original))
+    if redacted != original:
+        sys.argv = redacted
+    try:
+        yield
+    finally:
+        sys.argv = original
 
 
 def _detach_from_wandb_globals(run: Any) -> None:
