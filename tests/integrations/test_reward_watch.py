@@ -52,7 +52,7 @@ def test_a_grpo_run_whose_reward_returns_nan_raises_reward_nonfinite(tiny_lm_pat
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from rldk_track.backends.jsonl import read_records
+    from rldk_track.eventlog import read_records
     from rldk_track.integrations.trl import RLDKCallback
     from rldk_track.records import Alert, Metrics
 
