@@ -41,6 +41,10 @@ LOG_BATCH = 10_000
 MAX_PENDING = 100_000
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
+#: Seconds ``finish`` waits for a tracker before it says what it is waiting for.
+SAY_WAITING_AFTER_S = 2.0
+#: Seconds more ``finish`` gives a tracker that was never reachable during the run.
+NEVER_REACHED_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ class BackendWorker:
         self._cursor_path = layout.cursor(self.name) if has_event_log else None
         self._has_event_log = has_event_log
         self._log_ok = True
+        #: whether the tracker was reached (``open`` succeeded) in this process
+        self.opened = False
         self._max_pending = max_pending or MAX_PENDING
         fresh = {"seq": -1, "state": state}  # state: an ended tracker run to reopen (write-back)
         cursor = read_cursor(self._cursor_path) if self._cursor_path and not from_start else fresh
@@ -262,6 +268,7 @@ class BackendWorker:
     def _open(self) -> None:
         resume = Resume(self._delivered, self._logged_after)
         self._retry(lambda: self._set_state(self.backend.open(self._state, resume)), "start", rejectable=False)
+        self.opened = True
         lifecycle.finish_runs_first()  # the tracker library may have just registered its own exit hook
         self._persist()
 
@@ -469,8 +476,27 @@ class Dispatcher:
         self._queue.put(stop)
         if not stop.done.wait(max(0.0, deadline - time.monotonic())):
             return self._report(False)
-        complete = all([w.wait_closed(deadline) for w in self.workers])
+        complete = all([self._wait_closed(w, deadline) for w in self.workers])
         return self._report(complete)
+
+    def _wait_closed(self, worker: "BackendWorker", deadline: float) -> bool:
+        """Wait for ``worker`` to deliver the rest and close, saying after
+        :data:`SAY_WAITING_AFTER_S` what is waited for; a tracker never reached since the run
+        started is given only :data:`NEVER_REACHED_GRACE_S` more when the event log holds its
+        records (``rldk-track sync`` delivers them later)."""
+        if worker.wait_closed(min(deadline, time.monotonic() + SAY_WAITING_AFTER_S)):
+            return True
+        sync = f"rldk-track sync {self.layout.dir}" if self._event_log else ""
+        if self._event_log and not worker.opened:
+            if worker.wait_closed(min(deadline, time.monotonic() + NEVER_REACHED_GRACE_S)):
+                return True
+            log.warning("rldk_track: %s was never reachable during this run; not waiting for it: its %d records "
+                        "are in the event log for `%s`", worker.backend.describe(), worker.behind(), sync)
+            return False
+        log.warning("rldk_track: delivering %d records to %s (waiting at most %.0f s more)%s", worker.behind(),
+                    worker.backend.describe(), max(0.0, deadline - time.monotonic()),
+                    f"; Ctrl-C leaves them for `{sync}`" if sync else "")
+        return worker.wait_closed(deadline)
 
     def _report(self, complete: bool) -> DeliveryReport:
         pending = {w.name: w.behind() for w in self.workers}
