@@ -61,12 +61,13 @@ def copy_rows(rows: Any) -> Any:
     """The caller's rows, copied just enough that changing them later does not change the record
     (on the training thread, so only shallow copies): a list of row mappings, a mapping of
     columns, or a DataFrame's copy. Raises TypeError for anything else."""
+    kind = type(rows)
+    if kind is list or kind is tuple:
+        return [row.copy() if type(row) is dict else dict(row) if isinstance(row, Mapping) else row for row in rows]
+    if kind is dict or isinstance(rows, Mapping):
+        return {key: list(column) for key, column in rows.items()}
     if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a pandas DataFrame
         return rows.copy()
-    if isinstance(rows, Mapping):
-        return {key: list(column) for key, column in rows.items()}
-    if isinstance(rows, (list, tuple)):
-        return [dict(row) if isinstance(row, Mapping) else row for row in rows]
     raise TypeError(
         "log_samples takes a list of row dicts, a dict of columns or a pandas DataFrame, "
         f"not {type(rows).__name__}"
