@@ -27,7 +27,7 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from rldk_track.normalize import to_jsonable
 from rldk_track.records import Samples
@@ -203,16 +203,6 @@ def _is_missing(value: Any) -> bool:
         return bool(value != value) and not isinstance(value, (list, tuple, dict))
     except Exception:  # noqa: BLE001 - arrays, NA comparisons
         return type(value).__name__ in ("NAType", "NaTType")
-
-
-def is_truncated(cell: Any) -> bool:
-    """Whether a recorded text cell was cut by :data:`TRUNCATION_MARK`."""
-    return isinstance(cell, str) and cell.endswith(" characters]") and " …[truncated by rldk_track: " in cell
-
-
-def rows_of(records: Iterable[Samples]) -> list[dict[str, Any]]:
-    """Every row of ``records`` as a dict with the record's ``step`` and ``name`` first."""
-    return [{"step": r.step, "name": r.name, **row} for r in records for row in r.as_dicts()]
 
 
 def finite_or_none(value: Any) -> float | None:
