@@ -4,6 +4,7 @@ once and never raised into training."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 
@@ -115,3 +116,18 @@ def test_every_n_steps_records_only_those_steps(tmp_path):
 def test_limits_refuse_nonsense():
     with pytest.raises(ValueError, match="max_rows"):
         SampleLimits(max_rows=0)
+
+
+def test_cli_prints_the_last_step_highest_reward_first(tmp_path, capsys):
+    from rldk_track.cli import main
+
+    run = rldk_track.init(dir=tmp_path, run_name="cli")
+    for step in range(3):
+        run.log_samples([{"completion": f"c{step}-{i}", "reward": i / 3} for i in range(4)], step=step, name="completions")
+    run.finish()
+    assert main(["samples", str(tmp_path), "--sort", "reward", "--limit", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("c2-3") < out.index("c2-2") and "c2-1" not in out and "c1-" not in out
+    assert main(["samples", str(tmp_path), "--step", "0", "--json", "--no-progress"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["completion"] for r in rows] == [f"c0-{i}" for i in range(4)]

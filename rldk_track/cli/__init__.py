@@ -16,7 +16,7 @@ from typing import NoReturn, Sequence
 
 from rldk_track.version import __version__
 
-COMMANDS = ["list", "sync", "demo", "compare", "analyze", "export", "doctor", "ui", "openrlhf", "merge"]
+COMMANDS = ["list", "sync", "demo", "compare", "analyze", "export", "doctor", "ui", "openrlhf", "merge", "samples"]
 
 
 class Parser(argparse.ArgumentParser):
