@@ -1,15 +1,18 @@
 """One metric vocabulary across frameworks, so TRL and OpenRLHF runs line up in a tracker.
 
-:func:`canonicalize` adds the canonical name next to each original key it knows (the original is
-kept: nothing a user relied on disappears). The tables below are the single source of the
-mapping; ``docs/metrics.md`` documents them.
+:func:`canonicalize` puts each key it knows under its canonical name (``names="canonical"``: each
+quantity once in a tracker; the integrations record the renames as :data:`NAMES_ARTIFACT`), next
+to its original key (``"both"``), or leaves the keys as logged (``"original"``). :func:`resolve`
+finds a metric by either name. The tables below are the single source of the mapping;
+``docs/metrics.md`` documents them.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
-from typing import Mapping
+from typing import Collection, Iterable, Literal, Mapping
 
 #: The canonical names and what they mean.
 CANONICAL: dict[str, str] = {
@@ -168,12 +171,71 @@ def canonical_name(key: str, framework: str) -> str | None:
     return None
 
 
-def canonicalize(values: Mapping[str, float], framework: str) -> dict[str, float]:
-    """``values`` plus the canonical name of each key that has one; an original key is never
-    removed, and a canonical name already present in ``values`` is never overwritten."""
-    out = dict(values)
-    for key, value in values.items():
+#: Under which names an integration records a framework's metrics: ``"canonical"`` (each key
+#: that has a canonical name under that name only: each quantity appears once), ``"both"`` (the
+#: original key and the canonical name, two series of one quantity) or ``"original"`` (as logged).
+MetricNames = Literal["canonical", "both", "original"]
+METRIC_NAMES: tuple[str, ...] = ("canonical", "both", "original")
+
+#: The artifact that maps the original keys to the canonical names they are recorded under.
+NAMES_ARTIFACT = "rldk/metric_names.json"
+
+
+def check_metric_names(names: str) -> MetricNames:
+    """``names`` if it is one of :data:`METRIC_NAMES`; a ValueError that lists them otherwise."""
+    if names not in METRIC_NAMES:
+        raise ValueError(f"metric_names must be one of {', '.join(map(repr, METRIC_NAMES))}, not {names!r}")
+    return names  # type: ignore[return-value]
+
+
+def renames(keys: Iterable[str], framework: str) -> dict[str, str]:
+    """The original keys among ``keys`` that ``names="canonical"`` records under their canonical
+    name, and that name. A key keeps its own name when its canonical name is also among ``keys``
+    or was taken by an earlier key (``objective/kl`` and ``kl`` in one line): nothing is lost."""
+    keys = list(keys)
+    taken = set(keys)
+    out: dict[str, str] = {}
+    for key in keys:
         name = canonical_name(key, framework)
-        if name and name not in out:  # ``out`` starts as ``values``: nothing given is overwritten
-            out[name] = value
+        if name and name not in taken:
+            taken.add(name)
+            out[key] = name
     return out
+
+
+def canonicalize(values: Mapping[str, float], framework: str, names: MetricNames = "both") -> dict[str, float]:
+    """``values`` under the names ``names`` asks for (:data:`MetricNames`). A value is never
+    dropped and a canonical name already present in ``values`` is never overwritten."""
+    if names == "original":
+        return dict(values)
+    renamed = renames(values, framework)
+    if names == "canonical":
+        return {renamed.get(key, key): value for key, value in values.items()}
+    out = dict(values)
+    for key, name in renamed.items():
+        out[name] = values[key]
+    return out
+
+
+def names_artifact(framework: str, names: MetricNames, renamed: Mapping[str, str]) -> bytes:
+    """The JSON of :data:`NAMES_ARTIFACT`: how the run's metric keys were recorded."""
+    return (json.dumps({"framework": framework, "metric_names": names, "renamed": dict(sorted(renamed.items()))},
+                       indent=2) + "\n").encode()
+
+
+def resolve(name: str, known: Collection[str]) -> str:
+    """The metric among ``known`` that ``name`` means: ``name`` itself, else its canonical name in
+    a framework's vocabulary (``reward`` finds ``reward/mean`` in a run recorded under canonical
+    names), else a known key whose canonical name it is (``reward/mean`` finds ``reward`` in a run
+    recorded under original names), else ``name`` unchanged (for the caller to report as unknown)."""
+    if name in known:
+        return name
+    for framework in KEYMAPS:
+        canonical = canonical_name(name, framework)
+        if canonical in known:
+            return canonical
+    for framework in KEYMAPS:
+        for key in known:
+            if canonical_name(key, framework) == name:
+                return key
+    return name

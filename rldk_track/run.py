@@ -112,8 +112,9 @@ class Run:
     ) -> None:
         """Record scalar ``metrics`` at ``step`` (default: the last step + 1).
 
-        Values may be floats, ints, bools, numpy scalars or one-element tensors; ``None`` is
-        skipped; NaN/Inf are kept (and noted). Anything else is reported once per key and left out.
+        Values may be floats, ints, bools, numpy scalars or one-element tensors; NaN/Inf are kept
+        (and noted). ``None`` (no value) and anything else are left out, noted on the record and
+        reported once per key.
         """
         if self._finished:
             self._report_after_finish(Metrics.kind)
@@ -125,10 +126,13 @@ class Run:
             values.update(self._take_timings())
         problems: list[str] | None = None
         for key, value in metrics.items():
-            if value is None:
-                continue
             if type(key) is not str:
                 key = metric_name(key)
+            if value is None:
+                problems = problems or []
+                problems.append(f"dropped {key!r}: None (no value)")
+                self._report_once("value", key, f"rldk_track: metric {key!r} is None (no value); it is not logged")
+                continue
             if type(value) is not float:
                 try:
                     value = to_scalar(value)

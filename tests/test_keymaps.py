@@ -1,6 +1,6 @@
 """Canonical names line runs from different frameworks up, without hiding the originals."""
 
-from rldk_track.keymaps import canonical_name, canonicalize
+from rldk_track.keymaps import canonical_name, canonicalize, renames, resolve
 
 
 def test_trl_grpo_keys_gain_canonical_names_and_keep_their_own():
@@ -30,3 +30,24 @@ def test_a_canonical_name_the_user_logged_is_never_overwritten():
 
 def test_unknown_keys_pass_through():
     assert canonicalize({"my/metric": 3.0}, "trl") == {"my/metric": 3.0}
+
+
+def test_canonical_names_record_each_quantity_once_and_lose_nothing():
+    logged = {"reward": 0.5, "kl": 0.01, "epoch": 1.0}
+    assert canonicalize(logged, "trl", "canonical") == {"reward/mean": 0.5, "kl/mean": 0.01, "epoch": 1.0}
+    # a canonical name already given (or taken by an earlier key) leaves the other key as it is
+    assert canonicalize({"kl": 1.0, "kl/mean": 2.0}, "trl", "canonical") == {"kl": 1.0, "kl/mean": 2.0}
+    assert canonicalize({"objective/kl": 1.0, "kl": 2.0}, "trl", "canonical") == {"kl/mean": 1.0, "kl": 2.0}
+    assert renames({"objective/kl": 1.0, "kl": 2.0}, "trl") == {"objective/kl": "kl/mean"}
+
+
+def test_original_names_are_the_keys_as_logged():
+    assert canonicalize({"reward": 0.5, "kl": 0.01}, "trl", "original") == {"reward": 0.5, "kl": 0.01}
+
+
+def test_a_metric_is_found_by_either_name():
+    assert resolve("reward", ["reward/mean", "kl/mean"]) == "reward/mean"  # recorded under canonical names
+    assert resolve("ppo_kl", ["kl/approx"]) == "kl/approx"  # an OpenRLHF key
+    assert resolve("reward/mean", ["reward", "kl"]) == "reward"  # recorded under original names
+    assert resolve("kl", ["kl", "kl/mean"]) == "kl"  # the name itself first
+    assert resolve("nothing", ["reward/mean"]) == "nothing"

@@ -54,6 +54,18 @@ def test_values_of_every_common_type_become_floats(tmp_path):
     assert all(type(v) is float for v in values.values())
 
 
+def test_a_none_value_is_left_out_with_a_note_and_one_warning(tmp_path, caplog):
+    run = rldk_track.init(dir=tmp_path)
+    with caplog.at_level(logging.WARNING, "rldk_track"):
+        for step in range(3):
+            run.log({"reward": None, "kl": 0.1}, step=step)
+    run.finish()
+    rows = metrics_of(run)
+    assert [r.values for r in rows] == [{"kl": 0.1}] * 3
+    assert all("dropped 'reward': None (no value)" in r.notes for r in rows)
+    assert sum("'reward' is None" in m for m in caplog.messages) == 1
+
+
 def test_nan_and_inf_are_kept_and_flagged_once(tmp_path, caplog):
     run = rldk_track.init(dir=tmp_path)
     with caplog.at_level(logging.WARNING, "rldk_track"):

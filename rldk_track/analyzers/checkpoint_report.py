@@ -6,9 +6,11 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from rldk_track.analyzers.checkpoint_scan import TensorStats
+from rldk_track.analyzers.checkpoint_score import SAFE_TO_RESUME
 from rldk_track.records import Artifact, CheckpointHealth, Metrics, Record, Tags, checkpoint_folder
 
 #: The tag holding the latest checkpoint's status (ok | warning | critical).
@@ -48,6 +50,16 @@ class CheckpointReport:
     def healthy(self) -> bool:
         """No NaN/Inf: usable as the drift reference for the next checkpoint."""
         return not self.nonfinite_tensors
+
+    def advice(self) -> tuple[list[str], list[str]]:
+        """The recommendations and notes as of now: a checkpoint deleted since it was read (a
+        trainer's ``save_total_limit`` rotates old ones away, sometimes while the analysis runs)
+        is not offered as one to resume from."""
+        if Path(self.path).exists():
+            return self.recommendations, self.notes
+        gone = (f"`{self.path}` is no longer on disk (deleted after it was read, e.g. by `save_total_limit`): "
+                "its health is as it was; resume from a checkpoint that is still kept.")
+        return [r for r in self.recommendations if r != SAFE_TO_RESUME], [*self.notes, gone]
 
     def top_drift(self, k: int = TOP_DRIFT) -> list[TensorStats]:
         """The ``k`` tensors that moved most relative to their own norm."""
@@ -104,7 +116,8 @@ class CheckpointReport:
                 lines += ["| tensor | drift | cosine |", "| --- | ---: | ---: |"]
                 lines += [f"| `{t.name}` | {t.drift:.3%} | {_fmt(t.cosine)} |" for t in top]
                 lines.append("")
-        for heading, items in (("Issues", self.issues), ("Recommendations", self.recommendations), ("Notes", self.notes)):
+        recommendations, notes = self.advice()
+        for heading, items in (("Issues", self.issues), ("Recommendations", recommendations), ("Notes", notes)):
             if items:
                 lines += [f"## {heading}", "", *(f"- {item}" for item in items), ""]
         return "\n".join(lines)
@@ -132,7 +145,7 @@ class CheckpointReport:
         folder = checkpoint_folder(step)
         return [
             CheckpointHealth(-1, now, step, self.path, self.score, tuple(self.issues), _finite_json(self.summary()),
-                             tuple(self.recommendations)),
+                             tuple(self.advice()[0])),
             Metrics(-1, now, step, metrics),
             Tags(-1, now, {TAG: self.status}),
             Artifact(-1, now, f"{folder}/report.json", data=json.dumps(self.to_dict(), indent=1).encode()),

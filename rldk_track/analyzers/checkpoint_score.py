@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 from rldk_track.analyzers.checkpoint_scan import TensorStats
 
+#: The advice on a healthy checkpoint (a report leaves it out once the checkpoint is deleted).
+SAFE_TO_RESUME = "Healthy: safe to resume from."
+
 
 @dataclass(frozen=True)
 class HealthThresholds:
@@ -123,5 +126,5 @@ def advice(
             advice.append("Single layers moved far while the model as a whole did not: inspect those layers' "
                           "gradients; a per-layer learning rate or freezing them may help.")
     if status == "ok" and not issues:
-        advice.append("Healthy: safe to resume from.")
+        advice.append(SAFE_TO_RESUME)
     return issues, advice

@@ -241,7 +241,7 @@ class RewardReliability(Rule):
         shown = ", ".join(f"{k} {v:.3g}" if v is not None else f"{k} n/a" for k, v in stats.items())
         raised = "; ".join(f"{subject} at step {', '.join(map(str, steps))}" for subject, steps in self.raised_at.items())
         message = (f"Reward reliability over the last {len(self._recent)} logged steps: {shown}. "
-                   f"Alerts raised: {raised or 'none'}")
+                   f"Reward-reliability alerts raised: {raised or 'none'} (other rules' alerts are their own)")
         now = time.time()
         return [
             Summary(-1, now, summary),

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from rldk_track.cli.common import add_source_arguments, fail, load, write_frame
+from rldk_track.keymaps import resolve
 
 EPILOG = """\
 Writes two files:
@@ -56,10 +57,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         runset = load(args)
         if args.metric:
-            unknown = [m for m in args.metric if m not in runset.metric_names]
+            metrics = [resolve(m, runset.metric_names) for m in args.metric]
+            unknown = [m for m in metrics if m not in runset.metric_names]
             if unknown:
                 raise KeyError(f"no run logged {', '.join(map(repr, unknown))}; metrics: {', '.join(runset.metric_names)}")
-            runset = runset.select(metrics=args.metric)
+            runset = runset.select(metrics=metrics)
     except (ValueError, KeyError, LookupError, FileNotFoundError) as exc:
         return fail(exc)
     frame = runset.frame.assign(run=runset.frame["run"].astype(str), metric=runset.frame["metric"].astype(str))

@@ -22,6 +22,7 @@ import numpy as np
 from rldk_track.alerts import ALERT_FIELDS
 from rldk_track.compare import stats
 from rldk_track.compare.align import Curve, curves
+from rldk_track.keymaps import resolve
 from rldk_track.readers.runset import FRAME_COLUMNS, RUN_COLUMNS, SAMPLE_KEYS, RunSet
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ def compare(
     if not metrics:
         raise ValueError("the runs share no metric; name the metrics to compare")
     known = set(runset.metric_names)
+    metrics = [resolve(m, known) for m in metrics]  # a TRL/OpenRLHF key finds its canonical name
     unknown = [m for m in metrics if m not in known]
     if unknown:
         raise KeyError(f"no run logged {', '.join(map(repr, unknown))}; metrics: {', '.join(sorted(known)[:30])}")

@@ -36,7 +36,9 @@ def metric_rows(comparison: "Comparison", metric: str) -> list[tuple[str, ...]]:
             verdict = "(baseline)"
         elif r.run in tests.index:
             t = tests.loc[r.run]
-            verdict = f"{t['verdict']}; diff {num(t['difference'])}, g={num(t['effect_size'])}"
+            numbers = ", ".join(f"{label}{num(t[key])}" for label, key in (("diff ", "difference"), ("g=", "effect_size"))
+                                if num(t[key]))  # a constant metric has no effect size: no "g=" then
+            verdict = f"{t['verdict']}; {numbers}" if numbers else t["verdict"]
         else:
             verdict = "baseline has no points"
         rows.append((
@@ -154,7 +156,7 @@ def render_html(comparison: "Comparison", plot: bool = True) -> str:
         parts.append("<h2>Alerts</h2>")
         parts.append(_html_table(
             ("run", "step", "rule", "severity", "state", "metric", "value", "message"),
-            [(a.run, num(a.step), a.rule, a.severity, a.state, a.metric or "", num(a.value), a.message or "")
+            [(a.run, num(a.step), a.rule, a.severity, a.state, a.metric, num(a.value), a.message)
              for a in alerts.itertuples()],
             severity_column=3,
         ))
@@ -175,7 +177,8 @@ def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], significa
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
-            text = esc("" if cell is None else str(cell))
+            missing = cell is None or (isinstance(cell, float) and math.isnan(cell))  # pandas' NaN: not "nan"
+            text = esc("" if missing else str(cell))
             css = []
             if i == len(row) - 1 and row[0] in significant:
                 css.append("sig")

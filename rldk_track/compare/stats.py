@@ -196,17 +196,18 @@ def compare_samples(a: np.ndarray, b: np.ndarray, name: str = "run", alpha: floa
         verdict = "same constant value" if not significant else f"{name} {direction} (both constant)"
     elif adjusted < alpha and mw_p < alpha:
         significant = True
-        verdict = f"{name} {direction}, p={_p(adjusted)}"
+        verdict = f"{name} {direction}, {_p(adjusted)}"
     else:
-        verdict = f"no clear difference, p={_p(adjusted)}"
+        verdict = f"no clear difference, {_p(adjusted)}"
     return SampleComparison(difference, relative, g, welch_t, welch_p, u, mw_p, adjusted, na, nb,
                             neff_a, neff_b, direction, significant, verdict)
 
 
 def _p(p: float) -> str:
+    """``p=0.03``, ``p=0.0042``, ``p<0.001`` (not ``p=<0.001``), or ``p n/a``."""
     if p != p:
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.2g}" if p < 0.01 else f"{p:.2f}"
+        return "p n/a"
+    return "p<0.001" if p < 0.001 else f"p={p:.2g}" if p < 0.01 else f"p={p:.2f}"
 
 
 def area_under_curve(x: np.ndarray, y: np.ndarray) -> float:

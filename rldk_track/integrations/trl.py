@@ -12,9 +12,10 @@ event becomes:
 - ``on_train_begin``: the run starts; its config is the TrainingArguments, the model config, the
   trainer class, library versions, the git commit and the seeds; its tags ``rldk.framework``,
   ``rldk.framework_version`` and ``rldk.trainer`` (:mod:`rldk_track.integrations.common`).
-- ``on_log``: the logged values at ``state.global_step``, under their TRL names and their
-  canonical names (``reward`` -> ``reward/mean``, ``eval_loss`` -> ``eval/loss/total``; see
-  ``docs/metrics.md``). The end-of-training line (``train_runtime``, ``train_loss``...) is the
+- ``on_log``: the logged values at ``state.global_step``, each once, under its canonical name
+  where it has one (``reward`` -> ``reward/mean``, ``eval_loss`` -> ``eval/loss/total``; see
+  ``docs/metrics.md``), else its TRL name; the renames are the artifact ``rldk/metric_names.json``
+  (``metric_names="both"`` records both names, ``"original"`` the TRL names). The end-of-training line (``train_runtime``, ``train_loss``...) is the
   run's summary, not a step series.
 - ``on_evaluate``: evaluation metrics the trainer did not already log.
 - ``on_save``: the health of ``<output_dir>/checkpoint-<global_step>``, analysed off the
@@ -40,7 +41,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 import rldk_track
 from rldk_track.integrations.common import STOPPED_BY_TAG, framework_tags, provenance, system_sampler
 from rldk_track.integrations.trl_samples import CompletionsSource, find_trainer
-from rldk_track.keymaps import canonicalize
+from rldk_track.keymaps import NAMES_ARTIFACT, MetricNames, canonicalize, check_metric_names, names_artifact, renames
 from rldk_track.records import SEVERITIES, Alert, Record
 from rldk_track.run import BackendSpec, Run, resolve_backends
 
@@ -76,6 +77,8 @@ class RLDKCallback(TrainerCallback):
     ``samples``: record each logging step's generation batch of a GRPO/RLOO trainer (prompts,
     completions, rewards per function, advantages) as the sample set ``completions``
     (:mod:`rldk_track.integrations.trl_samples`), whatever ``report_to`` and ``log_completions`` say.
+    ``metric_names``: ``"canonical"`` (each metric once, under its canonical name where it has
+    one), ``"both"`` (TRL name and canonical name) or ``"original"`` (TRL names only).
     Other keyword arguments go to :func:`rldk_track.init` (``dir=``, ``config=``, ``tags=``,
     ``mlflow={...}``, ``trackio={...}``, ``notify=["webhook", "wandb"]``...).
     """
@@ -90,10 +93,12 @@ class RLDKCallback(TrainerCallback):
         system_metrics: bool | float = True,
         stop_on: str | None = None,
         samples: bool = False,
+        metric_names: MetricNames = "canonical",
         **init_kwargs: Any,
     ) -> None:
         if stop_on is not None and stop_on not in SEVERITIES[1:]:
             raise ValueError(f"stop_on must be None, 'warning' or 'critical', not {stop_on!r}")
+        self.metric_names = check_metric_names(metric_names)
         resolve_backends(backend)
         self.backend = backend
         self.project = project
@@ -114,6 +119,7 @@ class RLDKCallback(TrainerCallback):
         self._checkpoints: Any = None
         self._sampler: Any = None
         self._eval_logged: tuple[int, frozenset[str]] = (-1, frozenset())
+        self._renamed: dict[str, str] = {}
 
     @property
     def run(self) -> Run | None:
@@ -136,11 +142,11 @@ class RLDKCallback(TrainerCallback):
         if SUMMARY_MARKERS.intersection(logs):
             run.log_summary({k: v for k, v in logs.items() if v is not None})
             return
-        values = {k: v for k, v in logs.items() if v is not None}
+        values = dict(logs)  # a None (no value) is left out by run.log, with a note
         eval_keys = frozenset(k for k in values if k.startswith("eval_"))
         if eval_keys:
             self._eval_logged = (state.global_step, eval_keys)
-        run.log(canonicalize(values, FRAMEWORK), step=state.global_step)
+        self._log(run, values, state.global_step)
         if self._completions is not None:
             self._log_completions(run, state.global_step)
         self._stop_if_alerted(state, control)
@@ -158,9 +164,21 @@ class RLDKCallback(TrainerCallback):
         if run is None or not metrics:
             return
         step, already = self._eval_logged
-        fresh = {k: v for k, v in metrics.items() if v is not None and not (step == state.global_step and k in already)}
+        fresh = {k: v for k, v in metrics.items() if not (step == state.global_step and k in already)}
         if fresh:
-            run.log(canonicalize(fresh, FRAMEWORK), step=state.global_step)
+            self._log(run, fresh, state.global_step)
+
+    def _log(self, run: Run, values: Mapping[str, Any], step: int) -> None:
+        """Log ``values`` under the names :attr:`metric_names` asks for; when a key is renamed for
+        the first time, the whole rename table is (re)written as ``rldk/metric_names.json``."""
+        run.log(canonicalize(values, FRAMEWORK, self.metric_names), step=step)
+        if self.metric_names == "original":
+            return
+        logged = (k for k, v in values.items() if v is not None)
+        new = {k: v for k, v in renames(logged, FRAMEWORK).items() if k not in self._renamed}
+        if new:
+            self._renamed.update(new)
+            run.log_artifact(names_artifact(FRAMEWORK, self.metric_names, self._renamed), name=NAMES_ARTIFACT)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self._run is not None:
@@ -195,6 +213,7 @@ class RLDKCallback(TrainerCallback):
     def _start(self, args: TrainingArguments, state: TrainerState, model: Any, processing_class: Any) -> None:
         self._stop_watch = _StopWatch(self.stop_on) if self.stop_on else None
         self._stop_recorded = False
+        self._renamed = {}
         self._sampler = system_sampler(self.system_metrics)
         observers = [*self._user_observers, *(o for o in (self._stop_watch, self._sampler) if o is not None)]
         kwargs = dict(self.init_kwargs)

@@ -319,6 +319,20 @@ def test_report_converts_to_the_records_a_run_logs(tmp_path):
     assert b"Checkpoint health, step 200" in artifacts["rldk/checkpoints/step_200/health.md"]
 
 
+def test_a_checkpoint_deleted_after_it_was_read_is_not_offered_to_resume_from(tmp_path):
+    """``save_total_limit`` rotates old checkpoints away, sometimes while one is analysed."""
+    import shutil
+
+    folder = save_checkpoint(tmp_path / "checkpoint-2", weights())
+    report = analyze(folder)
+    assert "safe to resume from" in report.to_markdown(step=2)
+    shutil.rmtree(folder)
+    records = report.to_records(step=2)
+    health_md = next(r.data.decode() for r in records if isinstance(r, Artifact) and r.name.endswith("health.md"))
+    assert "safe to resume from" not in health_md and "no longer on disk" in health_md
+    assert not any("safe to resume" in r for r in next(r for r in records if isinstance(r, CheckpointHealth)).recommendations)
+
+
 def test_alerts_are_raised_once_per_episode_and_cleared_on_recovery(tmp_path):
     healthy = analyze(save_checkpoint(tmp_path / "ok", weights()))
     state = weights()

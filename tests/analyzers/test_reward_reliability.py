@@ -127,7 +127,17 @@ def test_finish_reports_the_statistics_as_summary_and_an_info_alert(streams):
     assert abs(values["reward_reliability/drift"]) < 3 and values["reward_reliability/anomaly_rate"] < 0.1
     assert "reward_reliability/consistency" not in values  # no preference accuracy in an RL run
     assert (report.rule, report.severity, report.step) == ("reward_reliability/report", "info", 299)
-    assert f"Alerts raised: saturation at step {saturated.step}" in report.message
+    assert f"Reward-reliability alerts raised: saturation at step {saturated.step}" in report.message
+
+
+def test_the_report_of_a_healthy_reward_does_not_read_as_a_healthy_run(streams):
+    """The run may hold a critical alert of another rule (KL drift, reward hacking): the report
+    says which alerts it counts."""
+    rule = RewardReliability()
+    assert streams.feed(rule, streams.healthy(0, 300)) == []
+    _, report = rule.finish()
+    assert "Alerts raised: none" not in report.message
+    assert "Reward-reliability alerts raised: none (other rules' alerts are their own)" in report.message
 
 
 def test_each_condition_raises_and_clears_under_its_own_name(streams):

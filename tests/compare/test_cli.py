@@ -44,7 +44,7 @@ def test_compare_prints_a_table_with_verdicts(two_runs, capsys):
     assert main(["compare", str(two_runs), "--metric", "reward/mean", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "baseline: baseline" in out and "(baseline)" in out
-    assert "tuned higher, p=" in out
+    assert "tuned higher, p<0.001" in out
 
 
 def test_compare_writes_json_html_and_a_plot(two_runs, tmp_path, capsys):
@@ -57,9 +57,15 @@ def test_compare_writes_json_html_and_a_plot(two_runs, tmp_path, capsys):
     assert "data:image/png;base64," in (tmp_path / "r.html").read_text(encoding="utf-8")
 
 
+def test_compare_finds_a_canonical_metric_by_its_trl_name(two_runs, capsys):
+    """The TRL callback records ``reward`` as ``reward/mean`` only; ``--metric reward`` still works."""
+    assert main(["compare", str(two_runs), "--metric", "reward", "--format", "json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == ["reward/mean"]
+
+
 def test_compare_exits_2_on_bad_input_with_a_message(two_runs, capsys):
-    assert main(["compare", str(two_runs), "--metric", "reward", "--no-progress"]) == 2
-    assert "no run logged 'reward'" in capsys.readouterr().err
+    assert main(["compare", str(two_runs), "--metric", "rewrad", "--no-progress"]) == 2
+    assert "no run logged 'rewrad'" in capsys.readouterr().err
     assert main(["compare", str(two_runs / "missing"), "--no-progress"]) == 2
     assert main(["compare", str(two_runs), "--last", "0%", "--no-progress"]) == 2
     assert main(["compare", str(two_runs), "--threshold", "reward/mean", "--no-progress"]) == 2

@@ -93,7 +93,7 @@ def test_runs_are_tested_against_the_baseline(runs):
     assert test["baseline"] == "base" and test["n"] == 50 and test["n_baseline"] == 50
     assert test["difference"] == pytest.approx(1.0, abs=0.05)
     assert test["direction"] == "higher" and test["effect_size"] > 5
-    assert result.verdicts[("better", "reward/mean")].startswith("better higher, p=")
+    assert result.verdicts[("better", "reward/mean")].startswith("better higher, p<0.001")
 
 
 def test_a_metric_one_run_lacks_is_reported_missing():
@@ -110,7 +110,11 @@ def test_default_metrics_are_the_canonical_ones_present(runs):
 
 def test_unknown_metric_and_baseline_fail_with_the_choices(runs):
     with pytest.raises(KeyError, match="reward/mean"):
-        compare(runs, metrics=["reward"])
+        compare(runs, metrics=["rewrad"])
+
+
+def test_a_metric_is_found_by_its_framework_name(runs):
+    assert compare(runs, metrics=["reward", "kl"]).metrics == ["reward/mean", "kl/mean"]
     with pytest.raises(KeyError, match="base, better"):
         compare(runs, baseline="nope")
 
@@ -169,7 +173,7 @@ def test_html_report_is_self_contained(runs):
 def test_text_and_markdown_tables_list_every_run_and_verdict(runs):
     result = compare(runs, metrics=["reward/mean"])
     for text in (result.to_text(), result.to_markdown()):
-        assert "base" in text and "(baseline)" in text and "better higher, p=" in text
+        assert "base" in text and "(baseline)" in text and "better higher, p<0.001" in text
     assert result.to_markdown().count("| better |") == 1
 
 
@@ -192,3 +196,24 @@ def test_nan_points_do_not_break_the_summary():
     row = compare(build_runset([run]), metrics=["reward/mean"]).summary.iloc[0]
     assert row["best"] == 19.0 and row["window"] == 3  # the last 20% (4 points) less the NaN
     assert row["final_mean"] == pytest.approx((16 + 17 + 19) / 3)
+
+
+def test_a_constant_metric_shows_no_empty_effect_size_and_p_values_read_plainly():
+    runs = []
+    for name, offset in (("base", 0.0), ("other", 1.0)):
+        run = RunData(name=name, source=f"memory:{name}", backend="jsonl", run_id=name, status="success")
+        for step in range(100):
+            run.add_points(step, {"const": 1.0, "reward/mean": offset + 0.01 * (step % 7)}, float(step))
+        runs.append(run)
+    text = compare(build_runset(runs), metrics=["const", "reward/mean"]).to_text()
+    constant = text.split("reward/mean (")[0]
+    assert constant.rstrip().endswith("diff 0") and "g=" not in constant  # no "g=" with no value after it
+    assert "p=<" not in text and "other higher, p<0.001" in text
+
+
+def test_the_html_alert_table_leaves_a_missing_metric_blank_not_nan():
+    extra = make_run("third", 0.5, seed=3)
+    extra.add_alert(step=10, rule="custom", severity="warning")
+    html = compare(build_runset([make_run("base", 0.0, seed=1), extra]), metrics=["reward/mean"]).to_html()
+    alerts = html.split("<h2>Alerts</h2>", 1)[1].split("</table>", 1)[0]
+    assert "custom" in alerts and ">nan<" not in alerts and "None" not in alerts

@@ -1,5 +1,5 @@
 """RLDKCallback on real TRL trainers (tiny local GPT-2, CPU, a few steps): what each trainer logs
-reaches the tracker under its TRL name and its canonical name at the trainer's global step, with
+reaches the tracker once, under its canonical name (the renames an artifact), at the trainer's global step, with
 the run's config, summary, checkpoint health and system metrics; a pathological run's alert shows
 in MLflow; training that stops early or dies ends the run with the right status; other ranks stay
 silent; the demo runs end to end."""
@@ -179,16 +179,25 @@ def grpo_run(tiny_lm_path: Path, data: dict, mlflow_server: Any, tmp_path_factor
 
 
 # -- what a GRPO run leaves in the tracker -----------------------------------------------------
-def test_grpo_metrics_are_in_mlflow_under_trl_and_canonical_names_at_each_global_step(grpo_run):
+GRPO_NAMES = [("reward", "reward/mean"), ("kl", "kl/mean"), ("entropy", "entropy/mean"),
+              ("completions/mean_length", "length/response_mean"), ("grad_norm", "grad/norm"),
+              ("learning_rate", "lr"), ("rewards/length_reward/mean", "reward/length_reward/mean")]
+
+
+def test_grpo_metrics_are_in_mlflow_once_under_canonical_names_at_each_global_step(grpo_run):
     _, trainer, mlflow_run = grpo_run
     history = {entry["step"]: entry for entry in trainer.state.log_history if "reward" in entry}
     assert sorted(history) == [1, 2, 3, 4]
-    for trl_name, canonical in [("reward", "reward/mean"), ("kl", "kl/mean"), ("entropy", "entropy/mean"),
-                                ("completions/mean_length", "length/response_mean"), ("grad_norm", "grad/norm"),
-                                ("learning_rate", "lr"), ("rewards/length_reward/mean", "reward/length_reward/mean")]:
-        stored = mlflow_run.series(trl_name)
-        assert stored == {step: pytest.approx(entry[trl_name]) for step, entry in history.items()}, trl_name
-        assert mlflow_run.series(canonical) == stored, canonical
+    for trl_name, canonical in GRPO_NAMES:
+        expected = {step: pytest.approx(entry[trl_name]) for step, entry in history.items()}
+        assert mlflow_run.series(canonical) == expected, canonical
+        assert mlflow_run.series(trl_name) == {}, trl_name
+    keys = set(mlflow_run.run.data.metrics)
+    assert keymaps.renames(keys, "trl") == {}  # no key that is a second name of another one
+    renamed = json.loads(mlflow_run.text("rldk/metric_names.json"))
+    assert renamed["metric_names"] == "canonical"
+    assert all(renamed["renamed"][trl_name] == canonical for trl_name, canonical in GRPO_NAMES)
+    assert set(renamed["renamed"].values()) <= keys
 
 
 def test_grpo_config_is_in_mlflow_params_arguments_model_trainer_versions_seed_commit(grpo_run):
@@ -306,8 +315,8 @@ def test_each_trl_trainer_is_recorded_with_canonical_names(make, trainer_name, n
     logged_steps = sorted(entry["step"] for entry in trainer.state.log_history if "loss" in entry)
     assert logged_steps == [1, 2]
     for trl_name, canonical in names.items():
-        assert sorted(series(callback, trl_name)) == logged_steps, trl_name
-        assert series(callback, canonical) == series(callback, trl_name), canonical
+        assert sorted(series(callback, canonical)) == logged_steps, canonical
+        assert series(callback, trl_name) == {}, trl_name
     assert [r.status for r in of_kind(callback, "run_end")] == ["success"]
 
 
@@ -316,9 +325,9 @@ def test_evaluation_metrics_map_to_eval_names_once_per_evaluation(tiny_lm_path, 
     trainer = plain_trainer(tiny_lm_path, tmp_path / "out", data, [callback], max_steps=4, eval_strategy="steps", eval_steps=2)
     trainer.train()
     assert merged(callback, "tags")["rldk.trainer"] == "Trainer"
-    evaluations = [r for r in records(callback) if isinstance(r, Metrics) and "eval_loss" in r.values]
+    evaluations = [r for r in records(callback) if isinstance(r, Metrics) and "eval/loss/total" in r.values]
     assert [r.step for r in evaluations] == [2, 4]
-    assert all(r.values["eval/loss/total"] == r.values["eval_loss"] for r in evaluations)
+    assert not any("eval_loss" in r.values for r in evaluations)
     assert "eval/runtime" in evaluations[0].values
 
 
@@ -330,20 +339,46 @@ def test_evaluation_outside_a_logging_trainer_is_recorded_by_on_evaluate(tmp_pat
     state.global_step = 7
     callback.on_evaluate(args, state, control, metrics={"eval_reward": 0.5, "eval_skipped": None})
     callback.on_train_end(args, state, control)
-    assert series(callback, "eval_reward") == {7: 0.5} and series(callback, "eval/reward/mean") == {7: 0.5}
+    assert series(callback, "eval/reward/mean") == {7: 0.5}
     assert not series(callback, "eval_skipped")
+
+
+@pytest.mark.parametrize(("metric_names", "recorded"), [
+    ("canonical", {"reward/mean": 0.5, "kl/mean": 0.1, "epoch": 1.0}),
+    ("both", {"reward": 0.5, "reward/mean": 0.5, "kl": 0.1, "kl/mean": 0.1, "epoch": 1.0}),
+    ("original", {"reward": 0.5, "kl": 0.1, "epoch": 1.0}),
+])
+def test_metric_names_picks_the_names_each_value_is_recorded_under(metric_names, recorded, tmp_path):
+    callback = callback_for(tmp_path, metric_names=metric_names)
+    args, state, control = TrainingArguments(str(tmp_path / "out"), report_to=[]), TrainerState(), TrainerControl()
+    callback.on_train_begin(args, state, control)
+    state.global_step = 1
+    callback.on_log(args, state, control, logs={"reward": 0.5, "kl": 0.1, "epoch": 1.0})
+    callback.on_train_end(args, state, control)
+    assert merged(callback, "metrics") == recorded
+    names = [a for a in of_kind(callback, "artifact") if a.name == "rldk/metric_names.json"]
+    if metric_names == "original":
+        assert names == []
+    else:  # the renames, in the event log and staged in the run's folder like any artifact
+        (artifact,) = names
+        assert json.loads(Path(artifact.path).read_text())["renamed"] == {"kl": "kl/mean", "reward": "reward/mean"}
+
+
+def test_an_unknown_metric_names_choice_fails_when_the_callback_is_created():
+    with pytest.raises(ValueError, match="'canonical', 'both', 'original'"):
+        RLDKCallback(metric_names="trl")
 
 
 # -- stopping, dying, ranks ----------------------------------------------------------------------
 class CriticalAtStep:
-    """An analyzer stand-in: raises a critical alert when it sees ``reward`` at ``step``."""
+    """An analyzer stand-in: raises a critical alert when it sees ``reward/mean`` at ``step``."""
 
     def __init__(self, step: int) -> None:
         self.step = step
 
     def observe(self, batch):
-        return [Alert(-1, 0.0, r.step, "test_rule", "critical", "reward went wrong", "reward", r.values["reward"], 0.0)
-                for r in batch if isinstance(r, Metrics) and r.step == self.step and "reward" in r.values]
+        return [Alert(-1, 0.0, r.step, "test_rule", "critical", "reward went wrong", "reward/mean", r.values["reward/mean"], 0.0)
+                for r in batch if isinstance(r, Metrics) and r.step == self.step and "reward/mean" in r.values]
 
 
 def test_without_stop_on_a_critical_alert_does_not_stop_training(tiny_lm_path, data, tmp_path):
