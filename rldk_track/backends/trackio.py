@@ -49,9 +49,11 @@ from typing import Any, Iterator, Mapping, Sequence
 from rldk_track.alerts import ALERT_COUNT_METRIC, AlertLog, alert_json, rule_state
 from rldk_track.backends.base import Backend, Resume, RunInfo
 from rldk_track.normalize import deep_merge
-from rldk_track.records import Alert, CheckpointHealth, Metrics, Params, Record, RunEnd, Summary, Tags
+from rldk_track.records import Alert, CheckpointHealth, Metrics, Params, Record, RunEnd, Samples, Summary, Tags
 from rldk_track.version import __version__
 from rldk_track.vocab.trackio import (
+    SAMPLES_PREFIX,
+    TABLE_TYPE,
     ALERT_JSON_PREFIX,
     ALERT_KEY_PREFIX,
     CHECKPOINT_KEY,
@@ -138,6 +140,7 @@ class TrackioBackend(Backend):
     }
     requires = ("trackio",)
     extra = "trackio"
+    supports = Backend.supports | {"samples"}
     max_batch = 2000
     linger_s = 0.5  # each write takes trackio's project lock and commits: fewer, larger writes
 
@@ -214,6 +217,10 @@ class TrackioBackend(Backend):
                 self._own[ALERT_KEY_PREFIX + record.rule] = rule_state(record)
                 self._own[HEALTH_KEY] = self._alerts.health()
                 config_changed = True
+            elif isinstance(record, Samples):  # trackio's table, in a row at the samples' step
+                table = {"_type": TABLE_TYPE, "_value": record.as_dicts()}
+                rows.append((record.step, {SAMPLES_PREFIX + record.name: table}, iso_time(record.wall_time),
+                             log_id(self.run.run_id, record.seq)))
             elif isinstance(record, CheckpointHealth):
                 self._own[CHECKPOINT_KEY] = f"score {record.score:g} at step {record.step} ({len(record.issues)} issues)"
                 config_changed = True

@@ -20,6 +20,8 @@ from rldk_track.normalize import flatten
 from rldk_track.readers.progress import progress_bar
 from rldk_track.readers.rundata import RunData, normalize_status
 from rldk_track.vocab.trackio import (
+    SAMPLES_PREFIX,
+    TABLE_TYPE,
     ALERT_JSON_PREFIX,
     CREATED_KEY,
     LEVELS,
@@ -72,6 +74,12 @@ def _read_run(storage: Any, project: str, record: Mapping[str, Any]) -> RunData:
                   if k not in _ROW_COLUMNS and _number(v) and k != ALERT_COUNT_METRIC}
         if values:
             data.add_points(int(row["step"]), values, _epoch(row.get("timestamp")) or math.nan)
+        for key, value in row.items():
+            if key.startswith(SAMPLES_PREFIX) and isinstance(value, dict) and value.get("_type") == TABLE_TYPE:
+                table = value.get("_value") or []
+                columns = list(dict.fromkeys(k for r in table for k in r))
+                data.add_samples(int(row["step"]), key[len(SAMPLES_PREFIX):], columns,
+                                 [[r.get(c) for c in columns] for r in table])
     alerts = [_alert(a) for a in storage.get_alerts(project, run_id=run_id)]
     for alert in sorted(alerts, key=lambda a: (a.get("seq") is None, a.get("seq") or 0, a.get("wall_time") or 0)):
         data.add_alert(**alert)

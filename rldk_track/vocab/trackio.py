@@ -17,6 +17,10 @@ from __future__ import annotations
 
 #: Config keys that are rldk_track's own (trackio's dashboard shows config keys not starting with ``_``).
 OWN_PREFIX = "rldk/"
+#: A sample set: the metric-row key ``samples/<name>`` holding trackio's table value
+#: (``{"_type": "trackio.table", "_value": [row dicts]}``, what ``trackio.Table`` logs).
+SAMPLES_PREFIX = "samples/"
+TABLE_TYPE = "trackio.table"
 RUN_ID_KEY = f"{OWN_PREFIX}run_id"
 PROJECT_KEY = f"{OWN_PREFIX}project"
 VERSION_KEY = f"{OWN_PREFIX}version"

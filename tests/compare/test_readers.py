@@ -89,7 +89,7 @@ def test_event_log_holds_every_sample_row_as_logged(read_back, reference):
                     for step in reference.sampled_steps for i, cells in enumerate(reference.samples(step))]
 
 
-@pytest.mark.parametrize("kind", ["mlflow", "wandb", "tensorboard"])
+@pytest.mark.parametrize("kind", ["mlflow", "wandb", "tensorboard", "trackio"])
 def test_every_tracker_reads_back_the_same_samples(read_back, kind):
     expected, got = read_back["jsonl"].samples, read_back[kind].samples
     assert got.drop(columns=["run"]).astype(object).where(got.notna(), None).equals(
