@@ -41,6 +41,7 @@ from rldk_track.records import (
     Tags,
 )
 from rldk_track.redact import redact, redact_text
+from rldk_track.resume import earlier_name, requeued_run_id
 from rldk_track.samples import SampleLimits, copy_rows
 from rldk_track.version import __version__
 
@@ -448,7 +449,8 @@ def init(
     first unless ``RLDK_DISABLE_JSONL=1``; ``backend="jsonl"`` (the default) asks for it alone.
     Per-backend options go in ``mlflow=``, ``wandb=``, ``tensorboard=``, ``trackio=`` or
     ``options={"name": {...}}`` for third-party backends. Passing the
-    ``run_id`` of an earlier run resumes it (same tracker runs, numbering continues).
+    ``run_id`` of an earlier run resumes it (same tracker runs, numbering continues); so do
+    ``RLDK_RUN_ID`` and a job restarted by SLURM or torchrun (see :mod:`rldk_track.resume`).
     Only global rank 0 records unless ``per_rank=True`` (then other ranks write their own event
     log, tagged with their rank, and send nothing to trackers).
     ``analyzers="default"`` (or a list of analyzer names/objects) watches the metric stream off the
@@ -468,10 +470,11 @@ def init(
         log.warning("rldk_track: options given for backends not in use: %s", ", ".join(sorted(unknown)))
 
     rank, world_size = rank_and_world_size()
-    run_id = run_id or os.environ.get("RLDK_RUN_ID") or uuid.uuid4().hex[:12]
-    name = valid_text(run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id[:6]}")
     project = valid_text(project)
     run_dir = resolve_run_dir(dir)
+    run_id = run_id or os.environ.get("RLDK_RUN_ID") or requeued_run_id(run_dir, project, run_name) or uuid.uuid4().hex[:12]
+    # A resumed run keeps its name (TensorBoard's folder and the trackers' display name).
+    name = valid_text(run_name or earlier_name(RunLayout(run_dir, run_id).event_log) or f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id[:6]}")
     info = RunInfo(run_id, name, project, run_dir, time.time(), rank, world_size)
     if disabled:
         log.info("rldk_track: RLDK_TRACK_MODE=disabled: run %s records nothing", name)

@@ -57,6 +57,7 @@ from rldk_track.records import (
     Record,
     RunEnd,
     Samples,
+    RunStart,
     Summary,
     Tags,
     checkpoint_folder,
@@ -170,6 +171,8 @@ class TensorBoardBackend(Backend):
     }
     supports = Backend.supports | {"samples"}
     requires = ("tensorboard",)
+    #: ``run_start`` too: a resumed attempt's start marks where TensorBoard's view purges from.
+    supports = Backend.supports | {RunStart.kind}
     extra = "tensorboard"
     linger_s = 0.5  # every write ends with a flush: fewer, larger writes
 
@@ -190,6 +193,7 @@ class TensorBoardBackend(Backend):
         self._tags: dict[tuple[str, str], str] = {}  # (owner, name) -> tag
         self._tag_owner: dict[str, str] = {}  # tag -> "scalar:<source>" or "text"
         self._max_step: dict[str, int] = {}  # last step per metric name, to spot a series going back
+        self._new_attempt = False  # a resumed attempt started: its first step supersedes the steps after it
         self._config: dict[str, Any] = {}
         self._hparams_written = False
         self._hparam_names: set[str] = set()
@@ -207,6 +211,7 @@ class TensorBoardBackend(Backend):
             CheckpointHealth.kind: self._checkpoint,
             Samples.kind: self._samples,
             RunEnd.kind: self._run_end,
+            RunStart.kind: self._run_start,
         }
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -420,8 +425,22 @@ class TensorBoardBackend(Backend):
 
 
     # -- records -----------------------------------------------------------------------------
+    def _run_start(self, record: RunStart) -> None:
+        """A ``run_start`` after the first is a resumed attempt (e.g. from a checkpoint)."""
+        if record.seq > 0:
+            self._new_attempt = True
+
     def _metrics(self, record: Metrics) -> None:
         step = record.step
+        if self._new_attempt:
+            # TensorBoard's own resume marker (torch's SummaryWriter(purge_step=...) writes it):
+            # its view drops what earlier attempts logged at this step and after, so steps
+            # trained again after a checkpoint show once, as the latest attempt.
+            self._new_attempt = False
+            pb = self._pb
+            self._open_writer().add_event(pb.Event(wall_time=record.wall_time, step=self._step(step),
+                                                   session_log=pb.SessionLog(status=pb.SessionLog.START)))
+            self._max_step = {name: last for name, last in self._max_step.items() if last < step}
         for name in record.values:  # per series: a late checkpoint record is not a step going back
             last = self._max_step.get(name)
             if last is not None and step < last:
@@ -596,6 +615,7 @@ class _Protos:
         from tensorboard.plugins.text import metadata as text_md
 
         self.Event = event_pb2.Event
+        self.SessionLog = event_pb2.SessionLog
         self.Summary = summary_pb2.Summary
         self.Value = summary_pb2.Summary.Value
         self.TensorProto = tensor_pb2.TensorProto

@@ -212,7 +212,9 @@ def launch(
     except (ValueError, ImportError) as exc:
         print(f"rldk-track openrlhf: {exc}", file=sys.stderr)
         return 2
-    run_id = settings.init.get("run_id") or os.environ.get("RLDK_RUN_ID") or uuid.uuid4().hex[:12]
+    run_id = (settings.init.get("run_id") or os.environ.get("RLDK_RUN_ID") or checkpoint_run_id(command)
+              or uuid.uuid4().hex[:12])
+    remember_run_id(command, run_id)
     env = settings_env(settings, run_id=run_id)
     os.environ.update(env)  # this process and everything it starts share the run
     target = python_target(command)
@@ -224,6 +226,50 @@ def launch(
         return 2
     kind, name, argv = target
     return _run_ray_driver(kind, name, argv, settings, run_id, address, runtime_env, wait)
+
+
+#: Where the run id is kept in OpenRLHF's checkpoint folder, so a relaunch that loads the
+#: checkpoint continues the run.
+RUN_ID_FILE = "rldk_run_id"
+_CKPT_PATH_FLAGS = ("--ckpt.path", "--ckpt_path")  # OpenRLHF 0.11 / older releases
+_LOAD_FLAGS = ("--ckpt.load_enable", "--load_checkpoint")
+
+
+def checkpoint_path(command: Sequence[str]) -> Path | None:
+    """The checkpoint folder an OpenRLHF command names (``--ckpt.path DIR``), or None."""
+    for i, arg in enumerate(command):
+        flag, sep, value = arg.partition("=")
+        if flag in _CKPT_PATH_FLAGS:
+            if sep:
+                return Path(value)
+            if i + 1 < len(command):
+                return Path(command[i + 1])
+    return None
+
+
+def checkpoint_run_id(command: Sequence[str]) -> str | None:
+    """The run a command that loads its checkpoint (``--ckpt.load_enable``, formerly
+    ``--load_checkpoint``) continues: the id kept in its checkpoint folder, if any."""
+    path = checkpoint_path(command)
+    if path is None or not any(arg in _LOAD_FLAGS for arg in command):
+        return None
+    try:
+        return (path / RUN_ID_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def remember_run_id(command: Sequence[str], run_id: str) -> None:
+    """Keep ``run_id`` in the command's checkpoint folder (when it names one) for a relaunch."""
+    path = checkpoint_path(command)
+    if path is None:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / RUN_ID_FILE).write_text(run_id + "\n", encoding="utf-8")
+    except OSError as exc:
+        log.warning("rldk_track: cannot keep the run id in %s (%s); a relaunch with --ckpt.load_enable starts a new run",
+                    path, exc)
 
 
 def _run_python(kind: str, name: str, argv: list[str], on_failure: Any) -> int:

@@ -31,11 +31,14 @@ event is a no-op.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import rldk_track
@@ -64,7 +67,7 @@ FRAMEWORK_PACKAGES = ("trl", "vllm")
 CHECKPOINT_DRAIN_TIMEOUT_S = 120.0
 
 
-class RLDKCallback(TrainerCallback):
+class RLDKCallback(TrainerCallback, ExportableState):
     """Record a transformers/TRL training run: metrics, config, analyzer alerts, checkpoint health
     and system metrics, into the trackers named by ``backend`` (any spec ``rldk_track.init``
     takes).
@@ -81,6 +84,13 @@ class RLDKCallback(TrainerCallback):
     one), ``"both"`` (TRL name and canonical name) or ``"original"`` (TRL names only).
     Other keyword arguments go to :func:`rldk_track.init` (``dir=``, ``config=``, ``tags=``,
     ``mlflow={...}``, ``trackio={...}``, ``notify=["webhook", "wandb"]``...).
+
+    Resuming is the same run: the run id is saved in each checkpoint's ``trainer_state.json``
+    (``stateful_callbacks``, as a transformers ``ExportableState``), and
+    ``trainer.train(resume_from_checkpoint=...)`` with a fresh callback continues that run in
+    every tracker (``run_id=`` given here wins). This needs no
+    ``restore_callback_states_from_checkpoint``; with it, transformers rebuilds the callback
+    from its JSON-safe arguments.
     """
 
     def __init__(
@@ -120,6 +130,19 @@ class RLDKCallback(TrainerCallback):
         self._sampler: Any = None
         self._eval_logged: tuple[int, frozenset[str]] = (-1, frozenset())
         self._renamed: dict[str, str] = {}
+        self._arguments = {"backend": backend, "project": project, "run_name": run_name, "analyzers": analyzers,
+                           "checkpoint_health": checkpoint_health, "system_metrics": system_metrics,
+                           "stop_on": stop_on, "samples": samples, "metric_names": metric_names, "tags": self._user_tags, "config": self._user_config, **init_kwargs}
+        #: The run a checkpoint being resumed from belongs to (set by transformers when it
+        #: restores callback states; otherwise read from the resumed ``TrainerState``).
+        self.resume_run_id: str | None = None
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this callback (``ExportableState``): the run id, so that
+        resuming from the checkpoint continues the run, and the arguments that are JSON."""
+        run = self._run
+        return {"args": _json_safe(self._arguments),
+                "attributes": {"resume_run_id": run.id if run is not None else self.resume_run_id}}
 
     @property
     def run(self) -> Run | None:
@@ -217,6 +240,10 @@ class RLDKCallback(TrainerCallback):
         self._sampler = system_sampler(self.system_metrics)
         observers = [*self._user_observers, *(o for o in (self._stop_watch, self._sampler) if o is not None)]
         kwargs = dict(self.init_kwargs)
+        resumed = checkpoint_run_id(state, type(self).__name__) or self.resume_run_id
+        if resumed and not kwargs.get("run_id") and state.global_step > 0:
+            kwargs["run_id"] = resumed
+            log.info("rldk_track: resuming from step %d continues run %s", state.global_step, resumed)
         if self.project is not None:
             kwargs["project"] = self.project
         config = run_config(args, state, model, processing_class)
@@ -289,6 +316,32 @@ class _StopWatch:
 
 
 # -- the run's config ----------------------------------------------------------------------
+def checkpoint_run_id(state: TrainerState, callback_name: str) -> str | None:
+    """The run id a resumed ``TrainerState`` carries for ``callback_name`` (the last saved, when
+    transformers kept a list), or None."""
+    saved = (state.stateful_callbacks or {}).get(callback_name)
+    if isinstance(saved, list):
+        saved = saved[-1] if saved else None
+    if not isinstance(saved, Mapping):
+        return None
+    run_id = (saved.get("attributes") or {}).get("resume_run_id")
+    return str(run_id) if run_id else None
+
+
+def _json_safe(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``arguments`` that survive ``json.dumps`` (trainer_state.json is JSON)."""
+    out = {}
+    for key, value in arguments.items():
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    return out
+
+
 def trainer_class_name(args: TrainingArguments) -> str:
     """The trainer a config class belongs to: ``GRPOConfig`` -> ``GRPOTrainer``,
     ``TrainingArguments`` -> ``Trainer``."""

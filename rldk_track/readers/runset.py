@@ -25,6 +25,7 @@ A :class:`RunSet` holds three frames:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -34,6 +35,8 @@ from rldk_track.readers.rundata import RunData
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+log = logging.getLogger("rldk_track")
 
 RUN_COLUMNS = (
     "name", "run_id", "project", "source", "backend", "status", "health", "params", "tags", "summary",
@@ -142,6 +145,8 @@ def build_runset(runs: Sequence[RunData]) -> RunSet:
         "wall_time": wall,
     })
 
+    frame = latest_attempt(frame)
+
     alert_rows = [{"run": name, **alert} for name, run in zip(names, runs) for alert in run.alerts]
     alerts = pd.DataFrame(alert_rows, columns=["run", *ALERT_FIELDS])
     if len(alerts):
@@ -153,6 +158,7 @@ def build_runset(runs: Sequence[RunData]) -> RunSet:
     if len(samples):
         samples = samples.sort_values(["run", "step", "name", "row"], kind="stable").reset_index(drop=True)
 
+    kept = frame["run"].value_counts()  # points after latest_attempt
     table = pd.DataFrame(
         [
             {
@@ -161,14 +167,30 @@ def build_runset(runs: Sequence[RunData]) -> RunSet:
                 "summary": run.summary,
                 "alerts": sum(1 for a in run.alerts if a.get("state", "raised") == "raised"),
                 "start_time": run.start_time, "end_time": run.end_time,
-                "steps": len(set(run.steps)), "points": run.points, "origin": run.origin,
+                "steps": len(set(run.steps)), "points": int(kept.get(name, 0)), "origin": run.origin,
             }
-            for run in runs
+            for name, run in zip(names, runs)
         ],
         columns=list(RUN_COLUMNS),
         index=pd.Index(names, name="run"),
     )
     return RunSet(frame, table, alerts, samples)
+
+
+def latest_attempt(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """One point per run, metric and step: where a step was logged more than once (a run resumed
+    from a checkpoint trains the steps after it again), the latest attempt (latest wall time,
+    else the later one read) is kept; how many points it superseded is logged per run."""
+    keys = ["run", "metric", "step"]
+    if not frame.duplicated(keys).any():
+        return frame
+    order = frame.sort_values([*keys, "wall_time"], kind="stable", na_position="first").index
+    superseded = order[frame.loc[order].duplicated(keys, keep="last").to_numpy()]
+    for run, count in frame.loc[superseded, "run"].value_counts().items():
+        if count:
+            log.info("rldk_track: run %s: %d points logged again at steps already logged (a resumed run); "
+                     "the latest attempt is kept", run, count)
+    return frame.drop(superseded).reset_index(drop=True)
 
 
 def _codes(metric_lists: Sequence[Sequence[str]], total: int) -> tuple["np.ndarray", list[str]]:

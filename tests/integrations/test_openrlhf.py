@@ -520,3 +520,23 @@ def test_at_exit_the_buffered_samples_reach_the_run_before_it_ends_although_a_ba
     samples = [r for r in records[:ended] if type(r).__name__ == "Samples" or "samples" in getattr(r, "name", "")]
     assert len(samples) == 1, kinds
     assert records[-1].status == "success"
+
+
+def test_a_relaunch_that_loads_the_checkpoint_continues_the_run(tmp_path: Path, openrlhf_installed: None) -> None:
+    ckpt = tmp_path / "ckpt"
+    child = "import os; print(os.environ['RLDK_RUN_ID'])"
+
+    def launch(*flags: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "rldk_track.cli", "openrlhf", "--dir", str(tmp_path / "runs"), "--",
+             sys.executable, "-c", child, "--ckpt.path", str(ckpt), *flags],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "RLDK_RUN_ID": ""},
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()[-1]
+
+    first = launch()
+    assert (ckpt / "rldk_run_id").read_text().strip() == first
+    assert launch("--ckpt.load_enable") == first  # OpenRLHF 0.11's spelling
+    assert launch("--load_checkpoint") == first  # older releases'
+    assert launch() != first  # a fresh start (no checkpoint loaded) is a new run
