@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from rldk_track.eventlog import read_records
 from rldk_track.layout import RunLayout
 
 
@@ -47,8 +48,6 @@ def last_status(event_log: Path) -> str | None:
     """The status of the last ``run_end`` in an event log (None: no log, or it never ended)."""
     if not event_log.exists():
         return None
-    from rldk_track.backends.jsonl import read_records
-
     status = None
     for _, record in read_records(event_log):
         if record.kind == "run_start":
@@ -62,8 +61,6 @@ def earlier_name(event_log: Path) -> str | None:
     """The name a run being resumed was started with (its event log's first ``run_start``)."""
     if not event_log.exists():
         return None
-    from rldk_track.backends.jsonl import read_records
-
     for _, record in read_records(event_log):
         if record.kind == "run_start":
             return record.name or None

@@ -169,10 +169,9 @@ class TensorBoardBackend(Backend):
         "flush_secs": "how often the event writer flushes while a large batch is still being written (default 5)",
         "max_queue": "events buffered between this worker and the event writer's thread (default 100)",
     }
-    supports = Backend.supports | {"samples"}
-    requires = ("tensorboard",)
     #: ``run_start`` too: a resumed attempt's start marks where TensorBoard's view purges from.
-    supports = Backend.supports | {RunStart.kind}
+    supports = Backend.supports | {"samples", RunStart.kind}
+    requires = ("tensorboard",)
     extra = "tensorboard"
     linger_s = 0.5  # every write ends with a flush: fewer, larger writes
 
