@@ -24,7 +24,7 @@ def attempt(tmp_path, steps: range, status: str | None, **kwargs) -> rldk_track.
         run.finish(status)
     else:
         run.flush()
-        run._go_quiet()  # the process dies here: no run_end
+        run.detach()  # the process dies here: no run_end
     return run
 
 
