@@ -124,6 +124,7 @@ class BackendWorker:
         self._log_ok = True
         #: whether the tracker was reached (``open`` succeeded) in this process
         self.opened = False
+        self.open_failed = False  # an attempt to open raised (a dead URI), not merely still opening
         self._max_pending = max_pending or MAX_PENDING
         fresh = {"seq": -1, "state": state}  # state: an ended tracker run to reopen (write-back)
         cursor = read_cursor(self._cursor_path) if self._cursor_path and not from_start else fresh
@@ -267,7 +268,14 @@ class BackendWorker:
 
     def _open(self) -> None:
         resume = Resume(self._delivered, self._logged_after)
-        self._retry(lambda: self._set_state(self.backend.open(self._state, resume)), "start", rejectable=False)
+        def attempt() -> None:
+            try:
+                self._set_state(self.backend.open(self._state, resume))
+            except Exception:
+                self.open_failed = True
+                raise
+
+        self._retry(attempt, "start", rejectable=False)
         self.opened = True
         lifecycle.finish_runs_first()  # the tracker library may have just registered its own exit hook
         self._persist()
@@ -487,7 +495,7 @@ class Dispatcher:
         if worker.wait_closed(min(deadline, time.monotonic() + SAY_WAITING_AFTER_S)):
             return True
         sync = f"rldk-track sync {self.layout.dir}" if self._event_log else ""
-        if self._event_log and not worker.opened:
+        if self._event_log and not worker.opened and worker.open_failed:  # a slow sqlite store is still opening
             if worker.wait_closed(min(deadline, time.monotonic() + NEVER_REACHED_GRACE_S)):
                 return True
             log.warning("rldk_track: %s was never reachable during this run; not waiting for it: its %d records "
