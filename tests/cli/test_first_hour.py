@@ -56,7 +56,12 @@ def checkout(tmp_path) -> Path:
                               mlflow={"tracking_uri": f"sqlite:///{runs / 'mlflow.db'}"})
         for step in range(30):
             run.log({"reward/mean": reward + 0.001 * step, "kl/mean": 0.02}, step=step)
-        assert run.finish(timeout=120).complete
+        run.finish(timeout=120)
+    # finish may leave records for `rldk-track sync` (it gives up early on a tracker that has not
+    # answered yet, e.g. MLflow still creating its sqlite tables); sync delivers them
+    from rldk_track.sync import sync
+
+    assert all(result.complete for result in sync(str(runs), timeout=300))
     return root
 
 
