@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import math
 import os
 import shutil
@@ -80,7 +81,7 @@ def test_compare_runs_finds_the_aggressive_learning_rate_higher_in_reward(exampl
     assert "bandit-lr0.5 higher" in capsys.readouterr().out
 
 
-def test_trl_grpo_example_records_grpo_under_trl_and_canonical_names(example, tmp_path: Path) -> None:
+def test_trl_grpo_example_records_each_grpo_metric_once_under_its_canonical_name(example, tmp_path: Path) -> None:
     pytest.importorskip("trl")
     trl_grpo = example("trl_grpo")
     callback = trl_grpo.train(steps=2, dir=tmp_path / "runs", output_dir=tmp_path / "out")
@@ -91,13 +92,15 @@ def test_trl_grpo_example_records_grpo_under_trl_and_canonical_names(example, tm
     assert (name, row["run_id"], row["status"]) == ("grpo-tiny", callback.run.id, "success")
     assert row["tags"]["rldk.framework"] == "trl" and row["tags"]["rldk.trainer"] == "GRPOTrainer"
     assert row["params"]["args/num_generations"] == 4 and row["params"]["model/config/n_layer"] == 2
-    for trl_name, canonical in (("reward", "reward/mean"), ("kl", "kl/mean"), ("entropy", "entropy/mean")):
-        series = runs.series(name, trl_name)
-        assert list(series["step"]) == [1, 2], trl_name
-        assert list(runs.series(name, canonical)["value"]) == list(series["value"]), canonical
-    reward = runs.series(name, "reward")["value"]
-    assert list(runs.series(name, "rewards/says_cat/mean")["value"]) == list(reward)  # the one reward function
-    assert reward.between(0.0, 1.0).all() and (runs.series(name, "kl")["value"] >= 0).all()
+    [names_file] = (tmp_path / "runs").rglob("rldk/metric_names.json")
+    renamed = json.loads(names_file.read_text())["renamed"]
+    for trl_name, canonical in (("reward", "reward/mean"), ("kl", "kl/mean"), ("entropy", "entropy/mean"),
+                                ("rewards/says_cat/mean", "reward/says_cat/mean")):
+        assert renamed[trl_name] == canonical and trl_name not in runs.metric_names, trl_name
+        assert list(runs.series(name, canonical)["step"]) == [1, 2], canonical
+    reward = runs.series(name, "reward/mean")["value"]
+    assert list(runs.series(name, "reward/says_cat/mean")["value"]) == list(reward)  # the one reward function
+    assert reward.between(0.0, 1.0).all() and (runs.series(name, "kl/mean")["value"] >= 0).all()
 
 
 def test_openrlhf_command_example_parses_both_halves_with_the_real_parsers(example, openrlhf_installed: None) -> None:
