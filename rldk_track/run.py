@@ -186,8 +186,15 @@ class Run:
         if self._finished:
             self._report_after_finish(Samples.kind)
             return
-        step = max(self._step, 0) if step is None else self._sample_step(step)
-        if step is None or not self.sample_limits.wants(step):
+        if step is not None:
+            given, step = step, _as_step(step)  # the one step rule of log/alert (an int within +-2**63)
+            if step is None:
+                self._report_once("samples", "step", f"rldk_track: samples step {given!r} is not an integer "
+                                  "within +-2**63; not recorded")
+                return
+        else:
+            step = max(self._step, 0)
+        if not self.sample_limits.wants(step):
             return
         try:
             raw = copy_rows(rows)
@@ -195,15 +202,6 @@ class Run:
             self._report_once("samples", "type", f"rldk_track: {exc}; these samples are not recorded")
             return
         self._submit(Samples(-1, time.time(), step, (), (), str(name), raw=raw))
-
-    def _sample_step(self, step: Any) -> int | None:
-        if type(step) is int:
-            return step
-        try:
-            return int(to_scalar(step))
-        except (NotAScalar, ValueError, OverflowError):
-            self._report_once("samples", "step", f"rldk_track: samples step {step!r} is not an integer; not recorded")
-            return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Record configuration (nested mappings, dataclasses, TrainingArguments...).
