@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Mapping
+from typing import Callable, Generic, Mapping, TypeVar
 
 from rldk_track.analyzers.stats import is_finite
 from rldk_track.keymaps import KEYMAPS
@@ -56,19 +56,53 @@ def pick(values: Mapping[str, float], names: tuple[str, ...]) -> tuple[str, floa
     return None
 
 
-@lru_cache(maxsize=4096)
-def _component(key: str) -> str | None:
-    match = REWARD_COMPONENT.match(key)
-    return match["fn"] if match else None
+T = TypeVar("T")
+
+
+class ByKeys(Generic[T]):
+    """``build(keys)`` of a record's keys (in order), computed once per distinct key set.
+
+    The records of a run nearly all have the same keys, so what a rule derives from the keys alone
+    (which of them are reward components, which alias of a metric is present) is worked out once,
+    not by scanning every key of every record. At most ``size`` key sets are kept (then it starts
+    over), so a run whose keys keep changing costs memory for ``size`` of them only.
+    """
+
+    __slots__ = ("build", "size", "_cache")
+
+    def __init__(self, build: Callable[[tuple[str, ...]], T], size: int = 64) -> None:
+        self.build = build
+        self.size = size
+        self._cache: dict[tuple[str, ...], T] = {}
+
+    def __call__(self, values: Mapping[str, float]) -> T:
+        keys = tuple(values)
+        found = self._cache.get(keys)
+        if found is None:
+            if len(self._cache) >= self.size:
+                self._cache.clear()
+            found = self._cache[keys] = self.build(keys)
+        return found
+
+
+def _component_keys(keys: tuple[str, ...]) -> tuple[tuple[str, str, bool], ...]:
+    """``(key, fn, canonical)`` for each reward-component key among ``keys``, in their order."""
+    out = []
+    for key in keys:
+        match = REWARD_COMPONENT.match(key)
+        if match:
+            out.append((key, match["fn"], key.startswith("reward/")))
+    return tuple(out)
+
+
+_components_of = ByKeys(_component_keys)
 
 
 def reward_components(values: Mapping[str, float]) -> dict[str, tuple[str, float]]:
     """Finite per-function reward means in ``values``: ``{fn: (key, value)}``, canonical keys first."""
     found: dict[str, tuple[str, float]] = {}
-    for key, value in values.items():
-        fn = _component(key)
-        if fn is None or not is_finite(value):
-            continue
-        if fn not in found or key.startswith("reward/"):
+    for key, fn, canonical in _components_of(values):
+        value = values[key]
+        if is_finite(value) and (canonical or fn not in found):
             found[fn] = (key, value)
     return found

@@ -9,10 +9,11 @@ importing scipy.stats would take seconds at the moment the run is closing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections import Counter, deque
 from statistics import median
-from typing import Sequence
+from typing import NamedTuple, Sequence
+
+_new = tuple.__new__  # a named tuple from its fields, without the generated argument handling
 
 #: Scales the median absolute deviation to a standard deviation for normally distributed data.
 MAD_TO_SD = 1.4826
@@ -44,9 +45,9 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum([(v - mean) * (v - mean) for v in values]) / (n - 1))
 
 
-@dataclass(frozen=True)
-class Trend:
-    """An ordinary least-squares line through a window of values against their position."""
+class Trend(NamedTuple):
+    """An ordinary least-squares line through a window of values against their position (a named
+    tuple: rules fit several per metrics record, so building one must cost next to nothing)."""
 
     slope: float  # change per observation
     t: float  # slope / its standard error; +-inf when the points lie exactly on a sloped line
@@ -85,7 +86,7 @@ def _trend_from_sums(n: int, shift: float, sz: float, siz: float, szz: float) ->
         t = slope / (residual_sd / math.sqrt(sxx))
     else:
         t = math.copysign(math.inf, slope) if slope else 0.0
-    return Trend(slope, t, start, start + slope * (n - 1), residual_sd)
+    return _new(Trend, (slope, t, start, start + slope * (n - 1), residual_sd))
 
 
 class SlidingWindow:

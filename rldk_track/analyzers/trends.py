@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Iterable, Mapping, Sequence
 
-from rldk_track.analyzers.names import aliases, reward_components
+from rldk_track.analyzers.names import ByKeys, aliases, reward_components
 from rldk_track.analyzers.rule import Check, Rule
 from rldk_track.analyzers.stats import Downsampled, is_finite, mann_kendall, sen_slope
 from rldk_track.records import Alert, Record, Summary
@@ -59,15 +59,22 @@ class Trends(Rule):
         self.capacity = capacity
         self._series: dict[str, Downsampled] = {}
         self._last_step: int | None = None
+        self._watched_keys = ByKeys(self._present)
+
+    def _present(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """The key each watched metric is read under in a record with ``keys``: the first of its
+        names there."""
+        present = set(keys)
+        return tuple(key for names in self._names.values() if (key := next((n for n in names if n in present), None)))
 
     def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
         self._last_step = step if self._last_step is None else max(step, self._last_step)
         if self.all_metrics:
-            keys: list[str] = list(values)
+            keys: Sequence[str] = list(values)
         else:
-            keys = [key for names in self._names.values() if (key := next((n for n in names if n in values), None))]
+            keys = self._watched_keys(values)
             if self.with_components:
-                keys += [key for key, _ in reward_components(values).values()]
+                keys = [*keys, *(key for key, _ in reward_components(values).values())]
         for key in keys:
             value = values.get(key)
             if value is None or not is_finite(value):
