@@ -6,8 +6,10 @@ was created; :func:`finish_runs_first` re-registers our hook after every backend
 runs deliver their last records and their end before any tracker library shuts itself down.
 SIGTERM (a scheduler pre-empting the job) ends live runs as ``killed`` the same way.
 
-Nothing here changes the process at import: the exit-status hook (``sys.excepthook``, chained to
-the one in place) and the fork hook are installed when the first run starts (:func:`track`).
+Nothing here changes the process at import: the exit-status hooks (``sys.excepthook`` and
+``sys.exit``, each chained to the one in place) and the fork hook are installed when the first run
+starts (:func:`track`). ``atexit`` hooks cannot see the exit status, so ``sys.exit(n)`` notes it
+on its way out: a script that calls ``sys.exit(3)`` ends its run as ``failed``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _live: "set[Run]" = set()
 _lock = threading.Lock()
 _exit_status = "success"
 _previous_excepthook: Any = None  # the hook in place when the first run started
+_previous_exit: Any = None  # sys.exit as it was when the first run started
 _previous_sigterm: Any = None
 _before_finish: "list[Callable[[float], None]]" = []
 
@@ -60,7 +63,8 @@ def finish_runs_first() -> None:
 
 def exit_status() -> str:
     """How the process is ending: ``killed`` after Ctrl-C or SIGTERM, ``failed`` after another
-    uncaught exception in the main thread, else ``success``."""
+    uncaught exception in the main thread or ``sys.exit`` with a non-zero status, else
+    ``success``."""
     return _exit_status
 
 
@@ -101,11 +105,30 @@ def _finish_live_runs(timeout: float | None = None) -> None:
         run.finish(exit_status(), timeout=timeout)
 
 
-def status_for(exc_type: type[BaseException] | None) -> str:
-    """A run's status when it ends by ``exc_type``: none is ``success``, Ctrl-C ``killed``."""
+def status_for(exc_type: type[BaseException] | None, exc: BaseException | None = None) -> str:
+    """A run's status when it ends by ``exc_type``: none is ``success``, Ctrl-C ``killed``,
+    ``SystemExit`` as its code says (:func:`status_for_exit`; given no ``exc``, ``failed``),
+    anything else ``failed``."""
     if exc_type is None:
         return "success"
+    if isinstance(exc, SystemExit):
+        return status_for_exit(exc.code)
     return "killed" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+
+
+def status_for_exit(code: Any) -> str:
+    """The status of ``sys.exit(code)``: ``success`` for ``None``/0, else ``failed`` (a message
+    or any other value exits with status 1)."""
+    return "success" if code is None or code == 0 else "failed"
+
+
+def _note_exit(code: Any = None) -> None:
+    """``sys.exit`` that first notes the status it exits with (from the main thread: elsewhere
+    ``sys.exit`` ends only that thread)."""
+    global _exit_status
+    if threading.current_thread() is threading.main_thread():
+        _exit_status = status_for_exit(code)
+    _previous_exit(code)
 
 
 def _note_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
@@ -145,12 +168,14 @@ def _disable_in_forked_child() -> None:
 
 
 def _install_process_hooks() -> None:
-    """Note the exit status of an uncaught exception, and detach runs in forked children: once
-    per process, when its first run starts (not at ``import rldk_track``)."""
-    global _previous_excepthook
+    """Note the exit status of an uncaught exception and of ``sys.exit``, and detach runs in
+    forked children: once per process, when its first run starts (not at ``import rldk_track``)."""
+    global _previous_excepthook, _previous_exit
     with _lock:
         if _previous_excepthook is not None:
             return
         _previous_excepthook = sys.excepthook
         sys.excepthook = _note_uncaught
+        _previous_exit = sys.exit
+        sys.exit = _note_exit
     os.register_at_fork(after_in_child=_disable_in_forked_child)

@@ -335,7 +335,7 @@ class Run:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        self.finish(lifecycle.status_for(exc_type))
+        self.finish(lifecycle.status_for(exc_type, exc))
 
     def detach(self) -> None:
         """Make this copy of the run record nothing from now on, without ending it: every method
