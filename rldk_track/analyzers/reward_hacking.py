@@ -38,28 +38,22 @@ _COMPONENT_ACTION = (
 )
 
 
-class _Series:
-    """The last ``window`` values of one metric after its first ``warmup`` are skipped."""
+class _Series(SlidingWindow):
+    """The last ``window`` values of one metric after its first ``warmup`` are skipped, and the key
+    it was last logged under."""
 
-    __slots__ = ("key", "seen", "window")
+    __slots__ = ("key", "seen")
 
     def __init__(self, window: int) -> None:
+        super().__init__(window)
         self.key = ""
         self.seen = 0
-        self.window = SlidingWindow(window)
 
     def add(self, key: str, value: float, warmup: int) -> None:
         self.key = key
         self.seen += 1
         if self.seen > warmup:
-            self.window.append(value)
-
-    @property
-    def full(self) -> bool:
-        return self.window.full
-
-    def trend(self) -> Trend:
-        return self.window.trend()
+            self.append(value)
 
 
 class RewardHacking(Rule):
@@ -116,23 +110,27 @@ class RewardHacking(Rule):
         self._components: dict[str, _Series] = {}
 
     def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
-        found = {name: pick(values, names) for name, names in self._names.items()}
-        for name, hit in found.items():
+        warmup, series = self.warmup, self._series
+        reward_hit = None
+        for name, names in self._names.items():
+            hit = pick(values, names)
             if hit is not None:
-                self._series[name].add(*hit, self.warmup)
+                series[name].add(hit[0], hit[1], warmup)
+                if name == "reward":
+                    reward_hit = hit
         components = reward_components(values)
         for fn, (key, value) in components.items():
-            series = self._components.get(fn)
-            if series is None:
-                series = self._components[fn] = _Series(self.window)
-            series.add(key, value, self.warmup)
-        reward = self._series["reward"]
+            component = self._components.get(fn)
+            if component is None:
+                component = self._components[fn] = _Series(self.window)
+            component.add(key, value, warmup)
+        reward = series["reward"]
         checks: list[tuple[str, Check]] = []
-        if reward.full and found["reward"] is not None:
+        if reward_hit is not None and reward.full:
             reward_trend = reward.trend()
-            if self._series["kl"].full and self._series["entropy"].full:
+            if series["kl"].full and series["entropy"].full:
                 checks.append(("kl_entropy", self._kl_entropy(reward, reward_trend)))
-            if self._series["length"].full:
+            if series["length"].full:
                 checks.append(("length", self._length(reward, reward_trend)))
         if components:
             full = {fn: s for fn, s in self._components.items() if s.full}
@@ -141,16 +139,20 @@ class RewardHacking(Rule):
         return checks
 
     def _kl_entropy(self, reward: _Series, rt: Trend) -> Check:
-        kl, entropy = self._series["kl"], self._series["entropy"]
-        kt, et = kl.trend(), entropy.trend()
-        kl_ratio = kt.end / max(kt.start, self.kl_floor)
-        entropy_ratio = et.end / et.start if et.start > 0 else 1.0
-        if (rt.t >= self.t and kt.t >= self.t and kl_ratio >= self.kl_growth
-                and et.t <= -self.t and entropy_ratio <= 1 - self.entropy_drop):
-            message = (f"Reward hacking signature: over the last {self.window} logged steps {reward.key} rose "
-                       f"{rt.start:.3g} -> {rt.end:.3g} while {kl.key} grew {kl_ratio:.1f}x and {entropy.key} "
-                       f"fell {1 - entropy_ratio:.0%}")
-            return firing(reward.key, rt.end, None, message, _KL_ENTROPY_ACTION)
+        # The KL and entropy trends are fitted only once the reward's passes (in that order, the
+        # conditions cut short): a healthy run's record costs one fit here, not three.
+        if rt.t >= self.t:
+            kl, entropy = self._series["kl"], self._series["entropy"]
+            kt = kl.trend()
+            kl_ratio = kt.end / max(kt.start, self.kl_floor)
+            if kt.t >= self.t and kl_ratio >= self.kl_growth:
+                et = entropy.trend()
+                entropy_ratio = et.end / et.start if et.start > 0 else 1.0
+                if et.t <= -self.t and entropy_ratio <= 1 - self.entropy_drop:
+                    message = (f"Reward hacking signature: over the last {self.window} logged steps {reward.key} "
+                               f"rose {rt.start:.3g} -> {rt.end:.3g} while {kl.key} grew {kl_ratio:.1f}x and "
+                               f"{entropy.key} fell {1 - entropy_ratio:.0%}")
+                    return firing(reward.key, rt.end, None, message, _KL_ENTROPY_ACTION)
         return healthy(reward.key, rt.end, None, f"Reward/KL/entropy signature gone ({reward.key} = {rt.end:.3g})")
 
     def _length(self, reward: _Series, rt: Trend) -> Check:

@@ -12,6 +12,7 @@ same side of the reference, each further than ``z`` times the noise scale from i
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from statistics import median
 from typing import Iterable, Mapping
 
@@ -103,27 +104,32 @@ class RewardShift(Rule):
 
     def _judge(self, step: int, series: _Level) -> Check:
         values = series.values
-        if len(values) < self.min_history + self.confirm:
+        n = len(values)
+        if n < self.min_history + self.confirm:
             return hold(series.key)
-        recent = [values[i] for i in range(len(values) - self.confirm, len(values))]
+        recent = list(islice(values, n - self.confirm, n))
+        # Every test below is on the farthest of ``recent`` from ``med`` on each side: ``x - med``
+        # rounds monotonically in ``x``, so "all of them beyond" is "the nearest beyond", exactly.
+        low, high = min(recent), max(recent)
         series.age += 1
         if series.reference is not None and series.age <= _REUSE:
             med, scale = series.reference
-            if any(abs(v - med) > self.z * scale / 2 for v in recent):
+            half = self.z * scale / 2
+            if high - med > half or med - low > half:
                 series.reference = None
         if series.reference is None or series.age > _REUSE:
-            before = [values[i] for i in range(len(values) - self.confirm)]
+            before = list(islice(values, 0, n - self.confirm))
             med = median(before)
             scale = max(robust_sd(before, med), self.rel * abs(med), self.abs_floor)
             series.reference, series.age = (med, scale), 0
         med, scale = series.reference
         limit = self.z * scale
-        if all(v - med > limit for v in recent) or all(med - v > limit for v in recent):
+        if low - med > limit or med - high > limit:
             last = recent[-1]
             sign = " (its sign flipped)" if med * last < 0 and abs(last) > 0.5 * abs(med) else ""
             message = (f"Reward level shift: {series.key} = {last:.4g} at step {step}, against {med:.4g} before "
                        f"({(last - med) / scale:+.0f} noise scales for {len(recent)} records in a row){sign}")
             return firing(series.key, last, med + limit if last > med else med - limit, message, _ACTION)
-        if all(abs(v - med) <= limit / 2 for v in recent):
+        if high - med <= limit / 2 and med - low <= limit / 2:
             return healthy(series.key, recent[-1], limit / 2, f"{series.key} back near its running level {med:.4g}")
         return hold(series.key)

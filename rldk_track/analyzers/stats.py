@@ -112,15 +112,18 @@ class SlidingWindow:
 
     def append(self, value: float) -> None:
         values = self.values
-        if len(values) == values.maxlen:
-            z0 = values[0] - self._shift
-            self._sz -= z0
-            self._szz -= z0 * z0
-            self._siz -= self._sz  # every remaining value moves one position down
-        z = value - self._shift
-        self._siz += len(values) * z if len(values) < values.maxlen else (len(values) - 1) * z
-        self._sz += z
-        self._szz += z * z
+        n, shift = len(values), self._shift
+        z = value - shift
+        if n == values.maxlen:
+            z0 = values[0] - shift
+            sz = self._sz - z0
+            self._szz = self._szz - z0 * z0 + z * z
+            self._siz = self._siz - sz + (n - 1) * z  # every remaining value moves one position down
+        else:
+            sz = self._sz
+            self._szz += z * z
+            self._siz += n * z
+        self._sz = sz + z
         values.append(value)
         self._appends += 1
         if self._appends >= values.maxlen:
