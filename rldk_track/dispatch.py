@@ -32,6 +32,7 @@ from rldk_track.layout import RunLayout
 from rldk_track.normalize import valid_text
 from rldk_track.observer import Observer, Observers
 from rldk_track.records import Artifact, Record, RunEnd, Samples
+from rldk_track.runlock import RunLock
 from rldk_track.samples import SampleBounder, SampleLimits
 
 log = logging.getLogger("rldk_track")
@@ -137,6 +138,10 @@ class BackendWorker:
         self._closing = False
         self._flushing = 0  # threads waiting in wait_delivered
         self._closed = threading.Event()
+        #: set when the worker has delivered everything and closed, just before ``wait_closed``
+        #: returns; ``on_done`` is called then (the dispatcher releases the run's lock)
+        self.done = False
+        self.on_done: Callable[[], None] | None = None
         self._lost = 0
         self._rejected = 0
         self._reject_file_failed = False
@@ -264,6 +269,9 @@ class BackendWorker:
             self.backend.close()
         except Exception as exc:  # a close failure loses nothing: everything was delivered
             log.warning("rldk_track: closing %s failed: %s", self.name, exc)
+        self.done = True
+        if self.on_done is not None:
+            self.on_done()
         self._closed.set()
 
     def _open(self) -> None:
@@ -435,8 +443,12 @@ class Dispatcher:
         observers: Sequence[Observer] = (),
         next_seq: int = 0,
         sample_limits: SampleLimits | None = None,
+        run_lock: RunLock | None = None,
     ) -> None:
         self.layout = layout
+        #: The run's lock (one writer per run), released once the run has ended and every
+        #: worker has closed: until then this process still writes the run's files.
+        self.run_lock = run_lock
         #: Bounds sample records on the log thread, as ``_stage`` copies artifacts.
         self.samples = SampleBounder(sample_limits)
         self.workers = list(workers)
@@ -451,6 +463,7 @@ class Dispatcher:
         self._stopped = threading.Event()
         self._final_seq = -1
         for worker in self.workers:
+            worker.on_done = self._release_when_done
             worker.start()
         self._thread.start()
 
@@ -505,6 +518,12 @@ class Dispatcher:
                     worker.backend.describe(), max(0.0, deadline - time.monotonic()),
                     f"; Ctrl-C leaves them for `{sync}`" if sync else "")
         return worker.wait_closed(deadline)
+
+    def _release_when_done(self) -> None:
+        """Release the run's lock once the log thread has stopped and every worker is done
+        (called by both, so whichever is last releases it; ``finish`` returns after it)."""
+        if self.run_lock is not None and self._stopped.is_set() and all(w.done for w in self.workers):
+            self.run_lock.release()
 
     def _report(self, complete: bool) -> DeliveryReport:
         pending = {w.name: w.behind() for w in self.workers}
@@ -616,6 +635,7 @@ class Dispatcher:
         for worker in self.workers:
             worker.request_close()
         self._stopped.set()
+        self._release_when_done()
         stop.seq = self._final_seq
         stop.done.set()
 

@@ -5,6 +5,7 @@
 <dir>/events/<run_id>.rank<k>.jsonl         per-rank logs (``per_rank=True``) on ranks other than 0
 <dir>/events/<run_id>.<backend>.cursor.json how far each tracker has received the log
 <dir>/events/<run_id>.<backend>.rejected.jsonl  records a tracker refused, kept for inspection
+<dir>/events/<run_id>.lock                  held (flock) by the process recording the run
 <dir>/artifacts/<run_id>/<name>             artifacts staged before they reach the trackers
 <dir>/events/<run_id>.launcher-status      a failed OpenRLHF driver's status, for the trainer actor's run
 <dir>/pins/...                              checkpoint files hard-linked for health analysis
@@ -41,6 +42,11 @@ class RunLayout:
 
     def cursor(self, backend: str) -> Path:
         return self.events_dir / f"{self.run_id}{self.rank_suffix}.{backend}.cursor.json"
+
+    @property
+    def lock(self) -> Path:
+        """Locked by the one process that records the run (:mod:`rldk_track.runlock`)."""
+        return self.events_dir / f"{self.run_id}{self.rank_suffix}.lock"
 
     def rejected(self, backend: str) -> Path:
         return self.events_dir / f"{self.run_id}{self.rank_suffix}.{backend}.rejected.jsonl"

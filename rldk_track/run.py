@@ -42,6 +42,7 @@ from rldk_track.records import (
 )
 from rldk_track.redact import redact, redact_text
 from rldk_track.resume import earlier_name, requeued_run_id
+from rldk_track.runlock import RunLock
 from rldk_track.samples import SampleLimits, copy_rows
 from rldk_track.version import __version__
 
@@ -342,8 +343,12 @@ class Run:
         returns at once and nothing is logged, flushed or finished (no ``run_end``). For a
         process that holds a copy of a run it does not own: a forked child (done for you), or a
         process standing in for one that died, whose run ``rldk-track sync`` is to end.
-        Takes no lock (a forked child may have copied one held by a thread it does not have)."""
-        self._dispatcher = None
+        Takes no lock (a forked child may have copied one held by a thread it does not have).
+        Gives up this process's hold on the run's lock file, so another process (or ``sync``)
+        may record it."""
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None and dispatcher.run_lock is not None:
+            dispatcher.run_lock.close()
         self._finished = True
         lifecycle.forget(self)
 
@@ -459,6 +464,8 @@ def init(
     ``RLDK_TRACK_MODE=disabled`` (like ``WANDB_MODE=disabled``) turns all of it off: the Run is
     inactive, nothing is written or sent (the backend names are still checked).
     ``samples`` bounds what ``run.log_samples`` records (default :class:`~rldk_track.samples.SampleLimits`).
+    One process records a run at a time: while another holds the run (the same ``run_id`` in the
+    same ``dir``), ``init`` raises :class:`~rldk_track.runlock.RunLocked` naming its pid and host.
     """
     backend_classes = resolve_backends(backend)
     disabled = tracking_disabled()
@@ -500,14 +507,20 @@ def init(
             observers = [*observers, notifier]
 
     event_log: EventLogWriter | None = None
+    run_lock: RunLock | None = None
     next_seq = 0
     if use_event_log:
-        next_seq = _next_seq(layout.event_log)
-        event_log = EventLogWriter(layout.event_log, run_id)
+        run_lock = RunLock.acquire(layout)  # one writer per run: a second process fails here
+        try:
+            next_seq = _next_seq(layout.event_log)
+            event_log = EventLogWriter(layout.event_log, run_id)
+        except BaseException:
+            run_lock.release()
+            raise
     workers = [BackendWorker(b, layout, has_event_log=event_log is not None) for b in backend_instances.values()]
     for worker in workers:  # a resumed run: deliver what the trackers missed first
         worker.catch_up_to(next_seq - 1)
-    dispatcher = Dispatcher(layout, event_log, workers, observers, next_seq, sample_limits=samples)
+    dispatcher = Dispatcher(layout, event_log, workers, observers, next_seq, sample_limits=samples, run_lock=run_lock)
     run = Run(info, list(backend_classes), dispatcher, layout.event_log if event_log else None)
     run.emit(
         RunStart(

@@ -23,6 +23,7 @@ from rldk_track.dispatch import BackendWorker
 from rldk_track.layout import RunLayout, event_logs
 from rldk_track.processes import process_alive
 from rldk_track.records import RunEnd
+from rldk_track.runlock import live_or_locked
 
 log = logging.getLogger("rldk_track")
 
@@ -63,10 +64,15 @@ def sync(
         names = list(to) if to else list(start.backends)
         if not names:
             continue
+        layout = RunLayout.from_event_log(path)
+        lock = live_or_locked(layout, force)  # the run's lock while sync writes to it (runlock.py)
+        if isinstance(lock, str):
+            results += [SyncResult(start.run_id, n, 0, False, lock) for n in names]
+            continue
         if start.pid != os.getpid() and process_alive(start.pid, start.host) and not summary.ended and not force:
+            lock.release()  # a log written before runs were locked
             results += [SyncResult(start.run_id, n, 0, False, f"process {start.pid} is still running") for n in names]
             continue
-        layout = RunLayout.from_event_log(path)
         if not summary.ended:
             writer = EventLogWriter(path, start.run_id)
             summary.last_seq += 1
@@ -91,4 +97,5 @@ def sync(
             worker.request_close()
             complete = worker.wait_closed(deadline)
             results.append(SyncResult(start.run_id, name, to_send - worker.behind(), complete))
+        lock.release()
     return results

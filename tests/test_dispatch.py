@@ -219,12 +219,12 @@ def test_sync_ends_a_run_whose_process_died_as_killed(tmp_path, fake_backend):
     start["pid"] = 2**22 + 12345
     (events / "dead0000001.jsonl").write_text("\n".join([json.dumps(start), *lines[1:]]) + "\n")
     fake_backend["dead0000001"] = fresh = type(fake_backend["dead0000001"])()
+    run.detach()  # this process stands for the dead one: it must not finish the run, and lets go of its lock
     results = sync(tmp_path)
     assert results[0].complete
     assert fresh.status == "killed"
     assert logged_steps(fresh) == list(range(5))
     assert [r for _, r in read_records(events / "dead0000001.jsonl")][-1].status == "killed"  # the log says so too
-    run.detach()  # this process stands for the dead one: it must not finish the run
 
 
 def test_sync_to_jsonl_has_nothing_to_deliver_but_still_ends_a_dead_run(tmp_path, fake_backend):
