@@ -7,19 +7,27 @@
    on the training thread (the analyzers must not add to it), and time until ``finish()`` returns
    (the log thread's total work, analyzers included).
 
-The records look like TRL GRPO's ``on_log`` after the callback adds canonical names (~35 keys).
+The records look like TRL GRPO's ``on_log`` after the callback adds canonical names (~47 keys).
 
-    python benchmarks/analyzers_overhead.py [--steps 3000] [--repeats 5]
+``--against DIR`` also loads the rules of the rldk_track checkout in ``DIR`` (e.g. ``git worktree
+add /tmp/base main``) into this process and measures both sets per rule, alternating, so machine
+load hits them alike; the ratio is what to read on a shared machine.
+
+    python benchmarks/analyzers_overhead.py [--steps 3000] [--repeats 5] [--against DIR] [--rules-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import random
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
+from typing import Any, Callable
 
 import rldk_track
 from rldk_track.analyzers import build_observers
@@ -50,16 +58,42 @@ def grpo_like_records(steps: int, seed: int = 0) -> list[dict[str, float]]:
     return records
 
 
-def per_rule(records: list[dict[str, float]]) -> dict[str, float]:
-    """CPU microseconds per record for each default rule, fed directly (``finish`` included)."""
-    out = {}
-    for rule in build_observers("default"):
-        start = time.thread_time()
-        for step, values in enumerate(records):
-            rule.update(step, values)
-        rule.finish()
-        out[rule.name] = (time.thread_time() - start) / len(records) * 1e6
+def per_rule(records: list[dict[str, float]], *builds: Callable[[str], list[Any]]) -> list[dict[str, float]]:
+    """CPU microseconds per record for each default rule, fed directly (``finish`` included), for
+    each rule set in ``builds`` (default: this checkout's); a rule of one set is measured right
+    after the same rule of the previous set, so load changes hit them alike."""
+    rule_sets = [build("default") for build in builds or (build_observers,)]
+    out: list[dict[str, float]] = [{} for _ in rule_sets]
+    for name in [rule.name for rule in rule_sets[0]]:
+        for rules, costs in zip(rule_sets, out):
+            rule = next((r for r in rules if r.name == name), None)
+            if rule is None:
+                continue
+            start = time.thread_time()
+            for step, values in enumerate(records):
+                rule.update(step, values)
+            rule.finish()
+            costs[name] = (time.thread_time() - start) / len(records) * 1e6
     return out
+
+
+def rules_of(checkout: str) -> Callable[[str], list[Any]]:
+    """``build_observers`` of the rldk_track package in another checkout, imported into this
+    process beside the one under test (its modules are set aside again once it is loaded)."""
+    ours = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "rldk_track"}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, checkout)
+    try:
+        analyzers = importlib.import_module("rldk_track.analyzers")
+    finally:
+        sys.path.remove(checkout)
+        for name in [n for n in sys.modules if n.split(".")[0] == "rldk_track"]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+    if not Path(analyzers.__file__).resolve().is_relative_to(Path(checkout).resolve()):
+        raise SystemExit(f"--against {checkout}: imported {analyzers.__file__} instead")
+    return analyzers.build_observers
 
 
 def through_run(records: list[dict[str, float]], analyzers: str | None) -> tuple[float, float]:
@@ -80,18 +114,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--against", metavar="DIR", help="also measure the rules of the rldk_track checkout in DIR")
+    parser.add_argument("--rules-only", action="store_true", help="skip the through-a-run part")
     args = parser.parse_args()
     records = grpo_like_records(args.steps)
     print(f"{args.steps} records of {len(records[0])} keys; median of {args.repeats} repeats\n")
 
-    costs = [per_rule(records) for _ in range(args.repeats)]
-    print("per rule, fed directly (CPU time, log thread):")
-    total = 0.0
+    builds = [build_observers] + ([rules_of(args.against)] if args.against else [])
+    runs = [per_rule(records, *builds) for _ in range(args.repeats)]
+    costs = [run[0] for run in runs]
+    print("per rule, fed directly (CPU time, log thread)" + (f"; this checkout vs {args.against}:" if args.against else ":"))
+    total = other_total = 0.0
     for name in costs[0]:
         us = statistics.median(c[name] for c in costs)
         total += us
-        print(f"  {name:22s} {us:8.1f} us/record")
-    print(f"  {'all default rules':22s} {total:8.1f} us/record\n")
+        if not args.against:
+            print(f"  {name:22s} {us:8.1f} us/record")
+            continue
+        other = statistics.median(run[1][name] for run in runs) if name in runs[0][1] else math.nan
+        other_total += other if other == other else 0.0
+        print(f"  {name:22s} {us:8.1f} vs {other:8.1f} us/record (ratio {us / other:.2f})")
+    if not args.against:
+        print(f"  {'all default rules':22s} {total:8.1f} us/record\n")
+    else:
+        print(f"  {'all default rules':22s} {total:8.1f} vs {other_total:8.1f} us/record (ratio {total / other_total:.2f})\n")
+    if args.rules_only:
+        return
 
     timings: dict[str | None, list[tuple[float, float]]] = {None: [], "default": []}
     for _ in range(args.repeats):

@@ -71,5 +71,5 @@ class EntropyCollapse(MetricRule):
             return firing(key, level, threshold, message, _ACTION, "critical" if critical else "warning")
         if level >= self.clear_fraction * early:
             return healthy(key, level, self.clear_fraction * early,
-                           f"Entropy recovered: {key} = {level:.4g} ({level / early:.0%} of its highest level)")
+                           lambda: f"Entropy recovered: {key} = {level:.4g} ({level / early:.0%} of its highest level)")
         return hold(key)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from statistics import median
 from typing import Iterable, Mapping
 
 from rldk_track.analyzers.names import aliases, pick
 from rldk_track.analyzers.rule import Check, MetricRule, Rule, firing, healthy, hold
-from rldk_track.analyzers.stats import robust_sd
+from rldk_track.analyzers.stats import SortedWindow
 
 _SPIKE_ACTION = (
     "Look at the batch at this step (outlier prompts, a reward bug, a data-loader glitch); if spikes "
@@ -63,7 +62,7 @@ class KLSpike(MetricRule):
         super().__init__(metric, clear_after)
         if not 2 <= min_history <= window:
             raise ValueError("kl_spike: need 2 <= min_history <= window")
-        self._history: deque[float] = deque(maxlen=window)
+        self._history = SortedWindow(window)
         self.min_history = min_history
         self.z = z
         self.ratio = ratio
@@ -77,8 +76,8 @@ class KLSpike(MetricRule):
         if len(history) < self.min_history:
             history.append(kl)
             return hold(key)
-        med = median(history)
-        sd = max(robust_sd(history, med), 1e-12)
+        med = history.median()
+        sd = max(history.robust_sd(med), 1e-12)
         base = max(med, self.floor)
         history.append(kl)
         ratio = kl / base
@@ -90,7 +89,7 @@ class KLSpike(MetricRule):
             return firing(key, kl, threshold, message, _SPIKE_ACTION, severity)
         if ratio <= self.clear_ratio:
             return healthy(key, kl, self.clear_ratio * base,
-                           f"KL back near its running median: {key} = {kl:.4g} (median {med:.4g})")
+                           lambda: f"KL back near its running median: {key} = {kl:.4g} (median {med:.4g})")
         return hold(key)
 
 
@@ -137,7 +136,7 @@ class KLDrift(MetricRule):
             return firing(key, level, threshold, message, _DRIFT_ACTION, "critical" if critical else "warning")
         if level < self.clear_factor * self.target:
             return healthy(key, level, self.clear_factor * self.target,
-                           f"KL back under its target: mean {key} = {level:.4g} (target {self.target:g})")
+                           lambda: f"KL back under its target: mean {key} = {level:.4g} (target {self.target:g})")
         return hold(key)
 
 
@@ -183,7 +182,7 @@ class KLRunaway(MetricRule):
         while len(points) > self.records and points[0][0] <= step - self.horizon:
             points.popleft()
         if kl < self.min_kl / 2:
-            return healthy(key, kl, self.min_kl / 2, f"KL small again ({key} = {kl:.4g})")
+            return healthy(key, kl, self.min_kl / 2, lambda: f"KL small again ({key} = {kl:.4g})")
         if kl < self.min_kl:
             return hold(key)
         if len(points) < self.records:
@@ -195,7 +194,7 @@ class KLRunaway(MetricRule):
                        f"(over the last {len(points)} records)")
             return firing(key, kl, self.min_kl, message, _DRIFT_ACTION)
         if doubling > 3 * self.doubling_steps:
-            return healthy(key, kl, None, f"KL no longer growing fast ({key} = {kl:.4g})")
+            return healthy(key, kl, None, lambda: f"KL no longer growing fast ({key} = {kl:.4g})")
         return hold(key)
 
 
@@ -280,5 +279,5 @@ class KLControllerStuck(Rule):
                        f"while the mean {kl_key} = {kl:.4g} is {'above' if kl > high else 'below'} "
                        f"{high if kl > high else low:.4g} (target {self.target:g})")
             return [("kl_coef", firing(kl_key, kl, high if kl > high else low, message, _STUCK_ACTION))]
-        return [("kl_coef", healthy(kl_key, kl, high,
-                                    f"KL controller moving again ({coef_key} = {coef:.4g}, mean {kl_key} = {kl:.4g})"))]
+        return [("kl_coef", healthy(
+            kl_key, kl, high, lambda: f"KL controller moving again ({coef_key} = {coef:.4g}, mean {kl_key} = {kl:.4g})"))]

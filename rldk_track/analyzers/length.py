@@ -54,5 +54,6 @@ class Truncation(MetricRule):
                        f"{len(self._history)} records ({key})")
             return firing(key, level, self.threshold, message, _ACTION)
         if level < self.clear:
-            return healthy(key, level, self.clear, f"Completions end before the limit again ({key} = {level:.0%})")
+            return healthy(key, level, self.clear,
+                           lambda: f"Completions end before the limit again ({key} = {level:.0%})")
         return hold(key)

@@ -153,7 +153,8 @@ class RewardHacking(Rule):
                                f"rose {rt.start:.3g} -> {rt.end:.3g} while {kl.key} grew {kl_ratio:.1f}x and "
                                f"{entropy.key} fell {1 - entropy_ratio:.0%}")
                     return firing(reward.key, rt.end, None, message, _KL_ENTROPY_ACTION)
-        return healthy(reward.key, rt.end, None, f"Reward/KL/entropy signature gone ({reward.key} = {rt.end:.3g})")
+        return healthy(reward.key, rt.end, None,
+                       lambda: f"Reward/KL/entropy signature gone ({reward.key} = {rt.end:.3g})")
 
     def _length(self, reward: _Series, rt: Trend) -> Check:
         length = self._series["length"]
@@ -163,13 +164,18 @@ class RewardHacking(Rule):
                        f"over the last {self.window} logged steps while {reward.key} rose "
                        f"({rt.start:.3g} -> {rt.end:.3g}); the reward may be paying for length")
             return firing(length.key, lt.ratio, self.length_growth, message, _LENGTH_ACTION)
-        return healthy(length.key, lt.ratio, self.length_growth, f"Response length no longer running away ({lt.ratio:.2f}x)")
+        return healthy(length.key, lt.ratio, self.length_growth,
+                       lambda: f"Response length no longer running away ({lt.ratio:.2f}x)")
 
     def _component(self, components: dict[str, _Series]) -> Check:
-        trends = {fn: s.trend() for fn, s in components.items()}
-        shifts = {fn: (tr.end - tr.start) / max(tr.residual_sd, 1e-12) for fn, tr in trends.items()}
-        rising = [fn for fn, shift in shifts.items() if shift >= self.component_shift]
-        flat = [fn for fn, shift in shifts.items() if abs(shift) <= self.flat_shift]
+        trends, shifts, rising, flat = {}, {}, [], []
+        for fn, series in components.items():
+            tr = trends[fn] = series.trend()
+            shift = shifts[fn] = (tr.end - tr.start) / max(tr.residual_sd, 1e-12)
+            if shift >= self.component_shift:
+                rising.append(fn)
+            if abs(shift) <= self.flat_shift:
+                flat.append(fn)
         if len(rising) == 1 and len(flat) == len(trends) - 1:
             fn = rising[0]
             series, tr = components[fn], trends[fn]

@@ -31,7 +31,7 @@ from typing import Iterable, Mapping
 
 from rldk_track.analyzers.names import aliases, pick
 from rldk_track.analyzers.rule import Check, Rule, firing, healthy, hold
-from rldk_track.analyzers.stats import linear_trend, mean_sd, robust_sd
+from rldk_track.analyzers.stats import SortedWindow, linear_trend, mean_sd
 from rldk_track.records import Alert, Record, Summary
 
 _SATURATION_ACTION = (
@@ -94,8 +94,10 @@ class RewardReliability(Rule):
         }
         self._keys: dict[str, str] = {}
         self._recent: deque[float] = deque(maxlen=window)
+        self._before = SortedWindow(max(window - 2, 1))  # ``_recent`` but its last two values
         self._best: tuple[float, float] | None = None  # mean and sd of the best reward window so far
         self._anomalies: deque[bool] = deque(maxlen=window)
+        self._anomaly_count = 0  # sum(self._anomalies), kept as they come and go
         self._early_std: list[float] = []
         self._saturated: deque[float] = deque(maxlen=window)
         self._accuracy: deque[float] = deque(maxlen=window)
@@ -122,7 +124,10 @@ class RewardReliability(Rule):
 
     def _reward_checks(self, reward: float) -> list[tuple[str, Check]]:
         key = self._keys["reward"]
-        self._recent.append(reward)
+        recent = self._recent
+        recent.append(reward)
+        if len(recent) >= 3:
+            self._before.append(recent[-3])
         checks: list[tuple[str, Check]] = []
         if len(self._recent) >= self.min_history + 2:
             self._judge_previous(reward)
@@ -135,21 +140,25 @@ class RewardReliability(Rule):
     def _judge_previous(self, reward: float) -> None:
         """Is the value before ``reward`` an isolated outlier: far from the median of the ones before
         it *and* from ``reward``? (A level shift moves both, so it is drift, not anomalies.)"""
-        values = list(self._recent)
-        candidate, before = values[-2], values[:-2]
-        med = median(before)
-        limit = self.anomaly_z * max(robust_sd(before, med), 1e-9, 1e-6 * abs(med))
-        self._anomalies.append(abs(candidate - med) > limit and abs(candidate - reward) > limit)
+        candidate, before = self._recent[-2], self._before
+        med = before.median()
+        limit = self.anomaly_z * max(before.robust_sd(med), 1e-9, 1e-6 * abs(med))
+        anomalies = self._anomalies
+        if len(anomalies) == anomalies.maxlen:
+            self._anomaly_count -= anomalies[0]
+        anomaly = abs(candidate - med) > limit and abs(candidate - reward) > limit
+        anomalies.append(anomaly)
+        self._anomaly_count += anomaly
 
     def _anomaly_check(self, key: str) -> Check:
-        rate = sum(self._anomalies) / len(self._anomalies)
+        rate = self._anomaly_count / len(self._anomalies)
         self._note_worst("anomaly_rate", rate, max)
         if rate >= self.anomaly_rate:
             message = (f"Reward anomalies: {rate:.0%} of the last {len(self._anomalies)} values of {key} are isolated "
                        f"outliers, more than {self.anomaly_z:g} robust standard deviations from their running median")
             return firing(key, rate, self.anomaly_rate, message, _ANOMALY_ACTION)
         if rate <= self.anomaly_rate / 2:
-            return healthy(key, rate, self.anomaly_rate / 2, f"Reward anomaly rate back to {rate:.0%}")
+            return healthy(key, rate, self.anomaly_rate / 2, lambda: f"Reward anomaly rate back to {rate:.0%}")
         return hold(key)
 
     def _drift_check(self, key: str) -> Check:
@@ -160,7 +169,7 @@ class RewardReliability(Rule):
                        f"standard deviations below its best window")
             return firing(key, d, -self.drift, message, _DRIFT_ACTION)
         if d > -self.drift / 2:
-            return healthy(key, d, -self.drift / 2, f"Reward back near its best (drift {d:+.1f} sd)")
+            return healthy(key, d, -self.drift / 2, lambda: f"Reward back near its best (drift {d:+.1f} sd)")
         return hold(key)
 
     def _drift(self) -> float:
@@ -192,7 +201,7 @@ class RewardReliability(Rule):
                        f"reward groups had no spread ({key}); there is almost no learning signal")
             return firing(key, level, self.saturation, message, _SATURATION_ACTION)
         if level < self.saturation - 0.2:
-            return healthy(key, level, self.saturation - 0.2, f"Reward spread is back (saturation {level:.0%})")
+            return healthy(key, level, self.saturation - 0.2, lambda: f"Reward spread is back (saturation {level:.0%})")
         return hold(key)
 
     def _consistency_check(self, accuracy: float) -> Check:
@@ -207,7 +216,7 @@ class RewardReliability(Rule):
                        f"{level:.2f}, below {self.consistency:g} (chance is 0.5)")
             return firing(key, level, self.consistency, message, _CONSISTENCY_ACTION)
         if level >= self.consistency + 0.05:
-            return healthy(key, level, self.consistency + 0.05, f"Preference accuracy back to {level:.2f}")
+            return healthy(key, level, self.consistency + 0.05, lambda: f"Preference accuracy back to {level:.2f}")
         return hold(key)
 
     def _note_worst(self, stat: str, value: float, pick_worse) -> None:

@@ -131,5 +131,6 @@ class RewardShift(Rule):
                        f"({(last - med) / scale:+.0f} noise scales for {len(recent)} records in a row){sign}")
             return firing(series.key, last, med + limit if last > med else med - limit, message, _ACTION)
         if high - med <= limit / 2 and med - low <= limit / 2:
-            return healthy(series.key, recent[-1], limit / 2, f"{series.key} back near its running level {med:.4g}")
+            return healthy(series.key, recent[-1], limit / 2,
+                           lambda: f"{series.key} back near its running level {med:.4g}")
         return hold(series.key)

@@ -18,7 +18,7 @@ a batch (on the log thread) and ``finish()`` lets it add end-of-run records.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Iterable, Mapping, NamedTuple, Sequence
+from typing import Callable, ClassVar, Iterable, Mapping, NamedTuple, Sequence
 
 from rldk_track.analyzers.names import aliases, pick
 from rldk_track.records import Alert, Metrics, Record
@@ -41,7 +41,9 @@ class Check(NamedTuple):
     value: float | None = None
     threshold: float | None = None
     severity: str = "warning"
-    message: str = ""
+    #: The text, or a function returning it, called only if the check becomes an alert: most
+    #: healthy checks never do, and formatting their text would cost more than the check.
+    message: str | Callable[[], str] = ""
     action: str | None = None
 
 
@@ -53,7 +55,8 @@ def firing(metric: str | None, value: float | None, threshold: float | None, mes
     return _new(Check, (FIRING, metric, value, threshold, severity, message, action))
 
 
-def healthy(metric: str | None, value: float | None, threshold: float | None, message: str) -> Check:
+def healthy(metric: str | None, value: float | None, threshold: float | None,
+            message: str | Callable[[], str]) -> Check:
     return _new(Check, (HEALTHY, metric, value, threshold, "warning", message, None))
 
 
@@ -102,7 +105,8 @@ class Episode:
         return Alert(
             seq=-1, wall_time=wall_time, step=step, rule=rule,
             severity=check.severity if raised else severity or "warning",
-            message=check.message, metric=check.metric, value=check.value, threshold=check.threshold,
+            message=check.message if isinstance(check.message, str) else check.message(),
+            metric=check.metric, value=check.value, threshold=check.threshold,
             action=check.action if raised else None, state=state,
         )
 

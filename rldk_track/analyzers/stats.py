@@ -9,6 +9,7 @@ importing scipy.stats would take seconds at the moment the run is closing.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter, deque
 from statistics import median
 from typing import NamedTuple, Sequence
@@ -19,7 +20,7 @@ _new = tuple.__new__  # a named tuple from its fields, without the generated arg
 MAD_TO_SD = 1.4826
 
 __all__ = [
-    "MAD_TO_SD", "Downsampled", "SlidingWindow", "Trend", "is_finite", "linear_trend", "mann_kendall", "mean_sd",
+    "MAD_TO_SD", "Downsampled", "SlidingWindow", "SortedWindow", "Trend", "is_finite", "linear_trend", "mann_kendall", "mean_sd",
     "median", "robust_sd", "sen_slope",
 ]
 
@@ -144,6 +145,51 @@ class SlidingWindow:
         return _trend_from_sums(len(self.values), self._shift, self._sz, self._siz, self._szz)
 
 
+class SortedWindow:
+    """The last ``size`` values, also kept in sorted order, so their median and robust standard
+    deviation cost no sort of the window per record. Both equal ``median(values)`` and
+    ``robust_sd(values, center)`` exactly (same floats, same operations)."""
+
+    __slots__ = ("values", "sorted")
+
+    def __init__(self, size: int) -> None:
+        self.values: deque[float] = deque(maxlen=size)
+        self.sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def append(self, value: float) -> None:
+        values, ordered = self.values, self.sorted
+        if len(values) == values.maxlen:
+            # the oldest value leaves: the first of its equals, as insort puts newer ones after it
+            del ordered[bisect_left(ordered, values[0])]
+        values.append(value)
+        insort(ordered, value)
+
+    def median(self) -> float:
+        """The median of the values (at least one)."""
+        ordered = self.sorted
+        n = len(ordered)
+        if n % 2:
+            return ordered[n // 2]
+        return (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+    def robust_sd(self, center: float) -> float:
+        """:func:`robust_sd` of the values about ``center``. The distances below ``center`` and
+        above it come out as two ascending runs (``center - v`` is ``abs(v - center)`` exactly for
+        ``v <= center``), which one merge sorts."""
+        ordered = self.sorted
+        split = bisect_right(ordered, center)
+        below = [center - v for v in ordered[:split]]
+        below.reverse()
+        below += [v - center for v in ordered[split:]]
+        below.sort()
+        n = len(below)
+        mad = below[n // 2] if n % 2 else (below[n // 2 - 1] + below[n // 2]) / 2
+        return MAD_TO_SD * mad
+
+
 def mann_kendall(values: Sequence[float]) -> tuple[float, float]:
     """The Mann-Kendall trend test: Kendall's tau between position and value, and its two-sided
     p-value from the normal approximation with the tie correction (n >= 3; O(n^2))."""
@@ -176,6 +222,8 @@ class Downsampled:
     means keep the series' shape for a trend test.
     """
 
+    __slots__ = ("capacity", "count", "_width", "_buckets")
+
     def __init__(self, capacity: int = 512) -> None:
         if capacity < 2:
             raise ValueError("capacity must be at least 2")
@@ -186,13 +234,15 @@ class Downsampled:
 
     def add(self, step: float, value: float) -> None:
         self.count += 1
-        if self._buckets and self._buckets[-1][2] < self._width:
-            bucket = self._buckets[-1]
-            bucket[0] += step
-            bucket[1] += value
-            bucket[2] += 1
-            return
-        self._buckets.append([step, value, 1])
+        buckets = self._buckets
+        if buckets:
+            bucket = buckets[-1]
+            if bucket[2] < self._width:
+                bucket[0] += step
+                bucket[1] += value
+                bucket[2] += 1
+                return
+        buckets.append([step, value, 1])
         if len(self._buckets) > self.capacity:
             pairs = zip(self._buckets[0::2], self._buckets[1::2])
             merged = [[a[0] + b[0], a[1] + b[1], a[2] + b[2]] for a, b in pairs]

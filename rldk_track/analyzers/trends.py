@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 
 from rldk_track.analyzers.names import ByKeys, aliases, reward_components
 from rldk_track.analyzers.rule import Check, Rule
-from rldk_track.analyzers.stats import Downsampled, is_finite, mann_kendall, sen_slope
+from rldk_track.analyzers.stats import Downsampled, mann_kendall, sen_slope
 from rldk_track.records import Alert, Record, Summary
 
 #: The canonical metrics watched by default (each under whichever of its names the run logs),
@@ -75,13 +75,14 @@ class Trends(Rule):
             keys = self._watched_keys(values)
             if self.with_components:
                 keys = [*keys, *(key for key, _ in reward_components(values).values())]
+        watched = self._series
         for key in keys:
             value = values.get(key)
-            if value is None or not is_finite(value):
+            if value is None or not value - value == 0.0:  # missing or not finite (is_finite, inlined)
                 continue
-            series = self._series.get(key)
+            series = watched.get(key)
             if series is None:
-                series = self._series[key] = Downsampled(self.capacity)
+                series = watched[key] = Downsampled(self.capacity)
             series.add(step, value)
         return ()
 

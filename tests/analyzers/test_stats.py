@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from statistics import median
 
 import pytest
 from scipy import stats
 
-from rldk_track.analyzers.stats import SlidingWindow, linear_trend, robust_sd
+from rldk_track.analyzers.stats import SlidingWindow, SortedWindow, linear_trend, robust_sd
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e6])
@@ -39,3 +40,16 @@ def test_robust_sd_estimates_the_standard_deviation_and_ignores_outliers():
     values = [rng.gauss(5, 2) for _ in range(2000)]
     assert robust_sd(values) == pytest.approx(2, rel=0.05)
     assert robust_sd(values + [1e9] * 50) == pytest.approx(2, rel=0.1)
+
+
+def test_sorted_window_median_and_robust_sd_are_exactly_those_of_its_values():
+    """The rules' verdicts must not depend on which of the two computes them: same floats out."""
+    rng = random.Random(4)
+    window, values = SortedWindow(20), []
+    for i in range(2000):
+        value = rng.choice([rng.gauss(0, 1), round(rng.gauss(0, 1), 1), 0.0, -0.0, 1e6 * rng.random()])
+        window.append(value)
+        values = (values + [value])[-20:]
+        center = median(values) if i % 3 else rng.gauss(0, 1)
+        assert window.median() == median(values)
+        assert window.robust_sd(center) == robust_sd(values, center)
