@@ -146,6 +146,30 @@ OPENRLHF: dict[str, str] = {
     "lr": "lr",
 }
 
+#: TRL's profiled blocks (``trl.extras.profiling``: ``profiling/Time taken: <Trainer>.<block>``)
+#: and the stage of ``perf/<stage>_s`` each is recorded under. A block that is a reward function
+#: becomes ``perf/reward/<fn>_s``; any other block ``perf/<block>_s`` (lower case, ``_`` for the rest).
+TRL_PROFILING: dict[str, str] = {
+    "transformers.generate": "generate",
+    "transformers.generate_batch": "generate",
+    "vLLM.generate": "generate",
+    "sync_weights": "sync_weights",
+    "_calculate_rewards": "reward",
+    "_prepare_inputs": "prepare_inputs",
+    "_get_per_token_logps_and_entropies": "logps",
+    "compute_loss": "compute_loss",
+}
+
+
+def trl_profiling_metric(block: str, reward_funcs: Collection[str] = ()) -> str:
+    """The ``perf/*`` name of TRL's profiled ``block`` (the part after ``<Trainer>.``), given the
+    trainer's reward function names (``trainer.reward_func_names``)."""
+    if block in reward_funcs:
+        return f"perf/reward/{block}_s"
+    stage = TRL_PROFILING.get(block) or re.sub(r"[^0-9A-Za-z]+", "_", block).strip("_").lower() or "block"
+    return f"perf/{stage}_s"
+
+
 #: Patterns applied after the tables (first match wins): (regex, replacement).
 _PATTERNS: dict[str, list[tuple[re.Pattern[str], str]]] = {
     "trl": [(re.compile(r"^rewards/([^/]+)/(mean|std)$"), r"reward/\1/\2")],

@@ -22,19 +22,41 @@ trainer's own logs, averaged over each logging interval like its other metrics, 
 (an older TRL, a plain loop), :meth:`RewardWatch.take_metrics` returns what accumulated since the
 last call, for ``run.log``.
 
+``samples=True`` makes the watch a sample source for any trainer that takes ``reward_funcs``: each
+scored batch becomes one :class:`~rldk_track.records.Samples` set named ``rewards`` (``prompt``,
+``completion``, ``reward`` — the weighted sum over the watched functions, with the trainer's
+``reward_weights`` — and ``reward/<fn>``), at the
+step the batch trains (TRL's ``trainer_state.global_step + 1``; outside a trainer, the run's last
+step), bounded by the run's :class:`~rldk_track.samples.SampleLimits` like any ``log_samples``.
+The calls of one batch (the same ``completions`` list, as TRL passes it to every function) are
+gathered into one set, recorded as soon as every wrapped function has scored it (or when the next
+batch comes, or at :meth:`RewardWatch.flush`). ``RLDKCallback`` attaches its run to the watches it
+finds among ``trainer.reward_funcs`` when training starts; in a plain loop pass ``run=``. Batches
+scored while the trainer evaluates are not recorded.
+
 ``on_score``, if given, sees each :class:`Scored` batch (prompts, completions, rewards, step) at
-scoring time: the hook for a sample source. Reward models (``nn.Module``) are not callables TRL
-calls with completions, so they are passed through unwrapped.
+scoring time. Reward models (``nn.Module``) are not callables TRL calls with completions, so they
+are passed through unwrapped.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import math
+import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from rldk_track.integrations.trl_samples import reward_weights, weighted_sum
+
+if TYPE_CHECKING:
+    from rldk_track.run import Run
+
+log = logging.getLogger("rldk_track")
 
 __all__ = ["RewardWatch", "Scored"]
 
@@ -51,12 +73,58 @@ class Scored:
     seconds: float
 
 
-class RewardWatch:
-    """Wraps reward functions; see the module docstring."""
+#: The sample set name of :class:`RewardWatch` batches.
+REWARDS = "rewards"
 
-    def __init__(self, on_score: Callable[[Scored], None] | None = None) -> None:
+
+@dataclass
+class _Batch:
+    """The calls of one scored batch, gathered into one sample set."""
+
+    key: tuple[int, int | None]
+    step: int | None
+    prompts: Sequence[Any]
+    completions: Sequence[Any]
+    rewards: dict[str, list[Any]] = field(default_factory=dict)
+
+
+class RewardWatch:
+    """Wraps reward functions; see the module docstring. ``samples``: record each scored batch as
+    the sample set ``rewards``, into ``run`` (or the run :meth:`attach` gives)."""
+
+    def __init__(self, on_score: Callable[[Scored], None] | None = None, *, samples: bool = False,
+                 run: "Run | None" = None) -> None:
         self.on_score = on_score
+        self.samples = samples
         self._pending: dict[str, list[float]] = {}  # metric -> values since the last take_metrics()
+        self._run = run
+        self._trainer: Callable[[], Any] = lambda: None
+        self._wrapped: list[str] = []  # the names of the functions this watch wraps, in order
+        self._batch: _Batch | None = None
+        self._lock = threading.Lock()  # async reward functions score concurrently
+        self._warned = False
+
+    def attach(self, run: "Run", trainer: Any = None) -> None:
+        """Record samples into ``run`` (``RLDKCallback`` calls this when training starts); with
+        ``trainer``, its ``reward_weights`` weigh the ``reward`` column and its evaluation batches
+        are left out."""
+        self.flush()
+        self._run = run
+        self._trainer = weakref.ref(trainer) if trainer is not None else (lambda: None)
+
+    def detach(self, run: "Run") -> None:
+        """Record what is pending and stop recording into ``run`` (``RLDKCallback`` at the run's end)."""
+        if self._run is run:
+            self.flush()
+            self._run = None
+            self._trainer = lambda: None
+
+    def flush(self) -> None:
+        """Record the batch still gathering (one whose functions have not all scored it)."""
+        with self._lock:
+            batch, self._batch = self._batch, None
+        if batch is not None:
+            self._log_batch(batch)
 
     def __call__(self, funcs: Any) -> Any:
         """``funcs`` (one reward function or a list, as TRL's ``reward_funcs`` takes) wrapped."""
@@ -69,6 +137,8 @@ class RewardWatch:
         if not callable(func) or _is_module(func):
             return func
         name = _name(func)
+        if name not in self._wrapped:
+            self._wrapped.append(name)
         call = getattr(func, "__call__", func)
         if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call):
             @functools.wraps(func)
@@ -78,6 +148,7 @@ class RewardWatch:
                 self._record(name, rewards, time.perf_counter() - start, kwargs)
                 return rewards
             watched_async.__name__ = name
+            watched_async.__rldk_watch__ = self  # type: ignore[attr-defined]
             return watched_async
 
         @functools.wraps(func)
@@ -87,6 +158,7 @@ class RewardWatch:
             self._record(name, rewards, time.perf_counter() - start, kwargs)
             return rewards
         watched.__name__ = name  # a callable instance has none to copy: TRL names it by its class
+        watched.__rldk_watch__ = self  # type: ignore[attr-defined]
         return watched
 
     def take_metrics(self) -> dict[str, float]:
@@ -113,10 +185,65 @@ class RewardWatch:
                     log_metric(key, value)
                 else:
                     self._pending.setdefault(key, []).append(value)
+        state = kwargs.get("trainer_state")
+        if self.samples:
+            try:
+                self._gather(name, getattr(state, "global_step", None), kwargs, values)
+            except Exception as exc:  # recording samples must never break scoring
+                log.warning("rldk_track: RewardWatch samples of %s not recorded: %s: %s", name, type(exc).__name__, exc)
         if self.on_score is not None:
-            state = kwargs.get("trainer_state")
             self.on_score(Scored(name, getattr(state, "global_step", None), kwargs.get("prompts", ()),
                                  kwargs.get("completions", ()), values, seconds))
+
+    def _gather(self, name: str, global_step: Any, kwargs: dict[str, Any], values: list[Any]) -> None:
+        """Add one function's rewards to its batch; record the batch once every function scored it."""
+        run = self._run
+        if run is None:
+            if not self._warned:
+                self._warned = True
+                log.warning("rldk_track: RewardWatch(samples=True) has no run to record into: pass run=, "
+                            "or train with RLDKCallback; these samples are not recorded (reported once)")
+            return
+        trainer = self._trainer()
+        if trainer is not None and getattr(getattr(trainer, "model", None), "training", True) is False:
+            return  # an evaluation batch
+        step = global_step + 1 if isinstance(global_step, int) else None  # the step this batch trains
+        if step is not None and not run.sample_limits.wants(step):
+            return
+        completions = kwargs.get("completions", ())
+        key = (id(completions), step)
+        done: list[_Batch] = []
+        with self._lock:
+            batch = self._batch
+            if batch is not None and batch.key != key:
+                done.append(batch)
+                batch = None
+            if batch is None:
+                batch = self._batch = _Batch(key, step, kwargs.get("prompts", ()), completions)
+            batch.rewards[name] = values
+            if all(n in batch.rewards for n in self._wrapped):
+                done.append(batch)
+                self._batch = None
+        for finished in done:
+            self._log_batch(finished)
+
+    def _log_batch(self, batch: _Batch) -> None:
+        run = self._run
+        if run is None:
+            return
+        completions = list(batch.completions)
+        table: dict[str, list[Any]] = {"prompt": list(batch.prompts), "completion": completions}
+        names = list(batch.rewards)
+        table["reward"] = weighted_sum(batch.rewards, _weights(self._trainer(), names), len(completions))
+        table.update({f"reward/{n}": list(batch.rewards[n]) for n in names})
+        run.log_samples(table, step=batch.step, name=REWARDS)
+
+
+def _weights(trainer: Any, names: list[str]) -> list[float]:
+    """The trainer's weight of each named function (1.0 without a trainer or for an unknown name)."""
+    known = [str(n) for n in getattr(trainer, "reward_func_names", None) or ()]
+    by_name = dict(zip(known, reward_weights(trainer, len(known))))
+    return [by_name.get(n, 1.0) for n in names]
 
 
 def _finite(value: Any) -> bool:

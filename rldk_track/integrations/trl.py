@@ -16,7 +16,8 @@ event becomes:
   where it has one (``reward`` -> ``reward/mean``, ``eval_loss`` -> ``eval/loss/total``; see
   ``docs/metrics.md``), else its TRL name; the renames are the artifact ``rldk/metric_names.json``
   (``metric_names="both"`` records both names, ``"original"`` the TRL names). The end-of-training line (``train_runtime``, ``train_loss``...) is the
-  run's summary, not a step series.
+  run's summary, not a step series. With them, TRL's own profiling timings (generation, each
+  reward function...: :mod:`rldk_track.integrations.trl_profiling`) as ``perf/*`` seconds a step.
 - ``on_evaluate``: evaluation metrics the trainer did not already log.
 - ``on_save``: the health of ``<output_dir>/checkpoint-<global_step>``, analysed off the
   training thread.
@@ -43,6 +44,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import rldk_track
 from rldk_track.integrations.common import STOPPED_BY_TAG, framework_tags, provenance, system_sampler
+from rldk_track.integrations.trl_profiling import ProfilingTimings
 from rldk_track.integrations.trl_samples import CompletionsSource, find_trainer
 from rldk_track.keymaps import NAMES_ARTIFACT, MetricNames, canonicalize, check_metric_names, names_artifact, renames
 from rldk_track.records import SEVERITIES, Alert, Record
@@ -80,6 +82,11 @@ class RLDKCallback(TrainerCallback, ExportableState):
     ``samples``: record each logging step's generation batch of a GRPO/RLOO trainer (prompts,
     completions, rewards per function, advantages) as the sample set ``completions``
     (:mod:`rldk_track.integrations.trl_samples`), whatever ``report_to`` and ``log_completions`` say.
+    ``profiling``: record TRL's profiling timings (``trl.extras.profiling``, which TRL sends only
+    to W&B/MLflow/trackio itself) as ``perf/<stage>_s`` (:mod:`rldk_track.integrations.trl_profiling`).
+    Reward functions wrapped by a :class:`~rldk_track.integrations.reward_watch.RewardWatch`
+    among the trainer's ``reward_funcs`` record their samples into this run
+    (``RewardWatch(samples=True)``).
     ``metric_names``: ``"canonical"`` (each metric once, under its canonical name where it has
     one), ``"both"`` (TRL name and canonical name) or ``"original"`` (TRL names only).
     Other keyword arguments go to :func:`rldk_track.init` (``dir=``, ``config=``, ``tags=``,
@@ -103,6 +110,7 @@ class RLDKCallback(TrainerCallback, ExportableState):
         system_metrics: bool | float = True,
         stop_on: str | None = None,
         samples: bool = False,
+        profiling: bool = True,
         metric_names: MetricNames = "canonical",
         **init_kwargs: Any,
     ) -> None:
@@ -119,6 +127,9 @@ class RLDKCallback(TrainerCallback, ExportableState):
         self.stop_on = stop_on
         self.samples = samples
         self._completions = CompletionsSource() if samples else None
+        self.profiling = profiling
+        self._timings: ProfilingTimings | None = None
+        self._watches: list[Any] = []
         self._user_observers = tuple(init_kwargs.pop("observers", ()))
         self._user_tags = dict(init_kwargs.pop("tags", None) or {})
         self._user_config = init_kwargs.pop("config", None)
@@ -132,7 +143,7 @@ class RLDKCallback(TrainerCallback, ExportableState):
         self._renamed: dict[str, str] = {}
         self._arguments = {"backend": backend, "project": project, "run_name": run_name, "analyzers": analyzers,
                            "checkpoint_health": checkpoint_health, "system_metrics": system_metrics,
-                           "stop_on": stop_on, "samples": samples, "metric_names": metric_names, "tags": self._user_tags, "config": self._user_config, **init_kwargs}
+                           "stop_on": stop_on, "samples": samples, "profiling": profiling, "metric_names": metric_names, "tags": self._user_tags, "config": self._user_config, **init_kwargs}
         #: The run a checkpoint being resumed from belongs to (set by transformers when it
         #: restores callback states; otherwise read from the resumed ``TrainerState``).
         self.resume_run_id: str | None = None
@@ -157,6 +168,8 @@ class RLDKCallback(TrainerCallback, ExportableState):
             log.warning("rldk_track: run %s never saw on_train_end (training raised); it is recorded as failed", self._run.id)
             self.finish("failed")
         self._start(args, state, kwargs.get("model"), kwargs.get("processing_class"))
+        if self._run is not None and self._run.active:
+            self._attach(find_trainer(), state.global_step)
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         run = self._run
@@ -169,6 +182,9 @@ class RLDKCallback(TrainerCallback, ExportableState):
         eval_keys = frozenset(k for k in values if k.startswith("eval_"))
         if eval_keys:
             self._eval_logged = (state.global_step, eval_keys)
+        if self._timings is not None:
+            for key, seconds in self._timings.take(state.global_step).items():
+                values.setdefault(key, seconds)  # a RewardWatch's own perf/reward/<fn>_s wins
         self._log(run, values, state.global_step)
         if self._completions is not None:
             self._log_completions(run, state.global_step)
@@ -225,6 +241,7 @@ class RLDKCallback(TrainerCallback, ExportableState):
         run = self._run
         if run is None or not run.active:
             return
+        self._detach(run)
         if self._checkpoints is not None:
             self._checkpoints.close(timeout=CHECKPOINT_DRAIN_TIMEOUT_S)
             self._checkpoints = None
@@ -232,6 +249,27 @@ class RLDKCallback(TrainerCallback, ExportableState):
             self._sampler.stop()
             self._sampler = None
         run.finish(status)
+
+    def _attach(self, trainer: Any, step: int) -> None:
+        """Listen to ``trainer``'s profiling, and give its watched reward functions this run."""
+        if trainer is None:
+            return
+        if self.profiling:
+            timings = ProfilingTimings(trainer, step)
+            self._timings = timings if timings.start() else None
+        watches = {id(w): w for f in getattr(trainer, "reward_funcs", None) or ()
+                   if (w := getattr(f, "__rldk_watch__", None)) is not None}
+        self._watches = list(watches.values())
+        for watch in self._watches:
+            watch.attach(self._run, trainer)
+
+    def _detach(self, run: Run) -> None:
+        if self._timings is not None:
+            self._timings.stop()
+            self._timings = None
+        for watch in self._watches:
+            watch.detach(run)
+        self._watches = []
 
     def _start(self, args: TrainingArguments, state: TrainerState, model: Any, processing_class: Any) -> None:
         self._stop_watch = _StopWatch(self.stop_on) if self.stop_on else None

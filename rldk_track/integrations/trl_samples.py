@@ -59,7 +59,7 @@ class CompletionsSource:
         rewards = {str(name): list(values) for name, values in (logs.get("rewards") or {}).items()}
         table: dict[str, list[Any]] = {"prompt": prompts, "completion": completions}
         if rewards:
-            table["reward"] = _weighted_sum(rewards, _weights(trainer, len(rewards)), len(completions))
+            table["reward"] = weighted_sum(rewards, reward_weights(trainer, len(rewards)), len(completions))
             table.update({f"reward/{name}": values for name, values in rewards.items()})
         advantages = list(logs.get("advantages") or ())
         if advantages:
@@ -69,7 +69,8 @@ class CompletionsSource:
         return table
 
 
-def _weights(trainer: Any, count: int) -> list[float]:
+def reward_weights(trainer: Any, count: int) -> list[float]:
+    """The trainer's ``reward_weights`` as floats (all 1.0 when it has none or not ``count``)."""
     weights = getattr(trainer, "reward_weights", None)
     try:
         values = [float(w) for w in (weights.tolist() if hasattr(weights, "tolist") else weights)]
@@ -78,7 +79,7 @@ def _weights(trainer: Any, count: int) -> list[float]:
     return values if len(values) == count else [1.0] * count
 
 
-def _weighted_sum(rewards: dict[str, list[Any]], weights: list[float], length: int) -> list[float | None]:
+def weighted_sum(rewards: dict[str, list[Any]], weights: list[float], length: int) -> list[float | None]:
     """Per row, the weighted sum of the functions' rewards that are numbers (None: none is)."""
     out: list[float | None] = []
     columns = list(rewards.values())
