@@ -7,8 +7,9 @@ OpenRLHF (0.11.x) has no callback system: all of its logging goes through one me
 ``logs_dict`` at ``global_step`` (canonical names next to OpenRLHF's own, see
 :mod:`rldk_track.keymaps`), the KL coefficient in effect, per-process timing and peak memory, and
 queues each new HF-format checkpoint for health analysis off the training thread — and then calls
-OpenRLHF's method unchanged. Generated samples (PPO's ``generated_samples``) go to JSONL artifacts,
-not to the metric series. Evaluation results are logged too (PPO: through
+OpenRLHF's method unchanged. PPO's ``generated_samples`` (one decoded sequence and its reward a
+step) become the sample set ``completions`` (a :class:`~rldk_track.records.Samples` record with
+columns ``text`` and ``reward``, which every tracker shows), not a metric. Evaluation results are logged too (PPO: through
 ``save_best_checkpoint``; SFT/DPO/RM: read from ``evaluate``'s own wandb/TensorBoard call).
 
 Where the patch must live:
@@ -77,6 +78,8 @@ FRAMEWORK = "openrlhf"
 #: libraries of :data:`rldk_track.integrations.common.VERSIONED_PACKAGES`).
 FRAMEWORK_PACKAGES = ("openrlhf", "ray", "vllm", "flash_attn")
 SAMPLES_KEY = "generated_samples"
+#: The sample set PPO's ``generated_samples`` are recorded as (TRL's generations have the same name).
+SAMPLES_NAME = "completions"
 GB = 1e9  # as rldk_track.system reports memory
 
 
@@ -92,7 +95,6 @@ class Settings:
     init: Mapping[str, Any] = field(default_factory=dict)
     checkpoint_health: bool = True
     samples: bool = True
-    samples_per_artifact: int = 100
     system_metrics: bool | float = False  # True: every 10 s; a number: seconds between samples
 
     def to_json(self) -> str:
@@ -118,7 +120,6 @@ class _Session:
         self._lock = threading.Lock()
         self._monitor: Any = None
         self._sampler: Any = None
-        self._samples: list[dict[str, Any]] = []
         self._kl_coef: float | None = None
         self._last_log_time: float | None = None
         self.closed = False
@@ -136,7 +137,7 @@ class _Session:
                     # backend lookup and start on the training thread for the rest of training.
                     self.closed = True
                     raise
-                # Samples and checkpoint analyses first, then the run's end (a plain atexit hook
+                # Checkpoint analyses first, then the run's end (a plain atexit hook
                 # would run after it: every backend start moves the runs' end to the front).
                 lifecycle.before_runs_finish(self._close_at_exit)
         return self.run
@@ -165,7 +166,7 @@ class _Session:
         return run
 
     def close(self, status: str | None = None, timeout: float | None = None) -> None:
-        """Log what is buffered, wait (bounded) for checkpoint health, and finish the run when
+        """Wait (bounded) for checkpoint health, and finish the run when
         ``status`` is given or the launcher left one; otherwise the Run's own exit hook finishes it."""
         with self._lock:
             if self.closed:
@@ -176,7 +177,6 @@ class _Session:
         if run is None or not run.active:
             return
         timeout = lifecycle.exit_timeout() if timeout is None else timeout
-        self._flush_samples()
         if self._monitor is not None:
             self._monitor.close(timeout=timeout)
         if self._sampler is not None:
@@ -222,7 +222,7 @@ class _Session:
         values: dict[str, Any] = {}
         for key, value in (logs_dict or {}).items():
             if key == SAMPLES_KEY:
-                self._add_samples(step, value)
+                self._log_samples(run, step, value)
             else:
                 values[str(key)] = value
         kl_coef, self._kl_coef = self._kl_coef, None
@@ -266,7 +266,8 @@ class _Session:
         self._monitor.submit(path, step)
 
     # -- samples -----------------------------------------------------------------------
-    def _add_samples(self, step: int, sample: Any) -> None:
+    def _log_samples(self, run: "Run", step: int, sample: Any) -> None:
+        """PPO's ``generated_samples`` (``[text, reward]``) as one row of the set ``completions``."""
         if not self.settings.samples or not sample:
             return
         text, reward = (list(sample) + [None, None])[:2] if isinstance(sample, (list, tuple)) else (sample, None)
@@ -274,17 +275,7 @@ class _Session:
             reward = float(reward) if reward is not None else None
         except (TypeError, ValueError):
             reward = None
-        self._samples.append({"step": step, "text": str(text), "reward": reward})
-        if len(self._samples) >= max(1, self.settings.samples_per_artifact):
-            self._flush_samples()
-
-    def _flush_samples(self) -> None:
-        samples, self._samples = self._samples, []
-        if not samples or self.run is None or not self.run.active:
-            return
-        data = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples).encode()
-        name = f"openrlhf/samples/steps_{samples[0]['step']:07d}-{samples[-1]['step']:07d}.jsonl"
-        self.run.log_artifact(data, name=name)
+        run.log_samples([{"text": text, "reward": reward}], step=step, name=SAMPLES_NAME)
 
 
 _state_lock = threading.Lock()
@@ -523,7 +514,6 @@ def install(
     *,
     checkpoint_health: bool = True,
     samples: bool = True,
-    samples_per_artifact: int = 100,
     system_metrics: bool | float = False,
     **init_kwargs: Any,
 ) -> bool:
@@ -532,7 +522,8 @@ def install(
     Wraps the trainers' ``save_logs_and_checkpoints`` now if OpenRLHF is imported, else as soon as
     it is. ``init_kwargs`` go to :func:`rldk_track.init` when the run starts (``project``,
     ``run_name``, ``dir``, ``tags``, ``per_rank``, ``analyzers`` — default ``"default"`` — and
-    per-backend options). ``system_metrics``: sample GPU/CPU/memory on one process per node every
+    per-backend options). ``samples``: record PPO's ``generated_samples`` as the sample set
+    ``completions`` (one row a logging step; default limits). ``system_metrics``: sample GPU/CPU/memory on one process per node every
     10 s (True) or every that many seconds (a number), as :class:`~rldk_track.integrations.trl.RLDKCallback`
     does. Calling it again replaces the settings for runs not yet started.
     Returns False, and changes nothing, when OpenRLHF is not installed. A misspelled backend, or
@@ -549,7 +540,6 @@ def install(
         init=dict(init_kwargs),
         checkpoint_health=checkpoint_health,
         samples=samples,
-        samples_per_artifact=samples_per_artifact,
         system_metrics=system_metrics,
     )
     return install_settings(settings)

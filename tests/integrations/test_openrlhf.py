@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,7 +26,7 @@ from rldk_testsupport import openrlhf_minimal as om
 from rldk_track.eventlog import read_records
 from rldk_track.integrations import openrlhf as integration
 from rldk_track.integrations.common import git_commit
-from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, RunEnd, RunStart
+from rldk_track.records import Alert, Artifact, CheckpointHealth, Metrics, RunEnd, RunStart, Samples
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -92,20 +93,31 @@ def test_ppo_logs_reach_mlflow_under_openrlhf_and_canonical_names_at_global_step
     assert run.info.status == "FINISHED"
 
 
-def test_ppo_samples_go_to_a_jsonl_artifact_not_to_metrics(ppo_trainer: Any, tmp_path: Path) -> None:
-    integration.install(dir=tmp_path / "runs", run_id="ppo-samples", analyzers=None, samples_per_artifact=2)
+def test_ppo_samples_are_the_completions_sample_set_in_every_tracker_not_metrics(
+    ppo_trainer: Any, tmp_path: Path, mlflow_server: Any
+) -> None:
+    from rldk_track.readers import load_runs
+
+    project = f"openrlhf-samples-{uuid.uuid4().hex[:8]}"
+    integration.install(["mlflow", "tensorboard", "wandb"], dir=tmp_path / "runs", run_id="ppo-samples",
+                        project=project, analyzers=None, mlflow={"tracking_uri": mlflow_server.uri})
     trainer = ppo_trainer()
     for step in (1, 2, 3):
         trainer.save_logs_and_checkpoints(step, om.ppo_logs(step, reward=0.1 * step))
     integration.uninstall()
 
     recs = records(tmp_path / "runs", "ppo-samples")
-    artifacts = {r.name: Path(r.path) for r in recs if isinstance(r, Artifact)}
-    assert sorted(artifacts) == ["openrlhf/samples/steps_0000001-0000002.jsonl",
-                                 "openrlhf/samples/steps_0000003-0000003.jsonl"]
-    lines = [json.loads(line) for path in sorted(artifacts.values()) for line in path.read_text().splitlines()]
-    assert lines == [{"step": s, "text": f"sample text of step {s}", "reward": pytest.approx(0.1 * s)} for s in (1, 2, 3)]
+    assert [(s.step, s.name, s.columns) for s in recs if isinstance(s, Samples)] == [
+        (step, "completions", ("text", "reward")) for step in (1, 2, 3)]
     assert not any("generated_samples" in r.values for r in recs if isinstance(r, Metrics))
+    assert not any(r.name.startswith("openrlhf/samples") for r in recs if isinstance(r, Artifact))
+    sources = {"jsonl": str(tmp_path / "runs"), "mlflow": f"mlflow://{project}",
+               "tensorboard": f"tensorboard://{tmp_path / 'runs' / 'tensorboard'}", "wandb": str(tmp_path / "runs" / "wandb")}
+    for kind, source in sources.items():
+        samples = load_runs(source, tracking_uri=mlflow_server.uri).samples
+        assert samples["step"].tolist() == [1, 2, 3], kind
+        assert samples["text"].tolist() == [f"sample text of step {s}" for s in (1, 2, 3)], kind
+        assert samples["reward"].astype(float).tolist() == pytest.approx([0.1, 0.2, 0.3]), kind
 
 
 def test_kl_coefficient_is_the_adaptive_controllers_value_at_each_step(ppo_trainer: Any, tmp_path: Path) -> None:
