@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 if TYPE_CHECKING:
     from rldk_track.compare.comparison import Comparison
 
+#: The sample sets the HTML report shows a run's top samples from, in order of preference; a run
+#: with none of them shows the set it logged at the most steps.
+SAMPLE_SETS = ("completions", "rewards", "samples")
+#: Rows per run in the report's top samples, and the characters kept of each cell.
+TOP_SAMPLES = 3
+SAMPLE_CELL_CHARS = 300
+
 HEADERS = ("run", "final mean [CI]", "n_eff", "best (step)", "last (step)", "AUC", "reached", "alerts", "vs baseline")
 
 
@@ -121,6 +128,7 @@ table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:14px}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .sig{font-weight:600} .muted{color:#777} img{max-width:100%}
+.samples td{white-space:pre-wrap;max-width:40em;font-family:ui-monospace,monospace;font-size:13px}
 .critical{color:#b00020} .warning{color:#b26a00} .info{color:#555}
 """
 
@@ -151,6 +159,9 @@ def render_html(comparison: "Comparison", plot: bool = True) -> str:
     missing = _missing_line(comparison)
     if missing:
         parts.append(f'<p class="muted">{esc(missing)}</p>')
+    samples = _top_samples_html(comparison)
+    if samples:
+        parts += ["<h2>Top samples</h2>", *samples]
     alerts = comparison.runset.alerts
     if len(alerts):
         parts.append("<h2>Alerts</h2>")
@@ -163,6 +174,52 @@ def render_html(comparison: "Comparison", plot: bool = True) -> str:
     parts.append(f"<h2>Method</h2><p>{esc(_method_note(comparison))}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def top_samples(samples: Any, run: str, n: int = TOP_SAMPLES) -> tuple[str, int, list[str], list[list[Any]]] | None:
+    """``run``'s ``n`` highest-reward rows at the last step of its sample set (:data:`SAMPLE_SETS`),
+    as ``(set name, step, columns, rows)``; the first rows when the set has no ``reward``. None
+    when the run has no samples. ``samples`` is a :class:`~rldk_track.readers.runset.RunSet`'s."""
+    from rldk_track.samples import finite_or_none
+
+    mine = samples[samples["run"] == run]
+    if not len(mine):
+        return None
+    names = list(mine["name"].unique())
+    name = next((s for s in SAMPLE_SETS if s in names), None)
+    if name is None:
+        name = max(names, key=lambda candidate: mine.loc[mine["name"] == candidate, "step"].nunique())
+    chosen = mine[mine["name"] == name]
+    step = int(chosen["step"].max())
+    table = chosen[chosen["step"] == step].drop(columns=["run", "name", "step", "row"]).dropna(axis=1, how="all")
+    columns = [str(c) for c in table.columns]
+    rows = table.values.tolist()
+    if "reward" in columns:
+        at = columns.index("reward")
+        rows.sort(key=lambda row: -(reward if (reward := finite_or_none(row[at])) is not None else -math.inf))
+    return name, step, columns, rows[:n]
+
+
+def _top_samples_html(comparison: "Comparison") -> list[str]:
+    esc = html.escape
+    samples = comparison.runset.samples
+    out = []
+    for run in comparison.runset.runs.index:
+        top = top_samples(samples, run) if len(samples) else None
+        if top is None:
+            continue
+        name, step, columns, rows = top
+        order = "highest reward first" if "reward" in columns else "first rows"
+        out.append(f"<h3>{esc(str(run))}: {esc(name)} at step {step} ({order})</h3>")
+        out.append('<div class="samples">' + _html_table(columns, [[_cell(c) for c in row] for row in rows]) + "</div>")
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = num(value) if isinstance(value, float) else str(value)
+    return text if len(text) <= SAMPLE_CELL_CHARS else text[:SAMPLE_CELL_CHARS] + f"… ({len(text)} characters)"
 
 
 def _significant(comparison: "Comparison", metric: str) -> set[str]:

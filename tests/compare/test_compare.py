@@ -217,3 +217,24 @@ def test_the_html_alert_table_leaves_a_missing_metric_blank_not_nan():
     html = compare(build_runset([make_run("base", 0.0, seed=1), extra]), metrics=["reward/mean"]).to_html()
     alerts = html.split("<h2>Alerts</h2>", 1)[1].split("</table>", 1)[0]
     assert "custom" in alerts and ">nan<" not in alerts and "None" not in alerts
+
+
+def test_the_html_report_shows_each_runs_top_samples_at_its_last_sampled_step_escaped():
+    base, other = make_run("base", 0.0, seed=1), make_run("better", 1.0, seed=2)
+    columns = ["prompt", "completion", "reward"]
+    base.add_samples(10, "completions", columns, [["p", "early", 9.0]])
+    base.add_samples(30, "completions", columns, [["p", "low", 0.1], ["p", "<script>alert(1)</script>", 0.9],
+                                                  ["p", "none", None], ["p", "x" * 1000, 0.5], ["p", "mid", 0.3]])
+    base.add_samples(30, "evidence/reward_hacking", columns, [["p", "evidence row", 99.0]])
+    other.add_samples(20, "frame", ["text"], [["first"], ["second"], ["third"], ["fourth"]])
+    html = compare(build_runset([base, other]), metrics=["reward/mean"]).to_html()
+
+    section = html.split("<h2>Top samples</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in section
+    base_part, other_part = section.split("<h3>better: frame at step 20 (first rows)</h3>")
+    assert "<h3>base: completions at step 30 (highest reward first)</h3>" in base_part
+    shown = [cell for cell in ("&lt;script&gt;", "x" * 300 + "… (1000 characters)", "mid", "low", "early", "evidence row")
+             if cell in base_part]
+    assert shown == ["&lt;script&gt;", "x" * 300 + "… (1000 characters)", "mid"]  # the three best, in order
+    assert base_part.index("&lt;script&gt;") < base_part.index("x" * 300) < base_part.index("mid")
+    assert "first" in other_part and "third" in other_part and "fourth" not in other_part
