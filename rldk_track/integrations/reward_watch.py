@@ -199,7 +199,7 @@ class RewardWatch:
         """Add one function's rewards to its batch; record the batch once every function scored it."""
         run = self._run
         if run is None:
-            if not self._warned:
+            if not self._warned and _rank() == 0:  # other ranks record nothing anyway
                 self._warned = True
                 log.warning("rldk_track: RewardWatch(samples=True) has no run to record into: pass run=, "
                             "or train with RLDKCallback; these samples are not recorded (reported once)")
@@ -244,6 +244,12 @@ def _weights(trainer: Any, names: list[str]) -> list[float]:
     known = [str(n) for n in getattr(trainer, "reward_func_names", None) or ()]
     by_name = dict(zip(known, reward_weights(trainer, len(known))))
     return [by_name.get(n, 1.0) for n in names]
+
+
+def _rank() -> int:
+    from rldk_track.distributed import rank_and_world_size
+
+    return rank_and_world_size()[0]
 
 
 def _finite(value: Any) -> bool:
