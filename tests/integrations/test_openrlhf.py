@@ -10,7 +10,6 @@ stand-in for the PPO controller's Ray actor group (``rldk_testsupport.openrlhf_m
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
