@@ -10,8 +10,13 @@
   signal). Ground truth is always the construction, never what an analyzer says.
 * :func:`at_rate`: the log TRL would have written with ``logging_steps=k``: TRL's GRPO/RLOO/DPO
   metrics are the mean of the finite per-step values since the last log (``GRPOTrainer.log``
-  filters NaN), transformers' ``loss`` is the plain mean (a NaN stays NaN), and ``grad_norm``,
-  ``learning_rate``, ``epoch`` and ``num_tokens`` are the value at the logging step.
+  filters NaN), transformers' ``loss`` is the mean of the interval's step losses, and ``grad_norm``,
+  ``learning_rate``, ``epoch`` and ``num_tokens`` are the value at the logging step (transformers
+  5.24 ``Trainer._maybe_log_save_evaluate`` logs the ``grad_norm`` of the step it logs at, not a
+  mean: one step's gradient norm is seen only if that step is a logging step). With
+  ``logging_nan_inf_filter=True`` (the default) a NaN/Inf step loss is replaced by
+  ``running_sum / (1 + steps since the last log)`` before it is added (``Trainer`` training loop), so
+  the logged loss stays finite, also at ``logging_steps=1`` (where it becomes 0.0).
 
 A fault that starts at optimizer step ``K`` first shows in the record logged for step ``K + 1``;
 at rate ``k`` that is the record of the block holding step ``K + 1``.
@@ -32,7 +37,7 @@ RATES = (1, 5, 10)
 BUDGETS = {"abrupt": 3, "level": 10, "slow": 20}
 #: Values TRL/transformers log as the value at the logging step, not as a mean over the interval.
 LAST_VALUE = frozenset({"grad_norm", "learning_rate", "epoch", "num_tokens"})
-#: Plain means (transformers' running loss): a NaN in the interval makes the logged value NaN.
+#: transformers' running loss: the interval's mean, NaN/Inf steps replaced (``logging_nan_inf_filter``).
 PLAIN_MEAN = frozenset({"loss"})
 CAP = 32  # max_completion_length of the generated runs
 NAN = float("nan")
@@ -87,18 +92,19 @@ def real_runs() -> dict[str, Stream]:
 
 def at_rate(rows: list[Row], k: int) -> list[Row]:
     """The rows TRL logs with ``logging_steps=k`` (one per block of ``k`` optimizer steps)."""
-    if k == 1:
-        return [dict(r) for r in rows]
     out: list[Row] = []
     for start in range(0, len(rows) - k + 1, k):
         block = rows[start:start + k]
         row: Row = {"step": block[-1]["step"]}
-        for key in {key for r in block for key in r if key != "step"}:
+        for key in dict.fromkeys(key for r in block for key in r if key != "step"):
             values = [r[key] for r in block if key in r]
             if key in LAST_VALUE:
                 row[key] = block[-1].get(key, values[-1])
             elif key in PLAIN_MEAN:
-                row[key] = sum(values) / len(values)
+                total = 0.0
+                for j, value in enumerate(values):
+                    total += value if math.isfinite(value) else total / (1 + j)
+                row[key] = total / len(values)
             else:
                 finite = [v for v in values if not math.isnan(v)]
                 if finite:

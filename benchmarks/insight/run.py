@@ -12,7 +12,10 @@ dict (``None`` dropped) is canonicalized with the TRL key map and handed, with i
 
 Usage::
 
-    python benchmarks/insight/run.py [--verbose] [--write] [--json PATH]
+    python benchmarks/insight/run.py [--verbose] [--write] [--json PATH] [--analyzers SPEC]
+
+``--analyzers`` takes a JSON analyzer spec (what ``build_observers`` takes), e.g.
+``'[{"update_spike": {"z": 3.5}}]'`` to score one rule alone with another threshold.
 
 ``--write`` puts the table into ``benchmarks/RESULTS.md`` (between the insight markers) under the
 label given by ``--label`` (e.g. ``before``, ``after``).
@@ -131,7 +134,7 @@ def markdown(table: dict[str, Any], label: str) -> str:
 
     row("recall within budget, all", frac("all"))
     row("recall, dev / held-out", lambda t: f"{t['dev']['recall']:.2f} / {t['held_out']['recall']:.2f}")
-    row("median delay (logged steps)", lambda t: f"{t['all']['median_delay']}")
+    row("median delay (logged steps)", lambda t: f"{t['all']['median_delay']:g}")
     row("false alarms / 1000 healthy records, all", lambda t: f"{t['all']['false_alarms_per_1000']:.1f} "
         f"({t['all']['false_alarms']} in {t['all']['healthy_records']})")
     row("false alarms / 1000, dev / held-out", lambda t: f"{t['dev']['false_alarms_per_1000']:.1f} / "
@@ -180,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="put the table into benchmarks/RESULTS.md")
     parser.add_argument("--label", default="default analyzers")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--analyzers", type=json.loads, help="a JSON analyzer spec (default: \"default\")")
     args = parser.parse_args(argv)
-    table = score(all_streams())
+    table = score(all_streams(), "default" if args.analyzers is None else args.analyzers)
     if args.verbose:
         print(details(table))
     section = markdown(table, args.label)

@@ -21,7 +21,7 @@ from rldk_track.analyzers.entropy import EntropyCollapse
 from rldk_track.analyzers.kl import KLControllerStuck, KLDrift, KLRunaway, KLSpike
 from rldk_track.analyzers.length import Truncation
 from rldk_track.analyzers.nonfinite import NonFinite, RewardNonFinite
-from rldk_track.analyzers.optimization import ClipSaturation, GradExplosion, LossDivergence
+from rldk_track.analyzers.optimization import ClipSaturation, GradExplosion, LossDivergence, UpdateSpike
 from rldk_track.analyzers.reward_hacking import RewardHacking
 from rldk_track.analyzers.reward_reliability import RewardReliability
 from rldk_track.analyzers.reward_shift import RewardShift
@@ -35,7 +35,7 @@ RULES: dict[str, type[Rule]] = {
     cls.name: cls
     for cls in (
         NonFinite, RewardNonFinite, KLSpike, KLDrift, KLRunaway, KLControllerStuck, EntropyCollapse,
-        ClipSaturation, GradExplosion, LossDivergence, RewardShift, RewardHacking, Truncation, NoLearningSignal,
+        ClipSaturation, GradExplosion, LossDivergence, UpdateSpike, RewardShift, RewardHacking, Truncation, NoLearningSignal,
         RewardReliability, Trends,
     )
 }
@@ -45,7 +45,7 @@ AnalyzerSpec = str | Mapping[str, Any] | list[Any] | tuple[Any, ...] | Observer 
 __all__ = [
     "RULES", "Check", "ClipSaturation", "EntropyCollapse", "Episode", "GradExplosion", "KLControllerStuck",
     "KLDrift", "KLRunaway", "KLSpike", "LossDivergence", "NoLearningSignal", "NonFinite", "RewardHacking",
-    "RewardNonFinite", "RewardReliability", "RewardShift", "Rule", "Trends", "Truncation",
+    "RewardNonFinite", "RewardReliability", "RewardShift", "Rule", "Trends", "Truncation", "UpdateSpike",
     "build_observers",
 ]
 

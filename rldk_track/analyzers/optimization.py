@@ -1,12 +1,15 @@
-"""Optimization rules: saturated clipping, exploding gradients, a diverging loss."""
+"""Optimization rules: saturated clipping, exploding gradients, a diverging loss, one bad update."""
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
 from statistics import median
+from typing import Iterable, Mapping
 
-from rldk_track.analyzers.rule import Check, MetricRule, firing, healthy, hold
-from rldk_track.analyzers.stats import mean_sd
+from rldk_track.analyzers.names import aliases, pick
+from rldk_track.analyzers.rule import Check, MetricRule, Rule, firing, healthy, hold
+from rldk_track.analyzers.stats import mean_sd, robust_sd
 
 _CLIP_ACTION = (
     "Most updates are being clipped: lower the learning rate, use fewer PPO/GRPO iterations per "
@@ -15,6 +18,11 @@ _CLIP_ACTION = (
 _GRAD_ACTION = (
     "Lower the learning rate, enable or tighten gradient clipping (max_grad_norm), check the batch at "
     "this step for extreme rewards or advantages; in fp16 check the loss scaler."
+)
+_UPDATE_ACTION = (
+    "One optimizer step moved the policy far: look at the batch of these steps (extreme rewards or "
+    "advantages, a malformed sample), enable or tighten max_grad_norm, lower the learning rate; if KL and "
+    "entropy do not come back within a few logged steps, resume from the last checkpoint before it."
 )
 _LOSS_ACTION = (
     "Lower the learning rate or raise warmup, enable gradient clipping, and resume from the last "
@@ -173,3 +181,104 @@ class LossDivergence(MetricRule):
             return healthy(key, level, best + margin / 2,
                            f"Loss back near its best: median {key} = {level:.4g} (best {best:.4g})")
         return hold(key)
+
+
+class UpdateSpike(Rule):
+    """One bad optimizer update: a big step and a moved policy show in the same logged record.
+
+    For each watched metric, ``z`` is its distance from the median of its own previous ``window``
+    values in robust standard deviations (MAD-based, at least ``rel_floor * |median|``), in the
+    direction a bad update moves it: loss and gradient norm up (the *step* side), KL up and entropy
+    either way (the *policy* side). Fires (warning) when the strongest step-side ``z`` and the
+    strongest policy-side ``z`` are both at least ``z``: one side alone is ordinary noise (a hard
+    batch, a policy drifting), both at once is the fingerprint of one update too large. Each
+    metric is judged after ``min_history`` values of it; clears after ``clear_after`` records that
+    do not fire.
+
+    Why two sides and not the gradient norm alone: with ``logging_steps=k`` transformers logs the
+    gradient norm of the logging step only, so one bad step's norm is seen once in ``k``, while
+    loss, KL and entropy are means over the ``k`` steps: the bad step's share of them is diluted
+    ``k``-fold but never lost. Being relative to each metric's own spread at this logging rate, the
+    rule needs no per-rate setting. A norm of exactly 0 (GRPO, zero advantages) is skipped.
+    """
+
+    name = "update_spike"
+    #: (canonical metric, side, direction): +1 up only, 0 either way.
+    WATCHED = (("loss/total", "step", 1), ("grad/norm", "step", 1), ("kl/mean", "policy", 1),
+               ("entropy/mean", "policy", 0))
+
+    def __init__(
+        self,
+        *,
+        window: int = 30,
+        min_history: int = 10,
+        z: float = 4.0,
+        rel_floor: float = 0.01,
+        clear_after: int = 2,
+    ) -> None:
+        super().__init__(clear_after)
+        if not 3 <= min_history <= window:
+            raise ValueError("update_spike: need 3 <= min_history <= window")
+        if z <= 0 or rel_floor < 0:
+            raise ValueError("update_spike: need z > 0 and rel_floor >= 0")
+        self.min_history = min_history
+        self.z = z
+        self.rel_floor = rel_floor
+        #: per metric: its names, side, direction, its last ``window`` values in order and sorted
+        self._watched = [(aliases(metric), side, sign, deque(maxlen=window), [])
+                         for metric, side, sign in self.WATCHED]
+        self._healthy = [(self.name, healthy(None, None, None, "Loss, gradient norm, KL and entropy back within "
+                                             "their recent noise"))]
+
+    def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
+        # Per side, (deviation in the watched direction, median, sorted window, key, value) of each
+        # metric whose deviation could reach z (it is over z floors); the robust SD, an O(window)
+        # pass, is taken only when both sides have such a metric, and for the policy side only once
+        # the step side is out. Same verdicts as taking every z, at a fraction of the cost.
+        candidates: dict[str, list[tuple[float, float, list[float], str, float]]] = {"step": [], "policy": []}
+        seen: list[tuple[deque[float], list[float], float]] = []
+        judged = 0
+        floor = self.z * self.rel_floor
+        for names, side, sign, order, ordered in self._watched:
+            found = pick(values, names)
+            if found is None:
+                continue
+            key, value = found
+            if value == 0.0 and sign and names[0] == "grad/norm":
+                continue
+            seen.append((order, ordered, value))
+            n = len(ordered)
+            if n >= self.min_history:
+                judged += 1
+                med = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+                d = value - med if sign else abs(value - med)
+                if d > 0 and d > floor * abs(med):
+                    candidates[side].append((d, med, ordered, key, value))
+        step_side = policy_side = (0.0, "", 0.0, 0.0)
+        if candidates["policy"]:
+            step_side = self._strongest(candidates["step"])
+            if step_side[0] >= self.z:
+                policy_side = self._strongest(candidates["policy"])
+        for order, ordered, value in seen:  # each value joins its window after being judged
+            if len(order) == order.maxlen:
+                del ordered[bisect_left(ordered, order[0])]
+            order.append(value)
+            insort(ordered, value)
+        if judged < 2:
+            return ()
+        if min(step_side[0], policy_side[0]) >= self.z:
+            shown = " and ".join(f"{key} = {value:.4g} ({z:.1f} robust SD out)" for z, key, value, _ in (step_side, policy_side))
+            message = (f"Update spike at step {step}: {shown} jumped out of their recent noise together, "
+                       f"the mark of one optimizer update too large")
+            return [(self.name, firing(step_side[1], step_side[2], step_side[3], message, _UPDATE_ACTION))]
+        return self._healthy
+
+    def _strongest(self, candidates: list[tuple[float, float, list[float], str, float]]) -> tuple[float, str, float, float]:
+        """``(z, key, value, median + z_threshold * sd)`` of the candidate furthest out in robust SDs
+        (z 0 if none)."""
+        best = (0.0, "", 0.0, 0.0)
+        for d, med, window, key, value in candidates:
+            sd = max(robust_sd(window, med), self.rel_floor * abs(med), 1e-12)
+            if d / sd > best[0]:
+                best = (d / sd, key, value, med + self.z * sd)
+        return best

@@ -1,10 +1,10 @@
-"""Clip-ratio saturation, gradient-norm explosion, loss divergence."""
+"""Clip-ratio saturation, gradient-norm explosion, loss divergence, one bad update."""
 
 from __future__ import annotations
 
 import pytest
 
-from rldk_track.analyzers import ClipSaturation, GradExplosion, LossDivergence
+from rldk_track.analyzers import ClipSaturation, GradExplosion, LossDivergence, UpdateSpike
 
 SEEDS = range(5)
 KINDS = ["grpo", "ppo", "sft"]
@@ -110,3 +110,75 @@ def test_loss_divergence_clears_when_the_loss_comes_back_down(streams):
     alerts = streams.feed(LossDivergence(), stream)
     assert [(a.state, a.severity) for a in alerts] == [("raised", "warning"), ("raised", "critical"), ("cleared", "critical")]
     assert 240 <= alerts[-1].step < 240 + 5 + 3
+
+
+# -- update spike (one bad optimizer update) ------------------------------------------------------
+def logged_every(stream, k):
+    """What transformers/TRL log with logging_steps=k: the mean of each block of k steps, except
+    the gradient norm, which is the logging step's own; the step is the block's last."""
+    out = []
+    for start in range(0, len(stream) - k + 1, k):
+        block = stream[start:start + k]
+        row = {key: sum(v[key] for v in block) / k for key in block[0]}
+        row["grad/norm"] = block[-1]["grad/norm"]
+        out.append((start + k - 1, row))
+    return out
+
+
+def bad_update(stream, at):
+    """One update too large at step ``at``: its gradient norm x40 and loss +2, then KL and entropy
+    pushed up and relaxing by half each step (what benchmarks/insight injects)."""
+    out = [dict(v) for v in stream]
+    out[at]["grad/norm"] *= 40
+    out[at]["loss/total"] += 2.0
+    for t in range(6):
+        out[at + t]["kl/mean"] = out[at + t]["kl/mean"] * (1 + 12 * 0.5 ** t) + 0.05 * 0.5 ** t
+        out[at + t]["entropy/mean"] *= 1 + 0.6 * 0.5 ** t
+    return out
+
+
+def feed_logged(rule, logged):
+    return [a for step, values in logged for a in rule.update(step, values)]
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_update_spike_sees_one_bad_update_at_every_logging_rate(streams, seed, k):
+    at = 301  # never a logging step at k = 5 or 10: the logged gradient norm does not show it
+    logged = logged_every(bad_update(streams.healthy(seed, 400), at), k)
+    (alert,) = streams.raised(feed_logged(UpdateSpike(), logged))
+    assert alert.step == at + (-at - 1) % k  # the record holding the bad step
+    assert (alert.rule, alert.severity) == ("update_spike", "warning")
+    # at k > 1 the logged gradient norm is a normal step's: the averaged loss carries the step side
+    assert alert.metric in (("loss/total", "grad/norm") if k == 1 else ("loss/total",))
+    assert alert.value >= alert.threshold
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_update_spike_is_silent_on_healthy_runs(streams, seed, kind, k):
+    assert feed_logged(UpdateSpike(), logged_every(streams.healthy(seed, 1000), k)) == []
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_update_spike_wants_both_a_big_step_and_a_moved_policy(streams, seed):
+    grad_only = with_values(streams.healthy(seed, 300), "grad/norm", [200], lambda s, v: 40 * v)
+    kl_only = with_values(streams.healthy(seed, 300), "kl/mean", [200], lambda s, v: 20 * v)
+    assert streams.feed(UpdateSpike(), grad_only) == []  # grad_explosion's
+    assert streams.feed(UpdateSpike(), kl_only) == []  # kl_spike's
+
+
+def test_update_spike_clears_and_skips_zero_gradient_norms(streams):
+    stream = bad_update(streams.healthy(0, 300), 200)
+    for values in stream[100:150]:
+        values["grad/norm"] = 0.0  # GRPO steps with zero advantages: not a collapse of the norm
+    alerts = streams.feed(UpdateSpike(), stream)
+    assert [(a.state, a.step) for a in alerts] == [("raised", 200), ("cleared", 202)]  # clear_after=2
+
+
+def test_update_spike_validates_its_options():
+    with pytest.raises(ValueError):
+        UpdateSpike(min_history=40, window=30)
+    with pytest.raises(ValueError):
+        UpdateSpike(z=0)
