@@ -2,7 +2,8 @@
 
 Two demo-like runs (one healthy, one pushed into a KL spike and an entropy collapse, both with the
 default analyzers) go to the embedded MLflow store, TensorBoard and trackio's local store; ``rldk-track ui`` serves them
-on 127.0.0.1; Chromium renders MLflow's training view of the experiment, its runs table and the sick run's page (DOM dumps are checked,
+on 127.0.0.1; Chromium renders MLflow's training view of the experiment, its runs table, the sick run's page and the
+healthy run's latest sample set as a table (DOM dumps are checked,
 screenshots saved under ``docs/img/``); TensorBoard's HTTP API lists the runs and their canonical
 scalar tags; trackio's dashboard lists both runs. Select with ``-m browser``; needs Debian's ``chromium``. ``RLDK_UPDATE_SCREENSHOTS=1``
 refreshes the committed screenshots.
@@ -51,7 +52,18 @@ def log_demo_runs(dir: Path) -> None:
                 "entropy/mean": 2.0 - (1.9 if sick and step > 110 else 0.0) + 0.01 * rng.random(),
                 "loss/total": 1.0 - 0.002 * step + 0.01 * rng.random(),
             }, step=step)
+            if not sick and step % 50 == 49:
+                run.log_samples(demo_samples(step), step=step, name="completions")
         assert run.finish(timeout=120).complete
+
+
+def demo_samples(step: int) -> list[dict[str, object]]:
+    """A GRPO-like sample set: two prompts, four completions each, rewards and advantages."""
+    prompts = {"What is 17 * 3?": ["51", "17 * 3 = 51.", "It is 41.", "fifty-one (51)"],
+               "Capital of Peru?": ["Lima", "Lima, Peru.", "Cusco", "The capital is Lima."]}
+    return [{"prompt": prompt, "completion": completion, "reward": round(1.0 - 0.3 * k + step / 1000, 3),
+             "advantage": round(0.45 - 0.3 * k, 3)}
+            for prompt, completions in prompts.items() for k, completion in enumerate(completions)]
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +161,19 @@ def test_mlflow_run_page_shows_the_alert_tags(served, tmp_path):
     for tag in ("rldk.alert.kl_spike", "rldk.alert.entropy_collapse", "rldk.health"):
         assert tag in dom
     screenshot(url, tmp_path, "mlflow_run_alerts.png", size="1400,1000")
+
+
+def test_mlflow_run_page_shows_the_latest_samples_as_a_table(served, tmp_path):
+    experiment, runs = mlflow_runs(served)
+    healthy = runs["grpo-healthy"]
+    assert healthy.data.tags["rldk.samples.completions"] == "rldk/samples/completions/step_00000149.json"
+    url = (f"{served['mlflow']}/#/experiments/{experiment}/runs/{healthy.info.run_id}/artifacts/"
+           "rldk/samples/completions/latest.json?workflowType=machine_learning")
+    dom = chromium(url, tmp_path, "--dump-dom", budget_ms=15_000)
+    assert "View as table" in dom and 'role="table"' in dom
+    for text in ("prompt", "completion", "reward", "advantage", "What is 17 * 3?", "17 * 3 = 51."):
+        assert f">{text}<" in dom, text
+    screenshot(url, tmp_path, "mlflow_samples_table.png")
 
 
 def test_tensorboard_lists_the_runs_and_canonical_tags(served, tmp_path):
