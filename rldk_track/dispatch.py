@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures.thread  # noqa: F401
 import dataclasses
 import logging
+import os
 import queue
 import threading
 import time
@@ -27,7 +28,15 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from rldk_track import lifecycle
 from rldk_track.backends.base import Backend, Resume, refuses_data
-from rldk_track.eventlog import EventLogWriter, append_rejected, read_cursor, read_records, stage_artifact, write_cursor
+from rldk_track.eventlog import (
+    EventLogWriter,
+    append_rejected,
+    encode_lines,
+    read_cursor,
+    read_records,
+    stage_artifact,
+    write_cursor,
+)
 from rldk_track.layout import RunLayout
 from rldk_track.normalize import valid_text
 from rldk_track.observer import Observer, Observers
@@ -38,10 +47,20 @@ from rldk_track.samples import SampleBounder, SampleLimits
 log = logging.getLogger("rldk_track")
 
 LOG_BATCH = 10_000
-#: Records a backend worker holds in memory before it reads the event log instead.
-MAX_PENDING = 100_000
+#: Megabytes of records a backend worker holds in memory before it reads the event log instead
+#: (``RLDK_MAX_PENDING_MB`` overrides; see :func:`pending_limit`).
+DEFAULT_PENDING_MB = 64.0
+PENDING_ENV = "RLDK_MAX_PENDING_MB"
+#: A record's memory, estimated from its event-log line: Python's objects for a metrics record
+#: take 2.1x (1 metric) to 3.6x (200 metrics) the line's bytes (tracemalloc), so 4x.
+MEMORY_PER_LINE_BYTE = 4
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
+#: Records the training thread may queue ahead of the log thread; past it ``run.log`` waits for
+#: the log thread (backpressure), or drops while the log thread is stuck (see ``Dispatcher.submit``).
+MAX_QUEUED = 20_000
+#: Seconds without the log thread taking a batch, with the queue full, before it is deemed stuck.
+STUCK_AFTER_S = 30.0
 #: Seconds ``finish`` waits for a tracker before it says what it is waiting for.
 SAY_WAITING_AFTER_S = 2.0
 #: Seconds more ``finish`` gives a tracker that was never reachable during the run.
@@ -62,6 +81,9 @@ class DeliveryReport:
     #: records each tracker will never get: dropped from its bounded memory while the event log
     #: was off or unwritable
     lost: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: records ``run.log`` dropped because the log thread was stuck with its queue full: they
+    #: are nowhere
+    dropped: int = 0
 
     def __bool__(self) -> bool:
         return self.complete
@@ -79,7 +101,27 @@ class DeliveryReport:
         dropped = ", ".join(f"{name}: {n} records" for name, n in self.lost.items() if n)
         if dropped:
             parts.append(f"never delivered (dropped from memory): {dropped}")
+        if self.dropped:
+            parts.append(f"{self.dropped} records were dropped before they were logged (the log thread was stuck)")
         return "; ".join(parts) or "not complete"
+
+
+def pending_limit() -> int:
+    """The in-memory bound of each backend worker, in bytes: ``RLDK_MAX_PENDING_MB`` (a positive
+    number of megabytes, default :data:`DEFAULT_PENDING_MB`). A bad value fails fast."""
+    raw = os.environ.get(PENDING_ENV, "").strip()
+    try:
+        mb = float(raw) if raw else DEFAULT_PENDING_MB
+    except ValueError:
+        mb = -1.0
+    if not mb > 0:
+        raise ValueError(f"{PENDING_ENV}={raw!r}: give a positive number of megabytes (default {DEFAULT_PENDING_MB:g})")
+    return int(mb * 2**20)
+
+
+def record_sizes(lines: Sequence[bytes]) -> list[int]:
+    """Each record's estimated memory from its event-log line (:data:`MEMORY_PER_LINE_BYTE`)."""
+    return [MEMORY_PER_LINE_BYTE * len(line) for line in lines]
 
 
 class _Barrier:
@@ -102,8 +144,10 @@ class BackendWorker:
     """Delivers records to one backend on its own thread, in order, with retries.
 
     ``submit`` (called by the log thread) only appends to a bounded in-memory queue. Past
-    ``max_pending`` records the worker switches to reading the event log (when there is one) until
-    it has caught up, so a tracker that is down for hours costs no memory and loses nothing.
+    ``max_pending_bytes`` (each record's size estimated from its event-log line, on the log
+    thread) the worker drops that queue and reads the event log from its cursor (when there is
+    one) until it has caught up, so a tracker that is down for hours costs bounded memory and
+    loses nothing.
     """
 
     def __init__(
@@ -112,7 +156,7 @@ class BackendWorker:
         layout: RunLayout,
         *,
         has_event_log: bool,
-        max_pending: int | None = None,
+        max_pending_bytes: int | None = None,
         catch_up: bool = False,
         from_start: bool = False,
         state: Mapping[str, Any] | None = None,
@@ -126,13 +170,16 @@ class BackendWorker:
         #: whether the tracker was reached (``open`` succeeded) in this process
         self.opened = False
         self.open_failed = False  # an attempt to open raised (a dead URI), not merely still opening
-        self._max_pending = max_pending or MAX_PENDING
+        self._max_bytes = max_pending_bytes or pending_limit()
         fresh = {"seq": -1, "state": state}  # state: an ended tracker run to reopen (write-back)
         cursor = read_cursor(self._cursor_path) if self._cursor_path and not from_start else fresh
         self._state: Mapping[str, Any] | None = cursor.get("state")
         self._delivered = int(cursor.get("seq", -1))
         self._written = self._delivered
-        self._pending: deque[Record] = deque()
+        self._pending: deque[tuple[Record, int]] = deque()  # (record, estimated bytes)
+        self._pending_bytes = 0
+        #: the most bytes the in-memory queue has held (at most the bound)
+        self.peak_pending_bytes = 0
         self._from_log = catch_up  # read the event log instead of the queue until caught up
         self._log_offset = 0
         self._closing = False
@@ -155,44 +202,61 @@ class BackendWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, records: Sequence[Record]) -> None:
+    def submit(self, records: Sequence[Record], sizes: Sequence[int] | None = None) -> None:
+        """Queue ``records``; ``sizes`` are each one's estimated bytes (:func:`record_sizes` of the
+        lines the log thread wrote), worked out here when not given (a write-back)."""
         supported = self.backend.supports
+        if sizes is None:
+            sizes = record_sizes(encode_lines(records, self._layout.run_id))
         with self._cv:
             self._written = records[-1].seq
             if not self._from_log:
-                wanted = [r for r in records if r.kind in supported]
-                if len(self._pending) + len(wanted) > self._max_pending:
-                    self._overflow(wanted)
+                wanted = [(r, n) for r, n in zip(records, sizes) if r.kind in supported]
+                added = sum(n for _, n in wanted)
+                if self._pending_bytes + added > self._max_bytes:
+                    self._overflow(wanted, added)
                 else:
                     self._pending.extend(wanted)
+                    self._pending_bytes += added
+                self.peak_pending_bytes = max(self.peak_pending_bytes, self._pending_bytes)
             self._cv.notify_all()
+
+    @property
+    def pending_bytes(self) -> int:
+        """Estimated bytes of the records held in memory for this tracker (at most the bound)."""
+        with self._cv:
+            return self._pending_bytes
 
     def set_event_log_ok(self, ok: bool) -> None:
         """The log thread says whether the event log is being written (False: a full disk).
-        While it is not, this worker holds at most ``max_pending`` records in memory, dropping
-        the oldest, instead of catching up from a log that lacks them."""
+        While it is not, this worker holds at most ``max_pending_bytes`` of records in memory,
+        dropping the oldest, instead of catching up from a log that lacks them."""
         with self._cv:
             self._log_ok = ok
             self._cv.notify_all()
 
-    def _overflow(self, wanted: list[Record]) -> None:
+    def _overflow(self, wanted: list[tuple[Record, int]], added: int) -> None:
         if self._has_event_log and self._log_ok:
             log.warning(
-                "rldk_track: %s is %d records behind; it will catch up from the event log %s",
-                self.name, len(self._pending) + len(wanted), self._layout.event_log,
+                "rldk_track: %s is %d records (%.0f MB in memory) behind; it will catch up from the event log %s",
+                self.name, len(self._pending) + len(wanted), (self._pending_bytes + added) / 2**20,
+                self._layout.event_log,
             )
             self._pending.clear()
+            self._pending_bytes = 0
             self._from_log = True
             return
         self._pending.extend(wanted)
-        dropped = len(self._pending) - self._max_pending
-        for _ in range(dropped):
-            self._pending.popleft()
-        if not self._lost:
+        self._pending_bytes += added
+        dropped = 0
+        while self._pending_bytes > self._max_bytes:
+            self._pending_bytes -= self._pending.popleft()[1]
+            dropped += 1
+        if not self._lost and dropped:
             why = "cannot be written" if self._has_event_log else "is off (RLDK_DISABLE_JSONL=1)"
             log.error(
-                "rldk_track: %s is more than %d records behind and the event log %s: dropping the "
-                "oldest records", self.name, self._max_pending, why,
+                "rldk_track: %s is more than %.0f MB of records behind and the event log %s: dropping "
+                "the oldest records", self.name, self._max_bytes / 2**20, why,
             )
         self._lost += dropped
 
@@ -313,7 +377,12 @@ class BackendWorker:
                 self._cv.wait(1.0)
             self._linger(limit)
             if not self._from_log:
-                return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+                batch = []
+                for _ in range(min(limit, len(self._pending))):
+                    record, size = self._pending.popleft()
+                    self._pending_bytes -= size
+                    batch.append(record)
+                return batch
         return self._read_log(limit)
 
     def _linger(self, limit: int) -> None:
@@ -455,6 +524,10 @@ class Dispatcher:
         self.observers = Observers(observers)
         self._event_log = event_log
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._took = threading.Event()  # set by the log thread each time it takes from the queue
+        self._stuck = False
+        #: records ``submit`` dropped while the log thread was stuck
+        self.dropped = 0
         self._next_seq = next_seq
         #: records that could not be written to the event log (a full disk), and why
         self.unlogged = 0
@@ -473,8 +546,31 @@ class Dispatcher:
 
     # -- training thread -----------------------------------------------------------------
     def submit(self, record: Record) -> None:
-        """Enqueue a record (``seq`` is assigned on the log thread). Never blocks."""
+        """Enqueue a record (``seq`` is assigned on the log thread). Never blocks while fewer than
+        :data:`MAX_QUEUED` records wait for the log thread (one ``qsize`` call is all it adds)."""
+        if self._queue.qsize() >= MAX_QUEUED and not self._room_for_one():
+            self.dropped += 1
+            return
         self._queue.put(record)
+
+    def _room_for_one(self) -> bool:
+        """The queue is full, so the caller logs faster than the log thread writes: wait until it
+        takes its next batch (backpressure). If it takes none for :data:`STUCK_AFTER_S` (a write
+        that hangs), it is stuck: say so once and drop records (False) until it takes again."""
+        if threading.current_thread() is self._thread:
+            return True  # the log thread itself (an observer's record) never waits for itself
+        while self._queue.qsize() >= MAX_QUEUED:
+            if self._stuck:
+                return False
+            self._took.clear()
+            if self._queue.qsize() < MAX_QUEUED:
+                return True
+            if not self._took.wait(STUCK_AFTER_S):
+                self._stuck = True
+                log.error("rldk_track: the log thread has taken no record for %g s with %d waiting (a hung "
+                          "disk write?); records logged now are dropped until it moves again",
+                          STUCK_AFTER_S, self._queue.qsize())
+        return True
 
     def flush(self, timeout: float) -> DeliveryReport:
         """Wait until everything submitted so far is durable in the event log and delivered to
@@ -528,8 +624,10 @@ class Dispatcher:
     def _report(self, complete: bool) -> DeliveryReport:
         pending = {w.name: w.behind() for w in self.workers}
         lost = {w.name: w.lost for w in self.workers}
-        complete = complete and not any(pending.values()) and not self.unlogged and not any(lost.values())
-        return DeliveryReport(complete, pending, self.layout.event_log if self._event_log else None, self.unlogged, lost)
+        complete = (complete and not any(pending.values()) and not self.unlogged and not any(lost.values())
+                    and not self.dropped)
+        return DeliveryReport(complete, pending, self.layout.event_log if self._event_log else None, self.unlogged,
+                              lost, self.dropped)
 
     # -- log thread ----------------------------------------------------------------------
     def _run(self) -> None:
@@ -540,6 +638,10 @@ class Dispatcher:
                     items.append(self._queue.get_nowait())
             except queue.Empty:
                 pass
+            if self._stuck:
+                self._stuck = False
+                log.warning("rldk_track: the log thread moves again; %d records were dropped meanwhile", self.dropped)
+            self._took.set()
             records: list[Record] = []
             for item in items:
                 if not isinstance(item, _Barrier):
@@ -575,11 +677,13 @@ class Dispatcher:
         """Number ``records``, append them to the event log and submit them to every worker;
         returns them numbered (an artifact that could not be staged is left out)."""
         numbered = [r for r in map(self._number, records) if r is not None]
-        if numbered:
+        if numbered and (self._event_log or self.workers):
+            lines = encode_lines(numbered, self.layout.run_id)
             if self._event_log:
-                self._guard_log(lambda: self._event_log.append(numbered), len(numbered))
+                self._guard_log(lambda: self._event_log.append_lines(lines), len(numbered))
+            sizes = record_sizes(lines)
             for worker in self.workers:
-                worker.submit(numbered)
+                worker.submit(numbered, sizes)
         return numbered
 
     def _guard_log(self, call: Callable[[], None] | None, records: int = 0) -> None:
@@ -596,8 +700,8 @@ class Dispatcher:
                 self._log_error = exc
                 log.error(
                     "rldk_track: cannot write the event log %s (%s); records still go to the trackers "
-                    "(held in memory, at most %d per tracker) but are not in the event log until it can "
-                    "be written again", self.layout.event_log, exc, MAX_PENDING,
+                    "(held in memory, at most %.0f MB per tracker) but are not in the event log until it "
+                    "can be written again", self.layout.event_log, exc, pending_limit() / 2**20,
                 )
                 for worker in self.workers:
                     worker.set_event_log_ok(False)

@@ -62,8 +62,11 @@ class EventLogWriter:
     def append(self, records: Sequence[Record]) -> None:
         """Write and hand to the OS (readers in other threads/processes see them at once);
         raise OSError, with nothing of these records left in the file, when it cannot."""
-        # A lone surrogate in a name cannot be UTF-8; written as its JSON escape it reads back as is.
-        data = "".join(dumps(to_json(r, self.run_id)) + "\n" for r in records).encode("utf-8", "backslashreplace")
+        self.append_lines(encode_lines(records, self.run_id))
+
+    def append_lines(self, lines: Sequence[bytes]) -> None:
+        """:meth:`append` for records already encoded by :func:`encode_lines`."""
+        data = b"".join(lines)
         view = memoryview(data)
         try:
             while view:
@@ -89,6 +92,13 @@ class EventLogWriter:
                 self.sync()
             finally:
                 self._file.close()
+
+
+def encode_lines(records: Sequence[Record], run_id: str) -> list[bytes]:
+    """Each record's event-log line (UTF-8, newline included). The log thread encodes once and
+    uses the lines' lengths to size its in-memory queues too."""
+    # A lone surrogate in a name cannot be UTF-8; written as its JSON escape it reads back as is.
+    return [(dumps(to_json(r, run_id)) + "\n").encode("utf-8", "backslashreplace") for r in records]
 
 
 def read_lines(path: Path, offset: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -22,7 +22,7 @@ from rldk_track import backends as backend_registry
 from rldk_track import eventlog, lifecycle
 from rldk_track.backends.base import Backend, RunInfo
 from rldk_track.eventlog import EventLogWriter, summarize
-from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher
+from rldk_track.dispatch import BackendWorker, DeliveryReport, Dispatcher, pending_limit
 from rldk_track.distributed import rank_and_world_size
 from rldk_track.layout import RunLayout, resolve_run_dir
 from rldk_track.normalize import NotAScalar, metric_name, to_jsonable, to_scalar, valid_text
@@ -497,6 +497,7 @@ def init(
 
         observers = [*build_observers(analyzers), *observers]
     use_event_log = eventlog.enabled()
+    pending_bytes = pending_limit()  # RLDK_MAX_PENDING_MB: a bad value fails here, before any file
     if not use_event_log and not backend_instances:
         raise ValueError("RLDK_DISABLE_JSONL=1 turns the event log off, and no other backend is configured")
     if rank == 0:  # only the rank that records to trackers tells a person
@@ -517,7 +518,8 @@ def init(
         except BaseException:
             run_lock.release()
             raise
-    workers = [BackendWorker(b, layout, has_event_log=event_log is not None) for b in backend_instances.values()]
+    workers = [BackendWorker(b, layout, has_event_log=event_log is not None, max_pending_bytes=pending_bytes)
+               for b in backend_instances.values()]
     for worker in workers:  # a resumed run: deliver what the trackers missed first
         worker.catch_up_to(next_seq - 1)
     dispatcher = Dispatcher(layout, event_log, workers, observers, next_seq, sample_limits=samples, run_lock=run_lock)

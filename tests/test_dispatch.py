@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 
 import pytest
@@ -93,26 +94,35 @@ def test_a_hanging_tracker_never_blocks_logging_and_finish_is_bounded(tmp_path, 
     assert logged_steps(store) == list(range(2000))
 
 
-def test_a_tracker_far_behind_reads_the_event_log_instead_of_memory(tmp_path, fake_backend, monkeypatch, caplog):
-    monkeypatch.setattr("rldk_track.dispatch.MAX_PENDING", 100)
+BOUND_MB = 0.1  # RLDK_MAX_PENDING_MB in these tests: ~130 one-metric records
+
+
+def test_a_tracker_far_behind_holds_bounded_bytes_then_catches_up_from_the_event_log(
+    tmp_path, fake_backend, monkeypatch, caplog
+):
+    monkeypatch.setenv("RLDK_MAX_PENDING_MB", str(BOUND_MB))
     run = rldk_track.init(backend="fake", dir=tmp_path, run_id="overflow001")
     store = fake_backend["overflow001"]
-    store.gate.clear()
+    store.gate.clear()  # the tracker hangs: every record is behind
     with caplog.at_level(logging.WARNING, "rldk_track"):
         for step in range(1000):
-            run.log({"x": step}, step=step)
+            wide = {f"m{i}": float(i) for i in range(40)} if step % 10 == 0 else {}  # sizes vary
+            run.log({"x": step, **wide}, step=step)
+            if step % 20 == 19:
+                run.flush(0)  # its barrier hands the last 20 records to the worker as one batch
         run.flush(0.5)
-    worker = run._dispatcher.workers[0]
-    assert len(worker._pending) <= 100
+    (worker,) = run._dispatcher.workers
+    assert 0 < worker.peak_pending_bytes <= BOUND_MB * 2**20  # the queue's byte count never passed the bound
+    assert worker.pending_bytes <= BOUND_MB * 2**20
     store.gate.set()
     assert run.finish(timeout=20).complete
-    assert logged_steps(store) == list(range(1000))
+    assert logged_steps(store) == list(range(1000))  # each record once, in order: nothing lost to the bound
     assert any("catch up from the event log" in m for m in caplog.messages)
 
 
 def test_without_the_event_log_memory_is_bounded_and_loss_is_reported(tmp_path, fake_backend, monkeypatch, caplog):
     monkeypatch.setenv("RLDK_DISABLE_JSONL", "1")
-    monkeypatch.setattr("rldk_track.dispatch.MAX_PENDING", 100)
+    monkeypatch.setenv("RLDK_MAX_PENDING_MB", str(BOUND_MB))
     run = rldk_track.init(backend="fake", dir=tmp_path, run_id="nolog000001")
     store = fake_backend["nolog000001"]
     store.gate.clear()
@@ -120,13 +130,69 @@ def test_without_the_event_log_memory_is_bounded_and_loss_is_reported(tmp_path, 
         for step in range(500):
             run.log({"x": step}, step=step)
         run.flush(0.5)
+    (worker,) = run._dispatcher.workers
+    assert worker.peak_pending_bytes <= BOUND_MB * 2**20
     store.gate.set()
-    run.finish(timeout=10)
-    worker = run._dispatcher.workers[0]
-    assert worker.lost > 0
+    report = run.finish(timeout=10)
+    assert worker.lost > 0 and report.lost == {"fake": worker.lost}
+    steps = logged_steps(store)
+    assert steps == sorted(set(steps)) and steps[-1] == 499  # the oldest dropped (and counted), the newest kept
     assert any("event log is off" in m for m in caplog.messages)
     assert not (tmp_path / "events").exists()
     assert run.backends == ["fake"]
+
+
+class _GatedObserver:
+    """Holds the log thread inside ``observe`` until ``gate`` is set (a hung disk write)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.gate = threading.Event()
+        self.delay = delay
+
+    def observe(self, records):
+        if self.delay:
+            time.sleep(self.delay)
+        else:
+            self.gate.wait(120)
+        return None
+
+
+def test_logging_faster_than_the_log_thread_waits_for_it_and_loses_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr("rldk_track.dispatch.MAX_QUEUED", 50)
+    monkeypatch.setattr("rldk_track.dispatch.STUCK_AFTER_S", 120.0)
+    run = rldk_track.init(dir=tmp_path, run_id="backpress01", observers=[_GatedObserver(delay=0.001)])
+    for step in range(2000):
+        run.log({"x": step}, step=step)
+    report = run.finish(timeout=60)
+    assert report.complete and report.dropped == 0
+    assert [r.step for _, r in read_records(run.event_log) if isinstance(r, Metrics)] == list(range(2000))
+
+
+def test_a_stuck_log_thread_bounds_the_queue_drops_and_says_so(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("rldk_track.dispatch.MAX_QUEUED", 50)
+    monkeypatch.setattr("rldk_track.dispatch.STUCK_AFTER_S", 0.2)
+    stuck = _GatedObserver()
+    run = rldk_track.init(dir=tmp_path, run_id="stuck000001", observers=[stuck])
+    with caplog.at_level(logging.WARNING, "rldk_track"):
+        for step in range(300):
+            run.log({"x": step}, step=step)
+        assert run._dispatcher._queue.qsize() <= 50  # bounded while the log thread is stuck
+        stuck.gate.set()
+        report = run.finish(timeout=60)
+    assert not report.complete and report.dropped > 0
+    assert "dropped before they were logged" in report.describe()
+    logged = [r.step for _, r in read_records(run.event_log) if isinstance(r, Metrics)]
+    assert len(logged) == 300 - report.dropped and logged == sorted(logged)
+    assert sum("has taken no record" in m for m in caplog.messages) == 1
+    assert sum("the log thread moves again" in m for m in caplog.messages) == 1
+
+
+def test_a_bad_memory_bound_fails_fast(tmp_path, fake_backend, monkeypatch):
+    monkeypatch.setenv("RLDK_MAX_PENDING_MB", "lots")
+    with pytest.raises(ValueError, match="RLDK_MAX_PENDING_MB"):
+        rldk_track.init(backend="fake", dir=tmp_path, run_id="badbound001")
+    monkeypatch.delenv("RLDK_MAX_PENDING_MB")
+    rldk_track.init(backend="fake", dir=tmp_path, run_id="badbound001").finish()  # nothing was left locked
 
 
 def test_refused_records_are_isolated_kept_and_reported_once(tmp_path, fake_backend, caplog):

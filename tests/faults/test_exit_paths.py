@@ -4,6 +4,7 @@ points delivered."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -84,7 +85,9 @@ def test_sys_exit_nonzero_marks_the_mlflow_run_failed(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     script = tmp_path / "script.py"
     script.write_text(MLFLOW_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path), uri], timeout=300, capture_output=True)
+    # A new sqlite store takes a while under load: give the exit hook the time to finish creating it.
+    env = {**os.environ, "RLDK_EXIT_TIMEOUT": "280"}
+    done = subprocess.run([sys.executable, str(script), str(tmp_path), uri], timeout=300, capture_output=True, env=env)
     assert done.returncode == 3, done.stderr.decode()[-2000:]
     records = [r for _, r in read_records(tmp_path / "events" / "mlflowexit.jsonl", -1)]
     assert [r.status for r in records if isinstance(r, RunEnd)] == ["failed"]
