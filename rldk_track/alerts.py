@@ -36,7 +36,7 @@ ALERT_COUNT_METRIC = "alerts/count"
 #: Every field of an alert, in the order alert tables show them (W&B's alerts table, the readers'
 #: alerts frame after its ``run`` column).
 ALERT_FIELDS = ("seq", "step", "wall_time", "rule", "severity", "state", "metric", "value", "threshold", "action",
-                "message")
+                "message", "evidence")
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
@@ -51,10 +51,27 @@ def alert_line(entry: Mapping[str, Any]) -> str:
 
 def alert_row(fields: Mapping[str, Any]) -> dict[str, Any]:
     """An alert as alert tables hold it: every :data:`ALERT_FIELDS` key (missing ones None, the
-    state ``raised``); other keys are dropped."""
+    state ``raised``, ``evidence`` as its JSON form, also when a table held it as JSON text);
+    other keys are dropped."""
     row = {key: fields.get(key) for key in ALERT_FIELDS}
     row["state"] = row["state"] or "raised"
+    evidence = row["evidence"]
+    if isinstance(evidence, str):
+        try:
+            evidence = json.loads(evidence) if evidence else None
+        except ValueError:
+            evidence = None
+    row["evidence"] = evidence if isinstance(evidence, Mapping) else None
     return row
+
+
+def alert_cells(fields: Mapping[str, Any]) -> list[Any]:
+    """An alert as a row of a tracker's table (one cell per :data:`ALERT_FIELDS` key): as
+    :func:`alert_row`, with ``evidence`` as JSON text (tables hold scalars), or None."""
+    row = alert_row(fields)
+    if row["evidence"] is not None:
+        row["evidence"] = json.dumps(row["evidence"], ensure_ascii=False, default=str)
+    return list(row.values())
 
 
 def rule_state(alert: Alert) -> str:

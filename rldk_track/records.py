@@ -86,10 +86,46 @@ class Summary:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """The few sample rows that show why an alert was raised: rows of the sample set ``name`` at
+    ``step`` (the alert's step, or the nearest sampled step before it), chosen ``by`` one measure
+    (``length``: longest first, ``reward``: highest reward, ``repetition``: most repeated,
+    ``nonfinite_reward``, ``reward_outlier``; see :mod:`rldk_track.analyzers.evidence`).
+
+    ``columns`` start with ``row`` (the row's position in the sample set, where its full text is)
+    and end with the measure when the set has no column of that name; text cells are cut shorter
+    than in the set. JSON form: ``{"name", "step", "by", "columns", "rows"}``.
+    """
+
+    name: str
+    step: int
+    by: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """Each row as ``column -> cell``."""
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form (an alert line's ``evidence``)."""
+        return {"name": self.name, "step": self.step, "by": self.by, "columns": list(self.columns),
+                "rows": [list(row) for row in self.rows]}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "Evidence":
+        """Rebuild from :meth:`to_json`'s form."""
+        return cls(str(obj.get("name", "")), int(obj.get("step", 0)), str(obj.get("by", "")),
+                   tuple(obj.get("columns") or ()), tuple(tuple(row) for row in obj.get("rows") or ()))
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     """An analyzer's (or the user's) verdict about the run at a step.
 
     ``state`` is ``"raised"`` when the condition starts and ``"cleared"`` when the metric recovers.
+    ``evidence``: the sample rows that show it, when the rule has some to show (:class:`Evidence`;
+    in JSON its form, or null).
     """
 
     kind: ClassVar[str] = "alert"
@@ -104,6 +140,7 @@ class Alert:
     threshold: float | None = None
     action: str | None = None
     state: str = "raised"
+    evidence: Evidence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +238,8 @@ def to_json(record: Record, run_id: str) -> dict[str, Any]:
             value = list(value)
         elif f.name == "rows":
             value = [list(row) for row in value]
+        elif f.name == "evidence":
+            value = value.to_json() if value is not None else None
         out[f.name] = value
     if isinstance(record, Metrics):
         # The seed's Event schema: ``metrics`` and always-present dicts, run id in model_info.
@@ -228,4 +267,6 @@ def from_json(obj: Mapping[str, Any]) -> Record:
         kwargs[name] = tuple(kwargs[name] or ())
     if cls is Samples:
         kwargs["rows"] = tuple(tuple(row) for row in kwargs.get("rows") or ())
+    if cls is Alert and kwargs.get("evidence") is not None:
+        kwargs["evidence"] = Evidence.from_json(kwargs["evidence"])
     return cls(**kwargs)

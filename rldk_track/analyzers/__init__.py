@@ -1,8 +1,8 @@
 """Analyzers: small stateful detectors over the metric stream, plus checkpoint health.
 
 ``rldk_track.init(analyzers="default")`` (and the TRL callback) turns each rule into a dispatcher
-observer: it sees every ``Metrics`` record on the log thread, never on the training thread, and
-returns ``Alert`` records that are logged like any other. Rules never touch a tracker, so they are
+observer: it sees every ``Metrics`` record (the sample rules: every ``Samples`` record) on the log
+thread, never on the training thread, and returns ``Alert`` records that are logged like any other. Rules never touch a tracker, so they are
 tested by feeding them ``(step, values)`` directly::
 
     from rldk_track.analyzers import KLSpike
@@ -26,6 +26,7 @@ from rldk_track.analyzers.reward_hacking import RewardHacking
 from rldk_track.analyzers.reward_reliability import RewardReliability
 from rldk_track.analyzers.reward_shift import RewardShift
 from rldk_track.analyzers.rule import Check, Episode, Rule
+from rldk_track.analyzers.sample_rules import DegenerateOutputs, LengthHacking, RewardOutliers
 from rldk_track.analyzers.signal import NoLearningSignal
 from rldk_track.analyzers.trends import Trends
 from rldk_track.observer import Observer, is_observer
@@ -36,16 +37,17 @@ RULES: dict[str, type[Rule]] = {
     for cls in (
         NonFinite, RewardNonFinite, KLSpike, KLDrift, KLRunaway, KLControllerStuck, EntropyCollapse,
         ClipSaturation, GradExplosion, LossDivergence, UpdateSpike, RewardShift, RewardHacking, Truncation, NoLearningSignal,
-        RewardReliability, Trends,
+        RewardReliability, Trends, LengthHacking, DegenerateOutputs, RewardOutliers,
     )
 }
 
 AnalyzerSpec = str | Mapping[str, Any] | list[Any] | tuple[Any, ...] | Observer | None
 
 __all__ = [
-    "RULES", "Check", "ClipSaturation", "EntropyCollapse", "Episode", "GradExplosion", "KLControllerStuck",
-    "KLDrift", "KLRunaway", "KLSpike", "LossDivergence", "NoLearningSignal", "NonFinite", "RewardHacking",
-    "RewardNonFinite", "RewardReliability", "RewardShift", "Rule", "Trends", "Truncation", "UpdateSpike",
+    "RULES", "Check", "ClipSaturation", "DegenerateOutputs", "EntropyCollapse", "Episode", "GradExplosion",
+    "KLControllerStuck", "KLDrift", "KLRunaway", "KLSpike", "LengthHacking", "LossDivergence", "NoLearningSignal",
+    "NonFinite", "RewardHacking", "RewardNonFinite", "RewardOutliers", "RewardReliability", "RewardShift", "Rule",
+    "Trends", "Truncation", "UpdateSpike",
     "build_observers",
 ]
 

@@ -12,7 +12,9 @@ one clear semantics: a ``cleared`` alert carries the severity of the episode it 
 and ``state="cleared"``; ``state``, never ``severity``, says whether a problem is still there.
 
 A rule is also a dispatcher *observer*: ``observe(records)`` feeds it every ``Metrics`` record of
-a batch (on the log thread) and ``finish()`` lets it add end-of-run records.
+a batch (on the log thread) and ``finish()`` lets it add end-of-run records. It also remembers the
+latest ``Samples`` records it is shown, so its raised alerts carry their evidence rows
+(:mod:`rldk_track.analyzers.evidence`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Callable, ClassVar, Iterable, Mapping, NamedTuple, Sequence
 
+from rldk_track.analyzers.evidence import SampleMemory
 from rldk_track.analyzers.names import aliases, pick
-from rldk_track.records import Alert, Metrics, Record
+from rldk_track.records import Alert, Metrics, Record, Samples
 
 FIRING = "firing"
 HEALTHY = "healthy"
@@ -127,6 +130,8 @@ class Rule(ABC):
         self._episodes: dict[str, Episode] = {}
         #: subject -> the steps at which an episode was raised (or escalated), for end-of-run reports.
         self.raised_at: dict[str, list[int]] = {}
+        #: The latest sample sets, for the evidence on this rule's alerts.
+        self.samples = SampleMemory()
 
     @abstractmethod
     def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
@@ -150,12 +155,14 @@ class Rule(ABC):
         return alerts
 
     def observe(self, records: Sequence[Record]) -> list[Record]:
-        """Dispatcher hook: feed every ``Metrics`` record of a batch."""
+        """Dispatcher hook: feed every ``Metrics`` record of a batch; remember its ``Samples``."""
         alerts: list[Record] = []
         for record in records:
             if type(record) is Metrics:
                 alerts.extend(self.update(record.step, record.values, record.wall_time))
-        return alerts
+            elif type(record) is Samples:
+                alerts = self.samples.see(record, alerts)
+        return self.samples.attach(alerts) if alerts else alerts
 
     def finish(self) -> list[Record]:
         """Dispatcher hook at the end of the run; rules with a report override it."""

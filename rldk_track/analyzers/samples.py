@@ -59,20 +59,47 @@ def reward_length_correlation(rewards: Sequence[object], lengths: Sequence[int])
     return cov / math.sqrt(var_r * var_n) if var_r > 0 and var_n > 0 else math.nan
 
 
-def outlier_rewards(rewards: Sequence[object], threshold: float = 5.0) -> list[int]:
-    """Indexes of rewards more than ``threshold`` robust z-scores (median / MAD) from the step's
-    median; non-finite rewards (NaN, inf) are outliers too, None rewards are not scored."""
+def reward_z(rewards: Sequence[object]) -> list[float | None]:
+    """Each reward's signed robust z-score: its distance from the step's median in units of
+    1.4826 * MAD, positive above the median. NaN rewards score ``inf`` (as do +-Inf, by sign);
+    rewards that are not numbers (None) score None, and every finite one does when fewer than 3
+    are finite. When most rewards are equal (MAD 0) the equal ones score 0, any other +-inf."""
     values = [finite_or_none(r) for r in rewards]
     finite = sorted(v for v in values if v is not None)
-    nonfinite = [i for i, r in enumerate(rewards) if isinstance(r, float) and not math.isfinite(r)]
+    enough = len(finite) >= 3
+    median = _median(finite) if enough else 0.0
+    scale = 1.4826 * _median(sorted(abs(v - median) for v in finite)) if enough else 0.0
+    out: list[float | None] = []
+    for r, v in zip(rewards, values):
+        if v is None:
+            out.append((-math.inf if r == -math.inf else math.inf) if _nonfinite(r) else None)
+        elif not enough:
+            out.append(None)
+        elif scale == 0:
+            out.append(0.0 if v == median else math.copysign(math.inf, v - median))
+        else:
+            out.append((v - median) / scale)
+    return out
+
+
+def reward_mad(rewards: Sequence[object]) -> float:
+    """The median absolute deviation of the finite rewards (0 when most are equal, e.g. a sparse
+    0/1 reward); NaN for fewer than 3."""
+    finite = sorted(v for v in (finite_or_none(r) for r in rewards) if v is not None)
     if len(finite) < 3:
-        return nonfinite
+        return math.nan
     median = _median(finite)
-    mad = _median(sorted(abs(v - median) for v in finite))
-    if mad == 0:  # most rewards are equal: any other value stands out
-        return sorted(nonfinite + [i for i, v in enumerate(values) if v is not None and v != median])
-    scale = 1.4826 * mad
-    return sorted(nonfinite + [i for i, v in enumerate(values) if v is not None and abs(v - median) / scale > threshold])
+    return _median(sorted(abs(v - median) for v in finite))
+
+
+def outlier_rewards(rewards: Sequence[object], threshold: float = 5.0) -> list[int]:
+    """Indexes of rewards more than ``threshold`` robust z-scores (:func:`reward_z`) from the
+    step's median; non-finite rewards (NaN, inf) are outliers too, None rewards are not scored."""
+    return [i for i, z in enumerate(reward_z(rewards)) if z is not None and abs(z) > threshold]
+
+
+def _nonfinite(value: object) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _median(ordered: Sequence[float]) -> float:

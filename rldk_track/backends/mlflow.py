@@ -67,6 +67,7 @@ from rldk_track.vocab.mlflow import (
     ARTIFACTS_FOLDER,
     CHECKPOINT_TAG,
     CONFIG_ARTIFACT,
+    EVIDENCE_TAG_PREFIX,
     EXPERIMENT_KIND_TAG,
     HEALTH_TAG,
     KEYS_ARTIFACT,
@@ -88,6 +89,7 @@ from rldk_track.vocab.mlflow import (
     KeyMapFile,
     SummaryFile,
     TableFile,
+    evidence_file,
     read_state_artifacts,
     samples_file,
     sqlite_path,
@@ -595,9 +597,20 @@ class MlflowBackend(Backend):
 
     def _add_alert(self, record: Alert, batch: _Batch) -> None:
         """The alert policy (:mod:`rldk_track.alerts`) in MLflow: tag ``rldk.alert.<rule>`` = the
-        rule's state, tag ``rldk.health``, metric ``alerts/count``, artifact ``rldk/alerts.jsonl``."""
+        rule's state, tag ``rldk.health``, metric ``alerts/count``, artifact ``rldk/alerts.jsonl``;
+        its evidence rows as a table beside it (:func:`evidence_file`), named by tag
+        ``rldk.evidence.<rule>``."""
         from mlflow.entities import Metric
 
+        if record.evidence is not None:
+            path = evidence_file(record.rule, int(record.step))
+            table: TableFile = {"columns": list(record.evidence.columns),
+                                "data": [[_strict_json(cell) for cell in row] for row in record.evidence.rows]}
+            batch.texts[path] = json.dumps(table, ensure_ascii=False, allow_nan=False)
+            batch.tags[self._keys["tag"].key(f"{EVIDENCE_TAG_PREFIX}{record.rule}")] = self._tag_value("evidence", path)
+            if {"path": path, "type": "table"} not in self._tables:
+                self._tables.append({"path": path, "type": "table"})
+            batch.tags[LOGGED_ARTIFACTS_TAG] = self._logged_tables()
         self._alerts.add(record)
         batch.alerts_changed = True
         batch.tags[self._keys["tag"].key(f"{ALERT_TAG_PREFIX}{record.rule}")] = rule_state(record)
@@ -638,7 +651,7 @@ class MlflowBackend(Backend):
 
     def _logged_tables(self) -> str:
         """The ``mlflow.loggedArtifacts`` value within MLflow's tag limit: every ``latest.json``
-        and as many step files as fit, newest first."""
+        and as many step and evidence files as fit, newest first."""
         latest = [e for e in self._tables if e["path"].endswith(f"/{SAMPLES_LATEST_FILE}")]
         others = [e for e in self._tables if e not in latest]
         kept = list(latest)

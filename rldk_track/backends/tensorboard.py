@@ -52,6 +52,7 @@ from rldk_track.records import (
     Alert,
     Artifact,
     CheckpointHealth,
+    Evidence,
     Metrics,
     Params,
     Record,
@@ -95,7 +96,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Who writes a tag, in words for messages.
 _SERIES_KINDS = {"scalar:metrics": "metric", "scalar:summary": "summary", "text": "text", "hparams": "hparams plugin"}
 #: Alert fields left out of an alert's text table: bookkeeping, and the rule (in the text's tag).
-_NOT_IN_ALERT_TEXT = frozenset({"seq", "wall_time", "rule"})
+_NOT_IN_ALERT_TEXT = frozenset({"seq", "wall_time", "rule", "evidence"})
 _OPTION_TYPES = {"log_dir": (str, os.PathLike), "flush_secs": (int, float), "max_queue": (int,)}
 
 
@@ -154,6 +155,14 @@ def _cell(value: Any) -> str:
 def _table(rows: Mapping[str, Any], header: tuple[str, str] = ("field", "value")) -> str:
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def _evidence_text(evidence: Evidence) -> str:
+    """An alert's evidence rows as a markdown table, under a line that says where they are from."""
+    lines = [f"Evidence: {evidence.by} rows of samples `{evidence.name}` at step {evidence.step}", "",
+             "| " + " | ".join(_cell(c) for c in evidence.columns) + " |", "|" + "---|" * len(evidence.columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in evidence.rows]
     return "\n".join(lines)
 
 
@@ -525,6 +534,8 @@ class TensorBoardBackend(Backend):
         text = f"**{record.severity}** `{record.rule}` at step {record.step} ({record.state})\n\n" + _table(
             {k: v for k, v in fields.items() if v is not None}
         )
+        if record.evidence is not None:
+            text += "\n\n" + _evidence_text(record.evidence)
         self._emit(record.step, record.wall_time, [self._text(self._tag(ALERT_PREFIX + record.rule, "text"), text)])
         self._append_alert(record)
 

@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
-from rldk_track.alerts import ALERT_COUNT_METRIC, ALERT_FIELDS, AlertLog, alert_row, rule_state
+from rldk_track.alerts import ALERT_COUNT_METRIC, ALERT_FIELDS, AlertLog, alert_cells, rule_state
 from rldk_track.backends.base import Backend, CannotReopen, RejectedError, Resume, RunInfo
 from rldk_track.backends.wandb_offline import WRITE_WAIT_S, WandbOfflineRun, read_offline_run, wait_until_written
 from rldk_track.normalize import deep_merge
@@ -80,6 +80,7 @@ from rldk_track.vocab.wandb import (
     WANDB_TIMESTAMP,
     KeyMapFile,
     SideStateFile,
+    evidence_key,
     side_state_name,
 )
 
@@ -483,7 +484,8 @@ class WandbBackend(Backend):
     def _write_alert(self, record: Alert) -> None:
         """The alert policy (:mod:`rldk_track.alerts`) in W&B: summary ``rldk/alert/<rule>`` = the
         rule's state, summary ``rldk/health``, a history row ``alerts/count``; the log is kept in
-        the side state and logged as the ``alerts`` table at the end."""
+        the side state and logged as the ``alerts`` table at the end. Its evidence rows go into the
+        same row as a table under ``alerts/<rule>/evidence``."""
         alerts = self._side.alerts
         alerts.add(record)
         self._side.dirty = True
@@ -491,8 +493,15 @@ class WandbBackend(Backend):
         summary[metric_key(f"{ALERT_KEY_PREFIX}{record.rule}")] = rule_state(record)
         summary[HEALTH_KEY] = alerts.health()
         count = alerts.count_point(record)
-        if count is not None:
-            self._log_row({ALERT_COUNT_METRIC: count}, record.step, record.wall_time)
+        row: dict[str, Any] = {} if count is None else {ALERT_COUNT_METRIC: count}
+        if record.evidence is not None:
+            import wandb
+
+            evidence = record.evidence
+            row[self._metrics(evidence_key(record.rule))] = wandb.Table(
+                columns=list(evidence.columns), data=[list(r) for r in evidence.rows], allow_mixed_types=True)
+        if row:
+            self._log_row(row, record.step, record.wall_time)
 
     def _write_checkpoint(self, record: CheckpointHealth) -> None:
         """Summary ``rldk/checkpoint`` (the latest verdict) and an artifact with the record; no
@@ -535,9 +544,9 @@ class WandbBackend(Backend):
 
         run, side = self._wb_run, self._side
         if side.alerts:
-            rows = [list(alert_row(entry).values()) for entry in side.alerts]
+            rows = [alert_cells(entry) for entry in side.alerts]
             artifact = wandb.Artifact(artifact_name(f"run-{self._id}-rldk-alerts"), type=ALERTS_ARTIFACT_TYPE)
-            artifact.add(wandb.Table(columns=list(ALERT_FIELDS), data=rows), ALERTS_TABLE)
+            artifact.add(wandb.Table(columns=list(ALERT_FIELDS), data=rows, allow_mixed_types=True), ALERTS_TABLE)
             run.log_artifact(artifact)
         renames: KeyMapFile = {"metrics": self._metrics.renames(), "config": self._config.renames()}
         if any(renames.values()):

@@ -44,6 +44,7 @@ from rldk_track.vocab.wandb import (
     WANDB_TIMESTAMP,
     KeyMapFile,
     SideStateFile,
+    is_evidence_key,
     side_state_name,
 )
 
@@ -162,7 +163,7 @@ def _run_data(
             last_time = wall
         points = {}
         for key, value in row.items():
-            if key.startswith(("_", SAMPLES_PREFIX)) or key == GLOBAL_STEP:
+            if key.startswith(("_", SAMPLES_PREFIX)) or key == GLOBAL_STEP or is_evidence_key(key):
                 continue
             number = _number(value)
             if number is not None:
@@ -176,7 +177,8 @@ def _run_data(
     run.params = flatten({config_map.get(k, k): v for k, v in config.items() if not k.startswith("_")})
     run.tags = _tags(tags, summary)
     run.summary = {key_map.get(k, k): v for k, v in summary.items()
-                   if not k.startswith(("_", OWN_PREFIX, SAMPLES_PREFIX)) and k != GLOBAL_STEP and k not in raw_keys}
+                   if not k.startswith(("_", OWN_PREFIX, SAMPLES_PREFIX)) and k != GLOBAL_STEP and k not in raw_keys
+                   and not is_evidence_key(k)}
     for alert in sorted(alerts, key=lambda a: (a.get("seq") is None, a.get("seq") or 0)):
         run.add_alert(**alert)
     if not run.alerts:  # only the summary's active alerts are left: severity, no step

@@ -46,6 +46,18 @@ def samples_step(path: str) -> int | None:
     return None
 
 
+#: An alert's evidence rows (:class:`rldk_track.records.Evidence`) as table JSON (:class:`TableFile`)
+#: beside the alert log, one file per raised alert that has evidence (:func:`evidence_file`), named
+#: by the tag ``rldk.evidence.<rule>`` (the latest of the rule) and listed as a table in
+#: ``mlflow.loggedArtifacts``.
+EVIDENCE_FOLDER = "rldk/alerts"
+
+
+def evidence_file(rule: str, step: int) -> str:
+    """The artifact path of the evidence of ``rule``'s alert at ``step`` (a rule ``a/b`` gets a folder)."""
+    return f"{EVIDENCE_FOLDER}/{rule}_{step}.json"
+
+
 #: The artifacts that hold the run's state (rewritten whole when it changes).
 STATE_ARTIFACTS = (KEYS_ARTIFACT, CONFIG_ARTIFACT, ALERTS_ARTIFACT, SUMMARY_ARTIFACT)
 
@@ -59,6 +71,8 @@ VERSION_TAG = "rldk.version"
 HEALTH_TAG = "rldk.health"
 #: ``rldk.samples.<name>`` = the artifact path of the latest sample set called ``name``.
 SAMPLES_TAG_PREFIX = "rldk.samples."
+#: ``rldk.evidence.<rule>`` = the artifact path of the evidence of the rule's latest alert.
+EVIDENCE_TAG_PREFIX = "rldk.evidence."
 #: The MLflow keys of params that had to be truncated, comma-separated.
 PARAMS_TRUNCATED_TAG = "rldk.params_truncated"
 #: The latest checkpoint verdict in brief (``rldk.checkpoint.health`` is the analyzer's own
@@ -73,7 +87,7 @@ SUMMARY_TAG_PREFIX = "summary."
 #: Tags that are bookkeeping, not the user's: the backend's own, and MLflow's ``mlflow.*``.
 OWN_TAGS = frozenset({RUN_ID_TAG, PROJECT_TAG, RANK_TAG, WORLD_SIZE_TAG, VERSION_TAG, HEALTH_TAG,
                       PARAMS_TRUNCATED_TAG, CHECKPOINT_TAG})
-OWN_TAG_PREFIXES = ("mlflow.", ALERT_TAG_PREFIX, PARAM_CHANGED_TAG_PREFIX, SAMPLES_TAG_PREFIX)
+OWN_TAG_PREFIXES = ("mlflow.", ALERT_TAG_PREFIX, PARAM_CHANGED_TAG_PREFIX, SAMPLES_TAG_PREFIX, EVIDENCE_TAG_PREFIX)
 
 #: MLflow 3 keeps an experiment's kind in this experiment tag; the backend sets it to "machine
 #: learning" (the UI's other kinds are ``genai_development``, ``finetuning``, ...) on the experiments

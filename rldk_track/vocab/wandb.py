@@ -47,6 +47,22 @@ KEY_MAP_FILE = "wandb_key_map.json"
 SAMPLES_PREFIX = "samples/"
 TABLE_FILE_TYPE = "table-file"
 
+#: An alert's evidence rows (:class:`rldk_track.records.Evidence`): a ``wandb.Table`` under the
+#: history key :func:`evidence_key` in the alert's row at its ``global_step`` (a ``table-file``
+#: like the samples'); the alert log holds them too.
+EVIDENCE_SUFFIX = "/evidence"
+
+
+def evidence_key(rule: str) -> str:
+    """The history key of the evidence table of ``rule``'s alerts: ``alerts/<rule>/evidence``."""
+    return f"alerts/{rule}{EVIDENCE_SUFFIX}"
+
+
+def is_evidence_key(key: str) -> bool:
+    """Whether a history or summary key (or a field of it, ``<key>.path``) is an evidence table's."""
+    return key.startswith("alerts/") and (key.endswith(EVIDENCE_SUFFIX) or f"{EVIDENCE_SUFFIX}." in key)
+
+
 #: The folder under W&B's ``dir`` where W&B keeps its run folders, and the side-state file.
 WANDB_FOLDER = "wandb"
 
