@@ -186,8 +186,8 @@ class DegenerateOutputs(SampleRule):
     """The completions degenerate (warning).
 
     Per set with at least ``min_rows`` text completions: fires after ``patience`` sets in a row
-    with ``empty`` or more of them empty, a mean repeated-3-gram share of ``repeated`` or more,
-    or distinct-2 across the set at most ``distinct`` (judged only when the set has at least
+    with ``empty`` or more of them empty, ``repeated`` or more of them looping (half or more of a
+    completion's word 3-grams repeat an earlier one), or distinct-2 across the set at most ``distinct`` (judged only when the set has at least
     ``min_ngrams`` word 2-grams); clears after ``clear_after`` sets with none of these.
     """
 
@@ -221,7 +221,7 @@ class DegenerateOutputs(SampleRule):
         ngrams = sum(max(0, len(t.split()) - 1) for t in texts)
         return {
             "empty": empty_share(texts),
-            "repeated": sum(repeated_ngram_share(t) for t in texts) / len(texts),
+            "repeated": sum(1 for t in texts if repeated_ngram_share(t) >= 0.5) / len(texts),
             "distinct": distinct_n(texts) if ngrams >= self.min_ngrams else math.nan,
         }
 
@@ -230,7 +230,8 @@ class DegenerateOutputs(SampleRule):
         if values["empty"] >= self.empty:
             found.append(("empty", f"{values['empty']:.0%} of completions are empty", self.empty))
         if values["repeated"] >= self.repeated:
-            found.append(("repeated", f"completions repeat {values['repeated']:.0%} of their word 3-grams", self.repeated))
+            found.append(("repeated", f"{values['repeated']:.0%} of completions loop (repeat half their word 3-grams)",
+                          self.repeated))
         if values["distinct"] <= self.distinct:  # NaN: not judged
             found.append(("distinct", f"distinct-2 across the set is {values['distinct']:.2f}", self.distinct))
         streak = self._streak.add(bool(found))
@@ -250,7 +251,7 @@ class RewardOutliers(SampleRule):
     Per set with at least ``min_rows`` finite rewards whose median absolute deviation is above 0
     (a sparse 0/1 reward, where any 1 stands out, is not judged): fires when the largest robust
     z-score (:func:`rldk_track.analyzers.samples.reward_z`) is at least ``z`` and at most
-    ``max_share`` of the rows score that high (more are a second mode of the reward, not
+    ``max_share`` of the rows score ``clear`` or more (more are a second mode of the reward, not
     outliers); clears after ``clear_after`` sets whose largest is below ``clear``. Rewards far
     *below* (format penalties) are left alone; NaN rewards are ``reward_nonfinite``'s and
     ``nonfinite``'s to report.
@@ -274,13 +275,13 @@ class RewardOutliers(SampleRule):
         if len(finite) < self.min_rows or not reward_mad(finite) > 0:
             return None
         scores = [z for z in reward_z(finite) if z is not None]
-        return {"z": max(scores), "outliers": float(sum(1 for z in scores if z >= self.z)), "rows": float(len(scores))}
+        return {"z": max(scores), "high": float(sum(1 for z in scores if z >= self.clear)), "rows": float(len(scores))}
 
     def judge(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
         top = values["z"]
-        if top >= self.z and values["outliers"] <= self.max_share * values["rows"]:
-            message = (f"Reward outliers at step {step}: {values['outliers']:.0f} completion(s) scored {top:.1f} robust "
-                       f"z-scores above the step's median reward")
+        if top >= self.z and values["high"] <= self.max_share * values["rows"]:
+            message = (f"Reward outliers at step {step}: a completion scored {top:.1f} robust z-scores above the "
+                       f"step's median reward ({values['high']:.0f} of {values['rows']:.0f} rows above {self.clear:g})")
             return [(self.name, firing("reward", top, self.z, message, _OUTLIER_ACTION))]
         if top < self.clear:
             return [(self.name, healthy("reward", top, self.clear, "Rewards back within their step's spread"))]
