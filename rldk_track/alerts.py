@@ -20,6 +20,13 @@ and the health from the stored log::
     rule state    tag rldk.alert.<rule>       summary rldk/alert/<rule>          text series alerts/<rule>
     health        tag rldk.health             summary rldk/health                (read back from the log)
     alerts/count  metric alerts/count         history key alerts/count           (not written)
+    evidence      artifact rldk/alerts/       table alerts/<rule>/evidence in    a table in the alert's
+                  <rule>_<step>.json, tag     the alert's history row            text alerts/<rule>
+                  rldk.evidence.<rule>
+
+An alert's ``evidence`` (:class:`~rldk_track.records.Evidence`, the sample rows that show it) is
+part of its JSON form, so the alert log of every tracker, and the event log's alert line, hold it
+too; readers take it from there.
 """
 
 from __future__ import annotations

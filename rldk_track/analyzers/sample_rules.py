@@ -109,7 +109,8 @@ class LengthHacking(SampleRule):
     the cap (``max_length`` in the set's length unit; without it, for a token-length column, the
     set's longest length when at least 2 rows share it; characters have no cap). Fires after
     ``patience`` sets in a row with ``r >= correlation``, or with ``at_cap >= truncated`` and a
-    higher mean reward at the cap than below it; clears after ``clear_after`` sets with
+    higher mean reward at the cap than below it (a set entirely at the cap shows no such
+    difference: that is ``truncation``'s to report); clears after ``clear_after`` sets with
     ``r < clear`` and ``at_cap`` below ``truncated``.
     """
 
@@ -151,7 +152,7 @@ class LengthHacking(SampleRule):
             below = [r for n, r in pairs if n < cap]
             values["at_cap"] = len(at_cap) / len(pairs)
             values["cap"] = cap
-            values["cap_pays"] = float(bool(at_cap) and (not below or sum(at_cap) / len(at_cap) > sum(below) / len(below)))
+            values["cap_pays"] = float(bool(at_cap and below) and sum(at_cap) / len(at_cap) > sum(below) / len(below))
         return values
 
     def _cap(self, lens: list[float], token_lengths: bool) -> float | None:

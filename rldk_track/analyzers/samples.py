@@ -6,7 +6,6 @@ length within the step, which rewards are outliers. No tracker, no state: lists 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Sequence
 
 from rldk_track.samples import finite_or_none
@@ -27,20 +26,21 @@ def repeated_ngram_share(text: str, n: int = 3) -> float:
     """Share of ``text``'s word n-grams that repeat an earlier one (0: none repeats; a looping
     completion approaches 1). 0.0 for text shorter than ``n`` words."""
     words = text.split()
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    if not grams:
+    total = len(words) - n + 1
+    if total < 1:
         return 0.0
-    return 1.0 - len(set(grams)) / len(grams)
+    return 1.0 - len(set(zip(*(words[i:] for i in range(n))))) / total
 
 
 def distinct_n(completions: Sequence[str], n: int = 2) -> float:
     """Distinct word n-grams over all n-grams across a group of completions (low: the group says
     the same thing; mode collapse). NaN when the group has no n-gram."""
-    grams: Counter[tuple[str, ...]] = Counter()
+    grams: set[tuple[str, ...]] = set()
+    total = 0
     for text in completions:
         words = text.split()
-        grams.update(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
-    total = sum(grams.values())
+        total += max(0, len(words) - n + 1)
+        grams.update(zip(*(words[i:] for i in range(n))))
     return len(grams) / total if total else math.nan
 
 

@@ -8,8 +8,9 @@ How records map onto W&B (``docs/backends/wandb.md`` has the full story):
 * params -> ``run.config`` (nested as given, values may change); tags -> W&B run tags
   ``key=value``; summary -> ``run.summary``;
 * alerts -> summary ``rldk/alert/<rule>`` = severity (``cleared`` when the rule clears),
-  ``rldk/health`` = ok|warning|critical, metric ``alerts/count`` at the alert's step, and at the
-  end an ``alerts`` table artifact;
+  ``rldk/health`` = ok|warning|critical, metric ``alerts/count`` at the alert's step, its evidence
+  rows as a ``wandb.Table`` ``alerts/<rule>/evidence`` in the same row, and at the end an
+  ``alerts`` table artifact;
 * checkpoint health -> summary ``rldk/checkpoint`` and a JSON report artifact (no metric: the
   ``checkpoint/*`` series come from the analyzer's own metrics record);
 * samples -> a ``wandb.Table`` (mixed types allowed) under ``samples/<name>`` in a history row at

@@ -26,8 +26,9 @@ SAMPLES_FILE = "rldk/samples.jsonl"
 ARTIFACTS_DIR = "artifacts"
 
 #: Text series: the full config (fenced JSON), the run tags (a two-column markdown table), the
-#: run's end status; ``alerts/<rule>``, ``checkpoint/health`` and ``summary/<name>`` (a summary
-#: value: a scalar when it is a number, else text).
+#: run's end status; ``alerts/<rule>`` (the alert's fields, then its evidence rows as a table),
+#: ``checkpoint/health`` and ``summary/<name>`` (a summary value: a scalar when it is a number,
+#: else text).
 CONFIG_TAG = "config"
 TAGS_TAG = "tags"
 STATUS_TAG = "run/status"
