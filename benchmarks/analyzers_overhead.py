@@ -58,23 +58,31 @@ def grpo_like_records(steps: int, seed: int = 0) -> list[dict[str, float]]:
     return records
 
 
-def per_rule(records: list[dict[str, float]], *builds: Callable[[str], list[Any]]) -> list[dict[str, float]]:
+def per_rule(records: list[dict[str, float]], *builds: Callable[[str], list[Any]],
+             block: int = 100) -> list[dict[str, float]]:
     """CPU microseconds per record for each default rule, fed directly (``finish`` included), for
-    each rule set in ``builds`` (default: this checkout's); a rule of one set is measured right
-    after the same rule of the previous set, so load changes hit them alike."""
-    rule_sets = [build("default") for build in builds or (build_observers,)]
-    out: list[dict[str, float]] = [{} for _ in rule_sets]
-    for name in [rule.name for rule in rule_sets[0]]:
-        for rules, costs in zip(rule_sets, out):
-            rule = next((r for r in rules if r.name == name), None)
-            if rule is None:
-                continue
-            start = time.thread_time()
-            for step, values in enumerate(records):
-                rule.update(step, values)
+    each rule set in ``builds`` (default: this checkout's). The sets take turns every ``block``
+    records, rule by rule, so a change of machine load hits them alike."""
+    rule_sets = [{rule.name: rule for rule in build("default")} for build in builds or (build_observers,)]
+    spent: list[dict[str, float]] = [dict.fromkeys(rules, 0.0) for rules in rule_sets]
+    clock = time.thread_time
+    for first in range(0, len(records), block):
+        chunk = list(enumerate(records[first:first + block], start=first))
+        for name in rule_sets[0]:
+            for rules, costs in zip(rule_sets, spent):
+                rule = rules.get(name)
+                if rule is None:
+                    continue
+                start = clock()
+                for step, values in chunk:
+                    rule.update(step, values)
+                costs[name] += clock() - start
+    for rules, costs in zip(rule_sets, spent):
+        for name, rule in rules.items():
+            start = clock()
             rule.finish()
-            costs[name] = (time.thread_time() - start) / len(records) * 1e6
-    return out
+            costs[name] += clock() - start
+    return [{name: s / len(records) * 1e6 for name, s in costs.items()} for costs in spent]
 
 
 def rules_of(checkout: str) -> Callable[[str], list[Any]]:

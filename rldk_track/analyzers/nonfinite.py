@@ -6,7 +6,8 @@ import re
 from typing import Iterable, Mapping
 
 from rldk_track.analyzers.rule import Check, Rule, firing, healthy
-from rldk_track.analyzers.stats import is_finite
+from rldk_track.analyzers.names import ByKeys
+from rldk_track.analyzers.stats import all_finite, is_finite
 
 _ACTION = (
     "Stop and inspect: lower the learning rate, enable gradient clipping (max_grad_norm), look for "
@@ -32,6 +33,8 @@ class NonFinite(Rule):
 
     def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
         was_bad = bool(self._bad)
+        if not was_bad and all_finite(values):  # the usual record: nothing to track, checked in C
+            return ()
         for key, value in values.items():
             if is_finite(value):
                 self._bad.pop(key, None)
@@ -57,6 +60,8 @@ _REWARD_ACTION = (
 
 #: ``reward/<fn>/nonfinite_frac``, logged by :class:`rldk_track.integrations.reward_watch.RewardWatch`.
 _REWARD_NONFINITE = re.compile(r"^reward/(?P<fn>[^/]+)/nonfinite_frac$")
+#: ``(key, fn)`` of each such key of a record, found once per key set rather than per record.
+_nonfinite_fracs = ByKeys(lambda keys: tuple((k, m["fn"]) for k in keys if (m := _REWARD_NONFINITE.match(k))))
 
 
 class RewardNonFinite(Rule):
@@ -75,13 +80,13 @@ class RewardNonFinite(Rule):
 
     def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
         checks = []
-        for key, value in values.items():
-            match = _REWARD_NONFINITE.match(key) if key.startswith("reward/") else None
-            if match is None or not is_finite(value):
+        for key, fn in _nonfinite_fracs(values):
+            value = values[key]
+            if not is_finite(value):
                 continue
             if value > 0:
-                message = f"Reward function {match['fn']} returned NaN/Inf for {value:.0%} of completions at step {step}"
-                checks.append((match["fn"], firing(key, value, 0.0, message, _REWARD_ACTION)))
+                message = f"Reward function {fn} returned NaN/Inf for {value:.0%} of completions at step {step}"
+                checks.append((fn, firing(key, value, 0.0, message, _REWARD_ACTION)))
             else:
-                checks.append((match["fn"], healthy(key, value, 0.0, f"Reward function {match['fn']} finite again")))
+                checks.append((fn, healthy(key, value, 0.0, f"Reward function {fn} finite again")))
         return checks

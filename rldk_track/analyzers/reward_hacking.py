@@ -128,9 +128,12 @@ class RewardHacking(Rule):
         checks: list[tuple[str, Check]] = []
         if reward_hit is not None and reward.full:
             reward_trend = reward.trend()
-            if series["kl"].full and series["entropy"].full:
+            # Both signatures need the reward's trend to pass; while it does not and no episode is
+            # open, their verdict can only be healthy, which changes nothing: skip the other fits.
+            judge = reward_trend.t >= self.t
+            if series["kl"].full and series["entropy"].full and (judge or not self.quiet("kl_entropy")):
                 checks.append(("kl_entropy", self._kl_entropy(reward, reward_trend)))
-            if series["length"].full:
+            if series["length"].full and (judge or not self.quiet("length")):
                 checks.append(("length", self._length(reward, reward_trend)))
         if components:
             full = {fn: s for fn, s in self._components.items() if s.full}

@@ -147,12 +147,24 @@ class Rule(ABC):
                 episode = episodes[subject] = Episode(self.clear_after)
             elif episode.severity is None and check.status != FIRING:
                 continue  # no episode open and none starting: the check changes nothing
-            alert = episode.alert(self.alert_name(subject), step, wall_time, check)
-            if alert is not None:
-                alerts.append(alert)
-                if alert.state == "raised":
-                    self.raised_at.setdefault(subject, []).append(step)
+            self._report(subject, episode, check, step, wall_time, alerts)
         return alerts
+
+    def _report(self, subject: str, episode: Episode, check: Check, step: int, wall_time: float,
+                alerts: list[Alert]) -> None:
+        """Add to ``alerts`` what ``check`` makes of ``subject``'s episode, noting raised ones."""
+        alert = episode.alert(self.alert_name(subject), step, wall_time, check)
+        if alert is not None:
+            alerts.append(alert)
+            if alert.state == "raised":
+                self.raised_at.setdefault(subject, []).append(step)
+
+    def quiet(self, subject: str) -> bool:
+        """True while no episode of ``subject`` is open. Then only a firing check changes anything
+        (:meth:`update` drops the others), so a rule may skip the work of judging what can only
+        come out healthy or hold."""
+        episode = self._episodes.get(subject)
+        return episode is None or episode.severity is None
 
     def observe(self, records: Sequence[Record]) -> list[Record]:
         """Dispatcher hook: feed every ``Metrics`` record of a batch; remember its ``Samples``."""
@@ -184,6 +196,11 @@ class MetricRule(Rule):
         super().__init__(clear_after)
         self._names = aliases(metric)
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "check" in cls.__dict__ and "update" not in cls.__dict__:
+            cls.update = Rule.update  # a subclass with its own check takes the general path
+
     @abstractmethod
     def judge(self, step: int, key: str, value: float) -> Check:
         """The verdict on ``value``, logged as ``key`` at ``step``."""
@@ -193,3 +210,19 @@ class MetricRule(Rule):
         if found is None:
             return ()
         return [(self.name, self.judge(step, *found))]
+
+    def update(self, step: int, values: Mapping[str, float], wall_time: float = 0.0) -> list[Alert]:
+        """:meth:`Rule.update` for the one subject, without the per-subject loop: most rules are of
+        this kind, and each sees every record."""
+        found = pick(values, self._names)
+        if found is None:
+            return []
+        check = self.judge(step, found[0], found[1])
+        episode = self._episodes.get(self.name)
+        if episode is None:
+            episode = self._episodes[self.name] = Episode(self.clear_after)
+        elif episode.severity is None and check.status != FIRING:
+            return []
+        alerts: list[Alert] = []
+        self._report(self.name, episode, check, step, wall_time, alerts)
+        return alerts

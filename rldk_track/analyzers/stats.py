@@ -12,7 +12,7 @@ import math
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter, deque
 from statistics import median
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 _new = tuple.__new__  # a named tuple from its fields, without the generated argument handling
 
@@ -20,14 +20,21 @@ _new = tuple.__new__  # a named tuple from its fields, without the generated arg
 MAD_TO_SD = 1.4826
 
 __all__ = [
-    "MAD_TO_SD", "Downsampled", "SlidingWindow", "SortedWindow", "Trend", "is_finite", "linear_trend", "mann_kendall", "mean_sd",
-    "median", "robust_sd", "sen_slope",
+    "MAD_TO_SD", "Downsampled", "SlidingWindow", "SortedWindow", "Trend", "all_finite", "is_finite", "linear_trend",
+    "mann_kendall", "mean_sd", "median", "robust_sd", "sen_slope",
 ]
 
 
 def is_finite(value: float) -> bool:
     """False for NaN and +-Inf (without a function call per value)."""
     return value - value == 0.0
+
+
+def all_finite(values: Mapping[str, float]) -> bool:
+    """True when no value is NaN or +-Inf, in one pass in C: a NaN or Inf makes the sum non-finite,
+    and so can an overflow of finite values (False then, though all are finite: a caller that
+    acts on False looks at each value)."""
+    return is_finite(sum(values.values()))
 
 
 def robust_sd(values: Sequence[float], center: float | None = None) -> float:

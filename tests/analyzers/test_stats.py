@@ -8,7 +8,8 @@ from statistics import median
 import pytest
 from scipy import stats
 
-from rldk_track.analyzers.stats import SlidingWindow, SortedWindow, linear_trend, robust_sd
+from rldk_track.analyzers import NonFinite
+from rldk_track.analyzers.stats import SlidingWindow, SortedWindow, all_finite, linear_trend, robust_sd
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e6])
@@ -53,3 +54,11 @@ def test_sorted_window_median_and_robust_sd_are_exactly_those_of_its_values():
         center = median(values) if i % 3 else rng.gauss(0, 1)
         assert window.median() == median(values)
         assert window.robust_sd(center) == robust_sd(values, center)
+
+
+def test_all_finite_is_false_for_nan_inf_and_for_a_sum_that_overflows():
+    assert all_finite({"a": 1.0, "b": -2.0, "c": 0})
+    assert not all_finite({"a": 1.0, "b": float("nan")})
+    assert not all_finite({"a": float("inf"), "b": float("-inf")})
+    assert not all_finite({"a": 1e308, "b": 1e308})  # finite, but then the caller looks at each value
+    assert NonFinite().update(0, {"a": 1e308, "b": 1e308}) == []
