@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import BUDGETS, RATES, Stream, all_streams, at_rate, first_faulty_index  # noqa: E402
+from corpus import (BUDGETS, RATES, STRESS, Stream, all_streams, at_rate, first_faulty_index, injected,  # noqa: E402
+                    real_runs)
 
 from rldk_track.analyzers import build_observers  # noqa: E402
 from rldk_track.keymaps import canonicalize  # noqa: E402
@@ -146,6 +147,22 @@ def markdown(table: dict[str, Any], label: str) -> str:
     return "\n".join(lines)
 
 
+def stress(spec: Any = "default") -> dict[str, dict[str, Outcome]]:
+    """``{stream: {rate: outcome}}`` for the faults of ``corpus.STRESS`` (not in the totals)."""
+    runs = real_runs()
+    return {s.name: {str(rate): replay(s, rate, spec, runs[s.base]) for rate in RATES}
+            for s in injected(runs, STRESS)}
+
+
+def stress_markdown(outcomes: dict[str, dict[str, Outcome]]) -> str:
+    lines = ["Reported apart (`corpus.STRESS`, not in the totals above):", "",
+             "| stream | " + " | ".join(f"logging_steps={r}" for r in RATES) + " |", "|---|" + "---|" * len(RATES)]
+    for name, by_rate in outcomes.items():
+        cells = [f"caught, delay {o.delay}, {o.detecting_rule}" if o.detected else "missed" for o in by_rate.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def details(table: dict[str, Any]) -> str:
     out = []
     for rate in map(str, RATES):
@@ -188,12 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     table = score(all_streams(), "default" if args.analyzers is None else args.analyzers)
     if args.verbose:
         print(details(table))
-    section = markdown(table, args.label)
+    apart = stress("default" if args.analyzers is None else args.analyzers)
+    section = markdown(table, args.label) + "\n\n" + stress_markdown(apart)
     print(section)
     if args.write:
         write_results(section, args.label)
     if args.json:
-        args.json.write_text(json.dumps(figures(table), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        doc = {**figures(table), "stress": {name: {rate: o.delay if o.detected else None for rate, o in by_rate.items()}
+                                            for name, by_rate in apart.items()}}
+        args.json.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return 0
 
 
