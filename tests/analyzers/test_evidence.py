@@ -160,3 +160,26 @@ def test_every_default_rule_keeps_its_alerts_as_they_were_when_no_samples_are_lo
         for step in range(30):
             for alert in rule.observe([Metrics(-1, 0.0, step, {"length/truncated_ratio": 1.0, "kl": float("nan")})]):
                 assert alert.evidence is None
+
+
+def test_bad_samples_through_a_run_never_raise_and_the_alert_still_shows_its_rows(tmp_path):
+    import rldk_track
+    from rldk_track.readers import load_runs
+
+    run = rldk_track.init(dir=tmp_path, analyzers="default")
+    bad = [{"prompt": b"\xff\xfe", "completion": "lone \ud800 surrogate " * 3, "reward": None},
+           {"prompt": "p", "completion": b"bytes \xff cut", "reward": math.nan},
+           {"prompt": "p", "completion": None, "reward": math.inf},
+           {"prompt": "p", "completion": 42, "reward": "high"},
+           {"prompt": "p", "completion": "x" * 1_000_000, "reward": 0.5}]
+    for step in range(1, 4):
+        run.log_samples(bad * 4, step=step, name="completions")
+        run.log({"length/truncated_ratio": 1.0, "reward/fmt/nonfinite_frac": 0.2}, step=step)
+    assert run.finish().complete
+    alerts = {a["rule"]: a for a in load_runs(tmp_path).alerts.to_dict("records")}
+    truncation = alerts["truncation"]["evidence"]
+    top = dict(zip(truncation["columns"], truncation["rows"][0]))
+    assert top["completion"].startswith("x" * 1000) and top["length"] == 4000 + len(" …[truncated by rldk_track: 1000000 characters]")
+    nan_rows = alerts["reward_nonfinite/fmt"]["evidence"]["rows"]  # no reward/fmt column: the reward column
+    assert {dict(zip(alerts["reward_nonfinite/fmt"]["evidence"]["columns"], r))["completion"] for r in nan_rows} >= {
+        "bytes \ufffd cut", None}
