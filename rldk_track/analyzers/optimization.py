@@ -199,7 +199,8 @@ class UpdateSpike(Rule):
     gradient norm of the logging step only, so one bad step's norm is seen once in ``k``, while
     loss, KL and entropy are means over the ``k`` steps: the bad step's share of them is diluted
     ``k``-fold but never lost. Being relative to each metric's own spread at this logging rate, the
-    rule needs no per-rate setting. A norm of exactly 0 (GRPO, zero advantages) is skipped.
+    rule needs no per-rate setting. A norm of exactly 0 (GRPO, zero advantages) is skipped, and
+    so is a metric whose window is all exact zeros (it has no spread to leave).
     """
 
     name = "update_spike"
@@ -252,7 +253,7 @@ class UpdateSpike(Rule):
                 judged += 1
                 med = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
                 d = value - med if sign else abs(value - med)
-                if d > 0 and d > floor * abs(med):
+                if d > floor * abs(med) and d > 0:
                     candidates[side].append((d, med, ordered, key, value))
         step_side = policy_side = (0.0, "", 0.0, 0.0)
         if candidates["policy"]:
@@ -278,7 +279,9 @@ class UpdateSpike(Rule):
         (z 0 if none)."""
         best = (0.0, "", 0.0, 0.0)
         for d, med, window, key, value in candidates:
-            sd = max(robust_sd(window, med), self.rel_floor * abs(med), 1e-12)
+            sd = max(robust_sd(window, med), self.rel_floor * abs(med))
+            if sd == 0.0:  # a metric that sat exactly at 0 (no KL term, no signal) has no noise to leave
+                continue
             if d / sd > best[0]:
                 best = (d / sd, key, value, med + self.z * sd)
         return best

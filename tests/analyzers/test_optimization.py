@@ -182,3 +182,12 @@ def test_update_spike_validates_its_options():
         UpdateSpike(min_history=40, window=30)
     with pytest.raises(ValueError):
         UpdateSpike(z=0)
+
+
+def test_update_spike_does_not_call_metrics_leaving_exact_zero_a_spike():
+    # no learning signal (loss, KL exactly 0) that ends: a change of regime, not one bad update
+    stream = [{"loss/total": 0.0, "kl/mean": 0.0, "entropy/mean": 2.0 + 0.01 * (s % 3), "grad/norm": 0.0}
+              for s in range(50)]
+    stream += [{"loss/total": 0.05, "kl/mean": 0.01, "entropy/mean": 2.0, "grad/norm": 1.0} for _ in range(20)]
+    rule = UpdateSpike()
+    assert [a for step, values in enumerate(stream) for a in rule.update(step, values)] == []
