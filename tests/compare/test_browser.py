@@ -3,7 +3,7 @@
 Two demo-like runs (one healthy, one pushed into a KL spike and an entropy collapse, both with the
 default analyzers) go to the embedded MLflow store, TensorBoard and trackio's local store; ``rldk-track ui`` serves them
 on 127.0.0.1; Chromium renders MLflow's training view of the experiment, its runs table, the sick run's page and the
-healthy run's latest sample set as a table (DOM dumps are checked,
+healthy run's latest sample set and the sick run's entropy-collapse evidence as tables (DOM dumps are checked,
 screenshots saved under ``docs/img/``); TensorBoard's HTTP API lists the runs and their canonical
 scalar tags; trackio's dashboard lists both runs. Select with ``-m browser``; needs Debian's ``chromium``. ``RLDK_UPDATE_SCREENSHOTS=1``
 refreshes the committed screenshots.
@@ -54,6 +54,8 @@ def log_demo_runs(dir: Path) -> None:
             }, step=step)
             if not sick and step % 50 == 49:
                 run.log_samples(demo_samples(step), step=step, name="completions")
+            if sick and step >= 100 and step % 10 == 0:  # the collapsed policy's completions: evidence
+                run.log_samples(collapsed_samples(), step=step, name="completions")
         assert run.finish(timeout=120).complete
 
 
@@ -64,6 +66,13 @@ def demo_samples(step: int) -> list[dict[str, object]]:
     return [{"prompt": prompt, "completion": completion, "reward": round(1.0 - 0.3 * k + step / 1000, 3),
              "advantage": round(0.45 - 0.3 * k, 3)}
             for prompt, completions in prompts.items() for k, completion in enumerate(completions)]
+
+
+def collapsed_samples() -> list[dict[str, object]]:
+    """What a collapsed policy writes: nearly one answer, looping, for every prompt."""
+    loop = "the answer is the answer is the answer is the answer is"
+    return [{"prompt": prompt, "completion": loop if k else "the answer is 51", "reward": 0.4}
+            for prompt in ("What is 17 * 3?", "Capital of Peru?") for k in range(4)]
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +183,20 @@ def test_mlflow_run_page_shows_the_latest_samples_as_a_table(served, tmp_path):
     for text in ("prompt", "completion", "reward", "advantage", "What is 17 * 3?", "17 * 3 = 51."):
         assert f">{text}<" in dom, text
     screenshot(url, tmp_path, "mlflow_samples_table.png")
+
+
+def test_mlflow_shows_an_alerts_evidence_as_a_table_beside_the_alert_log(served, tmp_path):
+    experiment, runs = mlflow_runs(served)
+    sick = runs["grpo-lr-too-high"]
+    path = sick.data.tags["rldk.evidence.entropy_collapse"]
+    assert path.startswith("rldk/alerts/entropy_collapse_")
+    url = (f"{served['mlflow']}/#/experiments/{experiment}/runs/{sick.info.run_id}/artifacts/"
+           f"{path}?workflowType=machine_learning")
+    dom = chromium(url, tmp_path, "--dump-dom", budget_ms=15_000)
+    assert "View as table" in dom and 'role="table"' in dom
+    for text in ("row", "completion", "repeated_3grams", "the answer is the answer is the answer is the answer is"):
+        assert f">{text}<" in dom, text
+    screenshot(url, tmp_path, "mlflow_alert_evidence.png")
 
 
 def test_tensorboard_lists_the_runs_and_canonical_tags(served, tmp_path):
