@@ -14,7 +14,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "insight"
 sys.path.insert(0, str(BENCH))
 import run as insight  # noqa: E402
-from corpus import RATES, all_streams  # noqa: E402
+from corpus import RATES, all_streams, at_rate  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,3 +35,16 @@ def test_recall_and_false_alarms_are_no_worse_than_the_committed_figures(table, 
     assert now["false_alarms"] <= committed["false_alarms"]
     for cls, (hits, total) in committed["by_class"].items():
         assert now["by_class"][cls][0] >= hits, (rate, cls)
+
+
+def test_sparse_logging_is_derived_as_transformers_logs_it():
+    """grad_norm is the logging step's own; the loss is the interval's mean with NaN steps replaced
+    by running_sum / (1 + steps since the last log) (``logging_nan_inf_filter``). Figures of a real
+    TRL SFTTrainer run (transformers 5.24) with a NaN weight from step 13: at logging_steps=5 it
+    logged loss 3.36256 for steps 11-15 (4.26885, 4.13755, then NaN), and 0.0 (not NaN) after."""
+    nan = float("nan")
+    rows = [{"step": s, "loss": loss, "grad_norm": g}
+            for s, loss, g in [(11, 4.268845, 1.46), (12, 4.137555, 1.92), (13, nan, nan), (14, nan, nan), (15, nan, nan)]]
+    (row,) = at_rate(rows, 5)
+    assert row["loss"] == pytest.approx(3.3625599, rel=1e-6) and row["grad_norm"] != row["grad_norm"]
+    assert [r["loss"] for r in at_rate(rows, 1)] == pytest.approx([4.268845, 4.137555, 0.0, 0.0, 0.0])
