@@ -140,3 +140,19 @@ def test_rldk_track_samples_alert_prints_the_evidence_rows(recorded, capsys):
     assert [r["completion"] for r in alert["evidence"]["rows"]] == LONGEST and alert["severity"] == "warning"
     assert main(["samples", str(dir), "--alert", "kl_spike"]) == 0
     assert capsys.readouterr().out == "no evidence on alerts of kl_spike\n"
+
+
+def test_sync_delivers_the_evidence_of_a_run_recorded_without_trackers(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from rldk_track.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    record_truncating_run(tmp_path, ["jsonl"])  # the event log only
+    assert main(["sync", str(tmp_path), "--to", "mlflow", "--to", "tensorboard"]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (mlflow_run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    _, table = mlflow_evidence(client, mlflow_run.info.run_id, tmp_path)
+    assert table == {"columns": COLUMNS, "data": expected_rows()}
+    (run_dir,) = (tmp_path / "tensorboard").iterdir()
+    assert "Evidence: length rows" in read_tb(run_dir).last_text("alerts/truncation")
