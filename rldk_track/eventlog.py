@@ -136,7 +136,8 @@ def read_records(path: Path, after_seq: int = -1, offset: int = 0) -> Iterator[t
 @dataclass
 class LogSummary:
     """What a whole event log says about its run: the (last) ``run_start``, the highest ``seq``
-    and whether a ``run_end`` was written."""
+    and whether that last attempt ended (a ``run_end`` after the last ``run_start``: an earlier
+    attempt's end says nothing about a resumed one that crashed)."""
 
     start: RunStart | None
     last_seq: int
@@ -150,6 +151,7 @@ def summarize(path: Path) -> LogSummary:
         summary.last_seq = max(summary.last_seq, record.seq)
         if isinstance(record, RunStart):
             summary.start = record
+            summary.ended = False
         elif record.kind == "run_end":
             summary.ended = True
     return summary

@@ -10,6 +10,7 @@ or it holds event files of another writer) is left alone and the run uses
 <run dir>/events.out.tfevents.*            scalars, text and hparams (what TensorBoard shows)
 <run dir>/rldk/run.json                     which run owns the directory (+ status once it ended)
 <run dir>/rldk/alerts.jsonl                 the alert log, one alert per line
+<run dir>/rldk/config.jsonl                 every params and tags record, one a line (readers merge them)
 <run dir>/rldk/checkpoints/step_<N>/health.json   each checkpoint's health verdict
 <run dir>/rldk/renamed_tags.jsonl           names that had to change to become tags
 <run dir>/artifacts/<name>                  copies of the run's artifacts
@@ -31,6 +32,16 @@ TensorBoard's rules, as this module applies them (see docs/backends/tensorboard.
   later points of that series from the view, though the event file keeps every point. Reported once.
 - Hparams: one session-start summary per run directory (first one wins). It is written from the
   first params record, and later params reach the ``config`` text only.
+- The ``config`` and ``tags`` texts show the whole accumulated value, so rewriting them after every
+  record grows the event file quadratically. Each is rewritten only while all its rewrites stay
+  within :data:`REWRITE_FACTOR` times the bytes of the records that changed it (plus
+  :data:`REWRITE_FREE_BYTES`), and always at the run's end; ``rldk/config.jsonl`` holds every
+  record once, exactly, for readers.
+- An event file only grows, and a crash can come between a flush and the dispatcher's cursor
+  update: the resent records would be in the file twice. The state kept with the cursor names the
+  event file, its size at the last flush and the last record in it (``event_file``,
+  ``event_bytes``, ``event_seq``); reopening cuts the file back to that size, so whatever the
+  crashed process wrote after it (even a torn event) is gone before it is sent again.
 """
 
 from __future__ import annotations
@@ -42,8 +53,9 @@ import math
 import os
 import shutil
 import time
+from itertools import takewhile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from rldk_track.alerts import ALERT_FIELDS, AlertLog, alert_json, alert_line
 from rldk_track.backends.base import Backend, RejectedError, Resume, RunInfo
@@ -69,6 +81,7 @@ from rldk_track.vocab.tensorboard import (
     ALERTS_FILE,
     ARTIFACTS_DIR,
     CHECKPOINT_PREFIX,
+    CONFIG_FILE,
     CONFIG_TAG,
     DEFAULT_LOG_DIR,
     OWNER_FILE,
@@ -78,6 +91,7 @@ from rldk_track.vocab.tensorboard import (
     STATUS_TAG,
     SUMMARY_PREFIX,
     TAGS_TAG,
+    ConfigLine,
     OwnerFile,
     RenamedTag,
     SamplesLine,
@@ -92,6 +106,10 @@ MAX_TAG_BYTES = 4096
 MAX_HPARAM_CHARS = 1024
 FLOAT32_MAX = 3.4028234663852886e38
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: The ``config``/``tags`` texts are rewritten while all their rewrites stay within this many times
+#: the bytes of the records that changed them, plus :data:`REWRITE_FREE_BYTES` (and at the end).
+REWRITE_FACTOR = 4
+REWRITE_FREE_BYTES = 64 * 1024
 
 #: Who writes a tag, in words for messages.
 _SERIES_KINDS = {"scalar:metrics": "metric", "scalar:summary": "summary", "text": "text", "hparams": "hparams plugin"}
@@ -166,6 +184,35 @@ def _evidence_text(evidence: Evidence) -> str:
     return "\n".join(lines)
 
 
+class _Rewrites:
+    """When to rewrite a text that shows a whole accumulated value (the config, the tags table):
+    while every rewrite so far stays within a byte budget linear in the bytes of the records that
+    changed it, so the event file grows linearly however many records there are."""
+
+    def __init__(self) -> None:
+        self.changed_bytes = 0  # bytes of the records that changed the value
+        self.written_bytes = 0  # bytes of the texts written so far
+        self.last_bytes = 0  # size of the last text written
+        self.pending = 0  # bytes changed since the last text
+        self.dirty = False
+
+    def change(self, size: int) -> None:
+        self.changed_bytes += size
+        self.pending += size
+        self.dirty = True
+
+    def due(self) -> bool:
+        """Whether a rewrite now (its size estimated as the last text plus the change) stays in budget."""
+        estimate = self.last_bytes + self.pending
+        return self.dirty and self.written_bytes + estimate <= REWRITE_FACTOR * self.changed_bytes + REWRITE_FREE_BYTES
+
+    def wrote(self, size: int) -> None:
+        self.written_bytes += size
+        self.last_bytes = size
+        self.pending = 0
+        self.dirty = False
+
+
 class TensorBoardBackend(Backend):
     """Writes one TensorBoard run directory per rldk_track run, with the options in
     ``accepted_options`` (``tensorboard={...}``). Every ``write`` ends with a flush, so what the
@@ -198,6 +245,8 @@ class TensorBoardBackend(Backend):
         self._described: set[str] = set()  # tags whose metadata the current event file carries
         self._done_seq = -1  # last record fully handed to the writer (a retried batch skips these)
         self._flushed_seq = -1  # last record known to be in the event file
+        self._event_file: Path | None = None  # the event file being written
+        self._event_bytes = 0  # its size at the last flush: everything up to _flushed_seq
         self._tags: dict[tuple[str, str], str] = {}  # (owner, name) -> tag
         self._tag_owner: dict[str, str] = {}  # tag -> "scalar:<source>" or "text"
         self._max_step: dict[str, int] = {}  # last step per metric name, to spot a series going back
@@ -206,6 +255,8 @@ class TensorBoardBackend(Backend):
         self._hparams_written = False
         self._hparam_names: set[str] = set()
         self._run_tags: dict[str, str] = {}
+        self._rewrites = {CONFIG_TAG: _Rewrites(), TAGS_TAG: _Rewrites()}
+        self._config_lines: set[int] = set()  # seqs in rldk/config.jsonl
         self._alerts: AlertLog | None = None  # rldk/alerts.jsonl as written so far
         self._samples_written: set[int] | None = None  # seqs in rldk/samples.jsonl
         self._pb: Any = None  # the tensorboard proto modules, imported in open()
@@ -225,24 +276,75 @@ class TensorBoardBackend(Backend):
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self, state: Mapping[str, Any] | None, resume: Resume) -> Mapping[str, Any]:
         """Claim this run's directory (or reopen the one in ``state``) and start an event file.
-        Every ``write`` ends with a flush, so ``resume`` is not needed: the dispatcher resends the rest."""
+
+        Reopening first cuts the last event file back to what ``state`` says it held at the
+        delivered position (the dispatcher resends everything after it), then writes again the
+        few records between that point and ``resume.delivered_seq``, if any."""
         self._pb = _Protos()
         for tag in self._pb.HPARAMS_TAGS:  # a metric never takes the hparams plugin's own tags
             self._tag_owner[tag] = "hparams"
+        in_file = resume.delivered_seq
         if state and state.get("log_dir"):
             self.log_dir = Path(state["log_dir"])
             self.log_dir.mkdir(parents=True, exist_ok=True)
             if _owner(self.log_dir) is None:
                 self._write_owner(self.log_dir)
+            in_file = self._cut_back(state, resume.delivered_seq)
         else:
             self.log_dir = self._claim_dir()
+        self._restore_config(in_file)
+        self._done_seq = self._flushed_seq = in_file
         self._open_writer()
-        return {"log_dir": str(self.log_dir)}
+        if in_file < resume.delivered_seq:
+            self._write_again(takewhile(lambda r: r.seq <= resume.delivered_seq, resume.records_after(in_file)))
+        return self._state()
 
-    def write(self, records: Sequence[Record]) -> None:
+    def _state(self) -> dict[str, Any]:
+        """What the dispatcher keeps with its cursor: the run directory, and the event file with
+        its size when it held everything up to ``event_seq`` (see :meth:`_cut_back`)."""
+        state: dict[str, Any] = {"log_dir": str(self.log_dir)}
+        if self._event_file is not None:
+            state.update(event_file=self._event_file.name, event_bytes=self._event_bytes, event_seq=self._flushed_seq)
+        return state
+
+    def _cut_back(self, state: Mapping[str, Any], delivered_seq: int) -> int:
+        """Cut the event file named in ``state`` back to the size it had at ``state``'s
+        ``event_seq``: what a crashed process wrote after that (the dispatcher resends it, since
+        its cursor never got there) would otherwise be in the file twice. Returns the last record
+        the file now holds (``delivered_seq`` when ``state`` names no file, as before this was kept)."""
+        name, size, seq = state.get("event_file"), state.get("event_bytes"), state.get("event_seq")
+        if not isinstance(name, str) or Path(name).name != name or not isinstance(size, int) or not isinstance(seq, int):
+            return delivered_seq
+        if seq > delivered_seq:  # a cursor moved back by hand: the file's tail cannot be placed
+            return delivered_seq
+        path = self.log_dir / name
+        try:
+            actual = path.stat().st_size
+        except FileNotFoundError:
+            return seq
+        if actual > size:
+            os.truncate(path, size)
+            log.info("rldk_track: tensorboard: cut %d bytes written after record %d off %s (they are written again)",
+                     actual - size, seq, path)
+        elif actual < size:
+            self.warn_once("shorter", f"rldk_track: tensorboard: {path} is shorter than when it held record {seq} "
+                           f"({actual} < {size} bytes); points written before the crash may be missing from it")
+        return seq
+
+    def _write_again(self, records: Iterator[Record]) -> None:
+        """Write records the dispatcher already counts as delivered but the event file lost to a
+        cut (refused ones are refused again, and were kept the first time)."""
+        for record in records:
+            try:
+                self.write([record])
+            except RejectedError:
+                continue
+
+    def write(self, records: Sequence[Record]) -> Mapping[str, Any]:
         """Turn each record into events (and files) in order; flush before returning so that a
-        record the dispatcher counts as delivered is in the event file. Records already handed
-        to the writer by an earlier, failed call are skipped."""
+        record the dispatcher counts as delivered is in the event file, and return the state that
+        says where the file stood then. Records already handed to the writer by an earlier,
+        failed call are skipped."""
         try:
             for record in records:
                 if record.seq <= self._done_seq:
@@ -256,6 +358,7 @@ class TensorBoardBackend(Backend):
                 self._done_seq = record.seq
         finally:
             self._settle()
+        return self._state()
 
     def close(self) -> None:
         """Flush and close the event file."""
@@ -324,8 +427,12 @@ class TensorBoardBackend(Backend):
             from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
             self._after_newest_event_file()
+            before = set(self.log_dir.glob("events.out.tfevents.*"))
             self._writer = EventFileWriter(str(self.log_dir), max_queue_size=self.max_queue, flush_secs=self.flush_secs)
             self._described = set()
+            new = set(self.log_dir.glob("events.out.tfevents.*")) - before  # the writer names its file itself
+            self._event_file = new.pop() if len(new) == 1 else None
+            self._event_bytes = self._event_file.stat().st_size if self._event_file else 0
         return self._writer
 
     def _after_newest_event_file(self) -> None:
@@ -349,12 +456,20 @@ class TensorBoardBackend(Backend):
             time.sleep(wait)
 
     def _drop_writer(self) -> None:
+        """Close a broken writer and cut its file back to the last flush (the retry re-sends
+        what came after it into a new file)."""
         writer, self._writer = self._writer, None
         if writer is not None:
             try:
                 writer.close()
             except Exception as exc:  # already broken; the next write opens a new event file
                 log.debug("rldk_track: tensorboard: closing a failed event writer: %s", exc)
+        if self._event_file is not None:
+            try:
+                if self._event_file.stat().st_size > self._event_bytes:
+                    os.truncate(self._event_file, self._event_bytes)  # frees blocks: works on a full disk
+            except OSError as exc:
+                log.debug("rldk_track: tensorboard: cutting back %s: %s", self._event_file, exc)
 
     def _settle(self) -> None:
         """Flush what was handed to the writer. A writer that cannot flush (disk full, file
@@ -362,6 +477,8 @@ class TensorBoardBackend(Backend):
         try:
             if self._writer is not None and self._done_seq > self._flushed_seq:
                 self._writer.flush()
+                if self._event_file is not None:
+                    self._event_bytes = self._event_file.stat().st_size
         except Exception:
             self._drop_writer()
             self._done_seq = self._flushed_seq
@@ -471,7 +588,10 @@ class TensorBoardBackend(Backend):
         self._emit(step, record.wall_time, values)
 
     def _params(self, record: Params) -> None:
+        """A line in ``rldk/config.jsonl``, the hparams (first params record only) and, when due,
+        the whole config as the ``config`` text."""
         deep_merge(self._config, record.values)
+        self._rewrites[CONFIG_TAG].change(self._config_line(record.seq, "params", record.values))
         flat = flatten(record.values)
         if not self._hparams_written and flat:
             self._emit(0, record.wall_time, [self._session_start(flat, record.wall_time)])
@@ -483,8 +603,55 @@ class TensorBoardBackend(Backend):
                 "rldk_track: tensorboard: params logged after the first ones are in the 'config' text only; "
                 "TensorBoard keeps the first hparams of a run",
             )
-        text = _fenced(_to_json_text(self._config), "json")
-        self._emit(0, record.wall_time, [self._text(self._tag(CONFIG_TAG, "text"), text)])
+        self._rewrite(record.wall_time, CONFIG_TAG)
+
+    def _rewrite(self, wall_time: float, tag: str, final: bool = False) -> None:
+        """Write the ``config`` or ``tags`` text in full if it changed and its budget allows
+        (or, with ``final``, at the run's end)."""
+        rewrites = self._rewrites[tag]
+        if not (rewrites.due() or final and rewrites.dirty):
+            return
+        if tag == CONFIG_TAG:
+            text = _fenced(_to_json_text(self._config), "json")
+        else:
+            text = _table(self._run_tags, ("tag", "value"))
+        self._emit(0, wall_time, [self._text(self._tag(tag, "text"), text)])
+        rewrites.wrote(len(text))
+
+    def _config_line(self, seq: int, kind: str, values: Mapping[str, Any]) -> int:
+        """Append a params/tags record to ``rldk/config.jsonl`` (once per ``seq``); its size."""
+        line: ConfigLine = {"seq": seq, "kind": kind, "values": dict(values)}
+        text = json.dumps(line, ensure_ascii=False, default=str) + "\n"
+        if seq not in self._config_lines:
+            path = self.log_dir / CONFIG_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text)
+            self._config_lines.add(seq)
+        return len(text)
+
+    def _restore_config(self, upto_seq: int) -> None:
+        """The config and tags an earlier process delivered (``rldk/config.jsonl`` up to
+        ``upto_seq``; later lines come again with their records), so the texts stay whole."""
+        lines = sorted(_json_lines(self.log_dir / CONFIG_FILE), key=lambda line: line["seq"])
+        self._config_lines = {line["seq"] for line in lines}
+        for line in lines:
+            values = line.get("values")
+            if line["seq"] > upto_seq:
+                break
+            if not isinstance(values, dict):
+                continue
+            if line.get("kind") == "params":
+                if not self._hparams_written:
+                    self._hparams_written, self._hparam_names = True, set(flatten(values))
+                deep_merge(self._config, values)
+            else:
+                self._run_tags.update(values)
+        # the texts are written again once (a crash may have kept the last ones from being written)
+        if self._config:
+            self._rewrites[CONFIG_TAG].change(len(json.dumps(self._config, default=str)))
+        if self._run_tags:
+            self._rewrites[TAGS_TAG].change(len(json.dumps(self._run_tags, default=str)))
 
     def _session_start(self, flat: Mapping[str, Any], wall_time: float) -> Any:
         pb = self._pb
@@ -512,9 +679,10 @@ class TensorBoardBackend(Backend):
         return pb.Value(tag=pb.SESSION_START_INFO_TAG, tensor=pb.NULL_TENSOR, metadata=pb.hparams_metadata(content))
 
     def _tags_record(self, record: Tags) -> None:
+        """A line in ``rldk/config.jsonl`` and, when due, all tags so far as the ``tags`` table."""
         self._run_tags.update(record.values)
-        text = _table(self._run_tags, ("tag", "value"))
-        self._emit(0, record.wall_time, [self._text(self._tag(TAGS_TAG, "text"), text)])
+        self._rewrites[TAGS_TAG].change(self._config_line(record.seq, "tags", record.values))
+        self._rewrite(record.wall_time, TAGS_TAG)
 
     def _summary(self, record: Summary) -> None:
         values = []
@@ -562,7 +730,7 @@ class TensorBoardBackend(Backend):
         self._emit(record.step, record.wall_time, [self._text(tag, "\n".join(lines))])
         path = self.log_dir / SAMPLES_FILE
         if self._samples_written is None:  # after a restart: what an earlier process already wrote
-            self._samples_written = _seqs(path)
+            self._samples_written = {line["seq"] for line in _json_lines(path)}
         if record.seq in self._samples_written:
             return
         line: SamplesLine = {"seq": record.seq, "step": record.step, "name": record.name,
@@ -605,6 +773,8 @@ class TensorBoardBackend(Backend):
         pb = self._pb
         status = {"success": pb.STATUS_SUCCESS}.get(record.status, pb.STATUS_FAILURE)
         end = pb.HParamsPluginData(session_end_info=pb.SessionEndInfo(status=status, end_time_secs=record.wall_time))
+        for tag in (CONFIG_TAG, TAGS_TAG):  # whatever a budget held back
+            self._rewrite(record.wall_time, tag, final=True)
         values = [] if self._hparams_written else [self._session_start({}, record.wall_time)]  # list the run in HParams
         values += [
             pb.Value(tag=pb.SESSION_END_INFO_TAG, tensor=pb.NULL_TENSOR, metadata=pb.hparams_metadata(end)),
@@ -643,16 +813,18 @@ class _Protos:
         self.text_metadata = text_md.create_summary_metadata(display_name="", description="")
 
 
-def _seqs(path: Path) -> set[int]:
-    """The ``seq`` of every complete line of a JSON-lines file (none if it is missing)."""
-    seqs: set[int] = set()
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    """The complete, well-formed lines of a JSON-lines file that carry a ``seq`` (none if missing)."""
+    out: list[dict[str, Any]] = []
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                seqs.add(int(json.loads(line)["seq"]))
-            except (ValueError, KeyError, TypeError):
+                obj = json.loads(line)
+            except ValueError:
                 continue
-    return seqs
+            if isinstance(obj, dict) and isinstance(obj.get("seq"), int):
+                out.append(obj)
+    return out
 
 
 def _owner(path: Path) -> str | None:

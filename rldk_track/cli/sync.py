@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 from rldk_track.cli.common import add_format_arguments, backend_name
 
@@ -32,8 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
     options = {"mlflow": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else None
     to = [name for names in args.to for name in names.split(",")] if args.to else None
-    results = sync(args.source, to=to, options=options, timeout=args.timeout, force=args.force,
-                   from_start=args.from_start)
+    # --json: stdout is the JSON alone (`| jq`); what tracker libraries print meanwhile (MLflow's
+    # "View run ... at" lines, from its worker threads too) goes to stderr
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.format == "json" else contextlib.nullcontext()
+    with quiet:
+        results = sync(args.source, to=to, options=options, timeout=args.timeout, force=args.force,
+                       from_start=args.from_start)
     if args.format == "json":
         print(json.dumps([r.__dict__ for r in results], indent=2))
     else:

@@ -9,7 +9,8 @@ What rldk_track's TensorBoard backend writes is mapped back (names in
 :mod:`rldk_track.vocab.tensorboard`): scalar tags are metrics (renamed ones mapped back through
 ``rldk/renamed_tags.jsonl``), except ``summary/<name>`` (the run's summary); ``rldk/run.json``
 gives the run id, name, project, times and status; the ``config`` text holds the full config
-(JSON), the ``tags`` text the run tags, ``rldk/alerts.jsonl`` the alert log. A run directory
+(JSON), the ``tags`` text the run tags (both exactly from ``rldk/config.jsonl`` when it is
+there: the texts are rewritten less often), ``rldk/alerts.jsonl`` the alert log. A run directory
 written by anything else (PyTorch's ``SummaryWriter``, transformers' ``TensorBoardCallback``)
 reads as its path under the log dir, with its scalars (simple values and scalar tensors) and
 hparams as params. Scalars are float32 in TensorBoard, so values read back are float32-exact, not
@@ -23,11 +24,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rldk_track.normalize import flatten
+from rldk_track.normalize import deep_merge, flatten
 from rldk_track.readers.progress import progress_bar
 from rldk_track.readers.rundata import RunData, normalize_status
 from rldk_track.vocab.tensorboard import (
     ALERTS_FILE,
+    CONFIG_FILE,
     CONFIG_TAG,
     OWNER_FILE,
     RENAMED_FILE,
@@ -93,6 +95,7 @@ def read_run_dir(run_dir: Path, logdir: Path | None = None) -> RunData:
             _add_scalar_tensors(run, renamed.get(tag, tag), accumulator.Tensors(tag))
         elif tag in texts:
             _apply_text(run, renamed.get(tag, tag), accumulator.Tensors(tag))
+    _apply_config_lines(run, _json_lines(run_dir / CONFIG_FILE))
     _apply_hparams(run, accumulator)
     run.status = normalize_status(owner.get("status") or run.status or None)
     for alert in _json_lines(run_dir / ALERTS_FILE):
@@ -147,6 +150,27 @@ def _apply_text(run: RunData, tag: str, events: list[Any]) -> None:
             run.summary[tag[len(SUMMARY_PREFIX):]] = json.loads(text) if last.startswith("`") else text
         except ValueError:
             run.summary[tag[len(SUMMARY_PREFIX):]] = text
+
+
+def _apply_config_lines(run: RunData, lines: list[dict[str, Any]]) -> None:
+    """The exact config and tags from ``rldk/config.jsonl``: every params line merged in ``seq``
+    order, every tags line (a replayed record's line is there once)."""
+    config: dict[str, Any] = {}
+    tags: dict[str, str] = {}
+    seen: set[int] = set()
+    for line in sorted((x for x in lines if isinstance(x.get("seq"), int)), key=lambda x: x["seq"]):
+        values = line.get("values")
+        if line["seq"] in seen or not isinstance(values, dict):
+            continue
+        seen.add(line["seq"])
+        if line.get("kind") == "params":
+            deep_merge(config, values)
+        elif line.get("kind") == "tags":
+            tags.update({str(k): str(v) for k, v in values.items()})
+    if config:
+        run.params = flatten(config)
+    if tags:
+        run.tags = tags
 
 
 def _apply_hparams(run: RunData, accumulator: Any) -> None:

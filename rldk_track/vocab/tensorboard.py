@@ -8,6 +8,7 @@ dir; the reader (:mod:`rldk_track.readers.tensorboard`) maps it back through the
     <run dir>/rldk/run.json             which run owns the directory (OwnerFile)
     <run dir>/rldk/alerts.jsonl         the alert log (rldk_track.alerts)
     <run dir>/rldk/renamed_tags.jsonl   names that had to change to become tags (RenamedTag)
+    <run dir>/rldk/config.jsonl         every params and tags record, one a line (ConfigLine)
     <run dir>/rldk/samples.jsonl        every sample set, one a line (SamplesLine)
     <run dir>/artifacts/<name>          copies of the run's artifacts
 """
@@ -23,6 +24,7 @@ OWNER_FILE = "rldk/run.json"
 ALERTS_FILE = "rldk/alerts.jsonl"
 RENAMED_FILE = "rldk/renamed_tags.jsonl"
 SAMPLES_FILE = "rldk/samples.jsonl"
+CONFIG_FILE = "rldk/config.jsonl"
 ARTIFACTS_DIR = "artifacts"
 
 #: Text series: the full config (fenced JSON), the run tags (a two-column markdown table), the
@@ -60,6 +62,17 @@ class SamplesLine(TypedDict):
     name: str
     columns: list[str]
     rows: list[list[object]]
+
+
+class ConfigLine(TypedDict):
+    """One line of ``rldk/config.jsonl``: a params or tags record's ``seq`` (a replayed record is
+    not written twice), ``kind`` (``"params"``/``"tags"``) and its values as logged. The run's
+    config is every params line merged in ``seq`` order (``normalize.deep_merge``), its tags every
+    tags line; the ``config``/``tags`` texts show the same, rewritten less often."""
+
+    seq: int
+    kind: str
+    values: dict[str, object]
 
 
 class RenamedTag(TypedDict):

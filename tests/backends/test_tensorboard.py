@@ -366,7 +366,7 @@ def test_a_resumed_run_adds_an_event_file_that_tensorboard_reads_after_the_earli
     # as if the crashed process had started its file in the coming second on another host
     earlier.rename(earlier.with_name(f"events.out.tfevents.{int(time.time()) + 1:010d}.zz-host.1.0"))
     second = TensorBoardBackend(info)
-    assert second.open(state, Resume()) == state
+    assert second.open(state, Resume())["log_dir"] == state["log_dir"]
     second.write([Metrics(1, 1001.0, 1, {"x": 1.0})])
     second.close()
     assert [s for s, _, _ in read_tb(Path(state["log_dir"])).scalars["x"]] == [0, 1]
