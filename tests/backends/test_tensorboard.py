@@ -23,10 +23,17 @@ import pytest
 import rldk_track
 from rldk_track.backends.base import Resume, RunInfo
 from rldk_track.eventlog import read_records
-from rldk_track.backends.tensorboard import MAX_HPARAM_CHARS, MAX_TAG_BYTES, TensorBoardBackend
+from rldk_track.backends.tensorboard import (
+    MAX_HPARAM_CHARS,
+    MAX_TAG_BYTES,
+    REWRITE_FACTOR,
+    REWRITE_FREE_BYTES,
+    TensorBoardBackend,
+)
 from rldk_track.cli import main as cli
 from rldk_track.layout import event_logs
-from rldk_track.records import CheckpointHealth, Metrics, RunEnd
+from rldk_track.readers.tensorboard import read_run_dir
+from rldk_track.records import CheckpointHealth, Metrics, Params, RunEnd, Tags
 from rldk_testsupport.tensorboard import read_tb
 
 INF = math.inf
@@ -253,6 +260,51 @@ def test_params_logged_later_reach_the_config_text_and_are_reported_once(tmp_pat
     assert len(tb_warnings(caplog, "config' text only")) == 1
 
 
+def config_run(tmp_path: Path, calls: int) -> tuple[Path, int]:
+    """A run that logs ``calls`` params records of one new key each (and as many tags); its run
+    directory and the bytes of its event files."""
+    run = start(tmp_path / str(calls), name="many", config={"lr": 1e-5})
+    for i in range(calls):
+        run.log_params({"sweep": {f"k{i:05d}": i}})
+        run.set_tags({f"t{i:05d}": "x"})
+    run.log({"x": 1.0}, step=0)
+    assert run.finish().complete
+    run_dir = tb_dir(run)
+    return run_dir, sum(p.stat().st_size for p in run_dir.glob("events.out.tfevents.*"))
+
+
+def test_many_params_and_tags_records_grow_the_event_file_linearly_and_read_back_exactly(tmp_path):
+    (small_dir, small), (large_dir, large) = config_run(tmp_path, 300), config_run(tmp_path, 1200)
+    # 4x the records: about 4x the bytes (rewriting the whole config each time made it 16x)
+    assert large < 6 * small
+    logged = (large_dir / "rldk" / "config.jsonl").stat().st_size  # each record once, as logged
+    assert large <= (REWRITE_FACTOR + 2) * logged + 2 * REWRITE_FREE_BYTES
+    config = {"lr": 1e-5, "sweep": {f"k{i:05d}": i for i in range(1200)}}
+    tb = read_tb(large_dir)  # the UI's texts: whole at the end
+    assert fenced_json(tb.last_text("config")) == config
+    assert tb.last_text("tags").count("| x |") == 1200
+    ours = read_run_dir(large_dir)
+    assert ours.params == {"lr": 1e-5, **{f"sweep/k{i:05d}": i for i in range(1200)}}
+    assert ours.tags == {f"t{i:05d}": "x" for i in range(1200)}
+
+
+def test_a_resumed_process_keeps_the_whole_config_and_tags_in_the_texts(tmp_path):
+    info = RunInfo("r6", "resumed-config", "rlhf", tmp_path, 1000.0)
+    first = TensorBoardBackend(info)
+    first.open(None, Resume())
+    state = first.write([Params(0, 1000.0, {"lr": 1e-5, "model": {"name": "qwen"}}), Tags(1, 1000.0, {"team": "rl"})])
+    first.close()
+    second = TensorBoardBackend(info)
+    second.open(state, Resume(1))
+    second.write([Params(2, 1001.0, {"model": {"size": 7}}), Tags(3, 1001.0, {"stage": "ppo"}), RunEnd(4, 1002.0, "success")])
+    second.close()
+    tb = read_tb(Path(state["log_dir"]))
+    assert fenced_json(tb.last_text("config")) == {"lr": 1e-5, "model": {"name": "qwen", "size": 7}}
+    assert "| team | rl |" in tb.last_text("tags") and "| stage | ppo |" in tb.last_text("tags")
+    assert tb.hparams() == {"lr": 1e-5, "model/name": "qwen"}  # one session start, the first
+    assert read_run_dir(Path(state["log_dir"])).params == {"lr": 1e-5, "model/name": "qwen", "model/size": 7}
+
+
 def test_tags_are_one_text_table_since_tensorboard_has_no_tags(tmp_path):
     run = start(tmp_path, tags={"team": "rl"})
     run.set_tags({"stage": "ppo | v2"})
@@ -354,6 +406,40 @@ def test_a_batch_written_again_after_a_failure_is_stored_once(tmp_path):
     backend.write([*batch, RunEnd(5, 1010.0, "success")])
     backend.close()
     assert [(s, v) for s, v, _ in read_tb(Path(state["log_dir"])).scalars["x"]] == [(s, float(s)) for s in range(5)]
+
+
+def crashed_after_flush(tmp_path: Path) -> tuple[RunInfo, dict, list[Metrics]]:
+    """A backend that wrote records 0-4 (the state its cursor kept), then 5-9 and half an event
+    before the process died: in the file, but not in the cursor."""
+    info = RunInfo("r5", "cut", "rlhf", tmp_path, 1000.0)
+    records = [Metrics(seq, 1000.0 + seq, seq, {"x": float(seq)}) for seq in range(10)]
+    first = TensorBoardBackend(info)
+    first.open(None, Resume())
+    state = first.write(records[:5])
+    first.write(records[5:])
+    first.close()  # adds no bytes: as if killed
+    with open(Path(state["log_dir"]) / state["event_file"], "ab") as f:
+        f.write(b"\x40\x00\x00\x00\x00")  # a torn event
+    return info, state, records
+
+
+def test_reopening_cuts_off_what_a_crashed_process_wrote_after_its_cursor(tmp_path):
+    info, state, records = crashed_after_flush(tmp_path)
+    second = TensorBoardBackend(info)
+    second.open(state, Resume(4, lambda seq: iter(records[seq + 1:])))
+    second.write([*records[5:], RunEnd(10, 1010.0, "killed")])  # the dispatcher resends after its cursor
+    second.close()
+    points = read_tb(Path(state["log_dir"])).scalars["x"]
+    assert [(s, v) for s, v, _ in points] == [(s, float(s)) for s in range(10)]
+
+
+def test_records_the_cursor_counts_but_the_cut_removed_are_written_again(tmp_path):
+    info, state, records = crashed_after_flush(tmp_path)
+    second = TensorBoardBackend(info)
+    second.open(state, Resume(7, lambda seq: iter(records[seq + 1:])))  # the cursor is past the state's record 4
+    second.write(records[8:])
+    second.close()
+    assert [s for s, _, _ in read_tb(Path(state["log_dir"])).scalars["x"]] == list(range(10))
 
 
 def test_a_resumed_run_adds_an_event_file_that_tensorboard_reads_after_the_earlier_ones(tmp_path):
