@@ -59,7 +59,8 @@ def child(contender: str, records: int, workdir: Path) -> dict[str, object]:
     report = run.finish(timeout=600)  # returns once the log is written; an unreachable tracker gets 5 s
     finish_s = time.perf_counter() - start - log_s
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    lines = sum(1 for _ in open(run.event_log, "rb"))
+    with open(run.event_log, "rb") as log:
+        lines = sum(1 for _ in log)
     return {
         "contender": contender,
         "rss_growth_mb": (peak - baseline) / 2**20,

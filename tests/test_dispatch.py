@@ -154,7 +154,6 @@ class _GatedObserver:
             time.sleep(self.delay)
         else:
             self.gate.wait(120)
-        return None
 
 
 def test_logging_faster_than_the_log_thread_waits_for_it_and_loses_nothing(tmp_path, monkeypatch):
