@@ -31,7 +31,6 @@ from rldk_track.analyzers.evidence import (
 from rldk_track.analyzers.rule import Check, Rule, firing, healthy, hold
 from rldk_track.analyzers.samples import (
     distinct_n,
-    empty_share,
     repeated_ngram_share,
     reward_length_correlation,
     reward_mad,
@@ -219,11 +218,12 @@ class DegenerateOutputs(SampleRule):
         texts = [row[index] for row in record.rows if isinstance(row[index], str)]
         if len(texts) < self.min_rows:
             return None
-        ngrams = sum(max(0, len(t.split()) - 1) for t in texts)
+        words = [t.split() for t in texts]
+        ngrams = sum(max(0, len(w) - 1) for w in words)
         return {
-            "empty": empty_share(texts),
-            "repeated": sum(1 for t in texts if repeated_ngram_share(t) >= 0.5) / len(texts),
-            "distinct": distinct_n(texts) if ngrams >= self.min_ngrams else math.nan,
+            "empty": sum(1 for w in words if not w) / len(words),
+            "repeated": sum(1 for w in words if repeated_ngram_share(w) >= 0.5) / len(words),
+            "distinct": distinct_n(words) if ngrams >= self.min_ngrams else math.nan,
         }
 
     def judge(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:

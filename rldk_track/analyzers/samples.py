@@ -22,23 +22,25 @@ def empty_share(completions: Sequence[str]) -> float:
     return sum(1 for c in completions if not c.strip()) / len(completions) if completions else math.nan
 
 
-def repeated_ngram_share(text: str, n: int = 3) -> float:
+def repeated_ngram_share(text: str | Sequence[str], n: int = 3) -> float:
     """Share of ``text``'s word n-grams that repeat an earlier one (0: none repeats; a looping
-    completion approaches 1). 0.0 for text shorter than ``n`` words."""
-    words = text.split()
+    completion approaches 1). 0.0 for text shorter than ``n`` words. ``text`` may also be given
+    as its words (``text.split()``), so a caller that needs them twice splits once."""
+    words = text.split() if isinstance(text, str) else text
     total = len(words) - n + 1
     if total < 1:
         return 0.0
     return 1.0 - len(set(zip(*(words[i:] for i in range(n))))) / total
 
 
-def distinct_n(completions: Sequence[str], n: int = 2) -> float:
+def distinct_n(completions: Sequence[str] | Sequence[Sequence[str]], n: int = 2) -> float:
     """Distinct word n-grams over all n-grams across a group of completions (low: the group says
-    the same thing; mode collapse). NaN when the group has no n-gram."""
+    the same thing; mode collapse). NaN when the group has no n-gram. Each completion may also be
+    given as its words."""
     grams: set[tuple[str, ...]] = set()
     total = 0
     for text in completions:
-        words = text.split()
+        words = text.split() if isinstance(text, str) else text
         total += max(0, len(words) - n + 1)
         grams.update(zip(*(words[i:] for i in range(n))))
     return len(grams) / total if total else math.nan
