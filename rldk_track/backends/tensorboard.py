@@ -309,26 +309,28 @@ class TensorBoardBackend(Backend):
 
     def _cut_back(self, state: Mapping[str, Any], delivered_seq: int) -> int:
         """Cut the event file named in ``state`` back to the size it had at ``state``'s
-        ``event_seq``: what a crashed process wrote after that (the dispatcher resends it, since
-        its cursor never got there) would otherwise be in the file twice. Returns the last record
-        the file now holds (``delivered_seq`` when ``state`` names no file, as before this was kept)."""
+        ``event_seq``, and any later event file of the same process (its retry after its writer
+        broke) back to its header: what they hold came after that record, and the dispatcher resends it
+        (its cursor never got further), so it would otherwise be in the files twice. Returns the
+        last record the files now hold (``delivered_seq`` when ``state`` names no file)."""
         name, size, seq = state.get("event_file"), state.get("event_bytes"), state.get("event_seq")
         if not isinstance(name, str) or Path(name).name != name or not isinstance(size, int) or not isinstance(seq, int):
             return delivered_seq
-        if seq > delivered_seq:  # a cursor moved back by hand: the file's tail cannot be placed
+        if seq > delivered_seq:  # a cursor moved back by hand: the files' tails cannot be placed
             return delivered_seq
-        path = self.log_dir / name
-        try:
-            actual = path.stat().st_size
-        except FileNotFoundError:
-            return seq
-        if actual > size:
-            os.truncate(path, size)
-            log.info("rldk_track: tensorboard: cut %d bytes written after record %d off %s (they are written again)",
-                     actual - size, seq, path)
-        elif actual < size:
-            self.warn_once("shorter", f"rldk_track: tensorboard: {path} is shorter than when it held record {seq} "
-                           f"({actual} < {size} bytes); points written before the crash may be missing from it")
+        later = [p for p in self.log_dir.glob("events.out.tfevents.*") if _later_file_of_same_writer(p.name, name)]
+        for path, keep in [(self.log_dir / name, size), *((p, _header_bytes(p)) for p in later)]:
+            try:
+                actual = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            if actual > keep:
+                os.truncate(path, keep)
+                log.info("rldk_track: tensorboard: cut %d bytes written after record %d off %s (they are written again)",
+                         actual - keep, seq, path)
+            elif actual < keep and path.name == name:
+                self.warn_once("shorter", f"rldk_track: tensorboard: {path} is shorter than when it held record {seq} "
+                               f"({actual} < {keep} bytes); points written before the crash may be missing from it")
         return seq
 
     def _write_again(self, records: Iterator[Record]) -> None:
@@ -825,6 +827,33 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
             if isinstance(obj, dict) and isinstance(obj.get("seq"), int):
                 out.append(obj)
     return out
+
+
+def _later_file_of_same_writer(name: str, than: str) -> bool:
+    """Whether event file ``name`` was started after ``than`` by the same process: TensorBoard
+    names a file ``events.out.tfevents.<second>.<host>.<pid>.<n>``, ``n`` counting the process's
+    writers. (Names alone do not order files of different hosts: their clocks differ.)"""
+    def parts(file_name: str) -> tuple[int, str, int] | None:
+        head, _, rest = file_name.partition("events.out.tfevents.")
+        second, _, writer = rest.partition(".")
+        process, _, counter = writer.rpartition(".")
+        if head or not second.isdigit() or not counter.isdigit() or not process:
+            return None
+        return int(second), process, int(counter)
+
+    mine, theirs = parts(name), parts(than)
+    return bool(mine and theirs and mine[1] == theirs[1] and mine[2] > theirs[2] and mine[0] >= theirs[0])
+
+
+def _header_bytes(path: Path) -> int:
+    """The size of an event file's first record (the ``file_version`` event every writer starts
+    with; TFRecord framing: 8-byte length, 4-byte CRC, data, 4-byte CRC); 0 if it has none."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return 0
+    return 8 + 4 + int.from_bytes(head, "little") + 4 if len(head) == 8 else 0
 
 
 def _owner(path: Path) -> str | None:

@@ -429,8 +429,25 @@ def test_reopening_cuts_off_what_a_crashed_process_wrote_after_its_cursor(tmp_pa
     second.open(state, Resume(4, lambda seq: iter(records[seq + 1:])))
     second.write([*records[5:], RunEnd(10, 1010.0, "killed")])  # the dispatcher resends after its cursor
     second.close()
-    points = read_tb(Path(state["log_dir"])).scalars["x"]
+    points = read_tb(Path(state["log_dir"]), purge=False).scalars["x"]
     assert [(s, v) for s, v, _ in points] == [(s, float(s)) for s in range(10)]
+
+
+def test_reopening_also_empties_a_later_event_file_the_crashed_process_had_started(tmp_path):
+    info = RunInfo("r7", "retry-file", "rlhf", tmp_path, 1000.0)
+    records = [Metrics(seq, 1000.0 + seq, seq, {"x": float(seq)}) for seq in range(10)]
+    first = TensorBoardBackend(info)
+    first.open(None, Resume())
+    state = first.write(records[:5])
+    first._drop_writer()  # its writer broke (a full disk): the retry starts a second event file
+    first.write(records[5:])
+    first.close()  # and the process died before its cursor said so
+    assert len(list(Path(state["log_dir"]).glob("events.out.tfevents.*"))) == 2
+    second = TensorBoardBackend(info)
+    second.open(state, Resume(4, lambda seq: iter(records[seq + 1:])))
+    second.write(records[5:])
+    second.close()
+    assert [s for s, _, _ in read_tb(Path(state["log_dir"]), purge=False).scalars["x"]] == list(range(10))
 
 
 def test_records_the_cursor_counts_but_the_cut_removed_are_written_again(tmp_path):
@@ -439,7 +456,7 @@ def test_records_the_cursor_counts_but_the_cut_removed_are_written_again(tmp_pat
     second.open(state, Resume(7, lambda seq: iter(records[seq + 1:])))  # the cursor is past the state's record 4
     second.write(records[8:])
     second.close()
-    assert [s for s, _, _ in read_tb(Path(state["log_dir"])).scalars["x"]] == list(range(10))
+    assert [s for s, _, _ in read_tb(Path(state["log_dir"]), purge=False).scalars["x"]] == list(range(10))
 
 
 def test_a_resumed_run_adds_an_event_file_that_tensorboard_reads_after_the_earlier_ones(tmp_path):

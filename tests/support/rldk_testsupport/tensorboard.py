@@ -71,14 +71,16 @@ class TBRun:
         return sorted(self.path.glob("events.out.tfevents.*"))
 
 
-def read_tb(run_dir: Path) -> TBRun:
-    """Load ``run_dir`` with TensorBoard's ``EventAccumulator``, keeping every point."""
+def read_tb(run_dir: Path, purge: bool = True) -> TBRun:
+    """Load ``run_dir`` with TensorBoard's ``EventAccumulator``, keeping every point (``purge``:
+    after dropping what its view drops when a step goes back, as TensorBoard does; without it,
+    every event in the files, duplicates included)."""
     from tensorboard.backend.event_processing import event_accumulator as ea
     from tensorboard.plugins.hparams import metadata as hparams_metadata
     from tensorboard.util import tensor_util
 
     keep_all = {kind: 0 for kind in ea.DEFAULT_SIZE_GUIDANCE}
-    acc = ea.EventAccumulator(str(run_dir), size_guidance=keep_all).Reload()
+    acc = ea.EventAccumulator(str(run_dir), size_guidance=keep_all, purge_orphaned_data=purge).Reload()
     run = TBRun(Path(run_dir))
     tags = acc.Tags()
     for tag in tags[ea.SCALARS]:
