@@ -8,6 +8,7 @@ run; the reader (:mod:`rldk_track.readers.mlflow`) maps a run back through them.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, TypedDict
@@ -54,8 +55,11 @@ EVIDENCE_FOLDER = "rldk/alerts"
 
 
 def evidence_file(rule: str, step: int) -> str:
-    """The artifact path of the evidence of ``rule``'s alert at ``step`` (a rule ``a/b`` gets a folder)."""
-    return f"{EVIDENCE_FOLDER}/{rule}_{step}.json"
+    """The artifact path of the evidence of ``rule``'s alert at ``step`` (a rule ``a/b`` gets a
+    folder; characters other than letters, digits, ``_ - . /`` become ``_``, and no part is ``..``,
+    so a reward function called ``<lambda>`` still names a file inside the folder)."""
+    parts = [re.sub(r"[^A-Za-z0-9_.-]", "_", part) or "_" for part in rule.split("/")]
+    return f"{EVIDENCE_FOLDER}/{'/'.join('_' if p in ('.', '..') else p for p in parts)}_{step}.json"
 
 
 #: The artifacts that hold the run's state (rewritten whole when it changes).

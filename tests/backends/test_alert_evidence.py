@@ -156,3 +156,11 @@ def test_sync_delivers_the_evidence_of_a_run_recorded_without_trackers(tmp_path,
     assert table == {"columns": COLUMNS, "data": expected_rows()}
     (run_dir,) = (tmp_path / "tensorboard").iterdir()
     assert "Evidence: length rows" in read_tb(run_dir).last_text("alerts/truncation")
+
+
+def test_an_evidence_file_stays_in_its_folder_whatever_the_rule_is_called():
+    from rldk_track.vocab.mlflow import evidence_file
+
+    assert evidence_file("truncation", 2) == "rldk/alerts/truncation_2.json"
+    assert evidence_file("reward_nonfinite/<lambda>", 5) == "rldk/alerts/reward_nonfinite/_lambda__5.json"
+    assert evidence_file("a/../b", 1) == "rldk/alerts/a/_/b_1.json"
