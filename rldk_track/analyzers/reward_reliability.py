@@ -132,9 +132,13 @@ class RewardReliability(Rule):
         if len(self._recent) >= self.min_history + 2:
             self._judge_previous(reward)
         if len(self._anomalies) == self._anomalies.maxlen:
-            checks.append(("anomaly_rate", self._anomaly_check(key)))
+            check = self._anomaly_check(key)
+            if check is not None:
+                checks.append(("anomaly_rate", check))
         if len(self._recent) == self._recent.maxlen:
-            checks.append(("drift", self._drift_check(key)))
+            check = self._drift_check(key)
+            if check is not None:
+                checks.append(("drift", check))
         return checks
 
     def _judge_previous(self, reward: float) -> None:
@@ -150,24 +154,28 @@ class RewardReliability(Rule):
         anomalies.append(anomaly)
         self._anomaly_count += anomaly
 
-    def _anomaly_check(self, key: str) -> Check:
+    def _anomaly_check(self, key: str) -> Check | None:
         rate = self._anomaly_count / len(self._anomalies)
         self._note_worst("anomaly_rate", rate, max)
         if rate >= self.anomaly_rate:
             message = (f"Reward anomalies: {rate:.0%} of the last {len(self._anomalies)} values of {key} are isolated "
                        f"outliers, more than {self.anomaly_z:g} robust standard deviations from their running median")
             return firing(key, rate, self.anomaly_rate, message, _ANOMALY_ACTION)
+        if self.quiet("anomaly_rate"):
+            return None  # only a firing check changes anything while no episode is open
         if rate <= self.anomaly_rate / 2:
             return healthy(key, rate, self.anomaly_rate / 2, lambda: f"Reward anomaly rate back to {rate:.0%}")
         return hold(key)
 
-    def _drift_check(self, key: str) -> Check:
+    def _drift_check(self, key: str) -> Check | None:
         d = self._drift()
         self._note_worst("drift", d, min)
         if d <= -self.drift:
             message = (f"Reward drift: the mean {key} of the last {self.window} logged steps is {-d:.1f} pooled "
                        f"standard deviations below its best window")
             return firing(key, d, -self.drift, message, _DRIFT_ACTION)
+        if self.quiet("drift"):
+            return None
         if d > -self.drift / 2:
             return healthy(key, d, -self.drift / 2, lambda: f"Reward back near its best (drift {d:+.1f} sd)")
         return hold(key)

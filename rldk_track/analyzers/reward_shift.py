@@ -99,14 +99,18 @@ class RewardShift(Rule):
                 series = self._series[subject] = _Level(self.window + self.confirm)
             series.key = hit[0]
             series.values.append(hit[1])
-            checks.append((subject, self._judge(step, series)))
+            check = self._judge(step, series, self.quiet(subject))
+            if check is not None:
+                checks.append((subject, check))
         return checks
 
-    def _judge(self, step: int, series: _Level) -> Check:
+    def _judge(self, step: int, series: _Level, quiet: bool) -> Check | None:
+        """The verdict on ``series``; None where it could only be healthy or hold while ``quiet``
+        (no episode open: such a check would change nothing)."""
         values = series.values
         n = len(values)
         if n < self.min_history + self.confirm:
-            return hold(series.key)
+            return None if quiet else hold(series.key)
         recent = list(islice(values, n - self.confirm, n))
         # Every test below is on the farthest of ``recent`` from ``med`` on each side: ``x - med``
         # rounds monotonically in ``x``, so "all of them beyond" is "the nearest beyond", exactly.
@@ -130,6 +134,8 @@ class RewardShift(Rule):
             message = (f"Reward level shift: {series.key} = {last:.4g} at step {step}, against {med:.4g} before "
                        f"({(last - med) / scale:+.0f} noise scales for {len(recent)} records in a row){sign}")
             return firing(series.key, last, med + limit if last > med else med - limit, message, _ACTION)
+        if quiet:
+            return None
         if high - med <= limit / 2 and med - low <= limit / 2:
             return healthy(series.key, recent[-1], limit / 2,
                            lambda: f"{series.key} back near its running level {med:.4g}")

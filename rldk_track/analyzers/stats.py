@@ -50,7 +50,11 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     mean = sum(values) / n
     if n < 2:
         return mean, 0.0
-    return mean, math.sqrt(sum([(v - mean) * (v - mean) for v in values]) / (n - 1))
+    squares = 0.0  # a plain loop: a comprehension would read ``mean`` from a closure cell each time
+    for v in values:
+        d = v - mean
+        squares += d * d
+    return mean, math.sqrt(squares / (n - 1))
 
 
 class Trend(NamedTuple):
