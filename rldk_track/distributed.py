@@ -9,7 +9,9 @@ import sys
 def rank_and_world_size() -> tuple[int, int]:
     """Global rank and world size: from an initialised ``torch.distributed`` group, else from the
     launcher's environment (``RANK``/``WORLD_SIZE`` as torchrun, accelerate, deepspeed and Ray
-    Train set them, then ``LOCAL_RANK``), else ``(0, 1)``."""
+    Train set them, then ``LOCAL_RANK``, then Slurm's ``SLURM_PROCID``), else ``(0, 1)``. Without
+    Slurm's task id every ``srun`` task would be rank 0 and, sharing the Slurm-derived run id, all
+    but one would meet the run lock."""
     if "torch" in sys.modules:
         dist = sys.modules["torch"].distributed
         if dist.is_available() and dist.is_initialized():
@@ -23,6 +25,9 @@ def rank_and_world_size() -> tuple[int, int]:
         local_size = _env_int("LOCAL_WORLD_SIZE") or 1
         node = _env_int("NODE_RANK") or _env_int("GROUP_RANK") or 0
         return node * local_size + local_rank, max(_env_int("WORLD_SIZE") or 1, (node + 1) * local_size)
+    slurm_task = _env_int("SLURM_PROCID")
+    if slurm_task is not None:
+        return slurm_task, _env_int("SLURM_NTASKS") or 1
     return 0, 1
 
 

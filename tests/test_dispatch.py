@@ -417,6 +417,20 @@ def test_only_rank_zero_records_unless_per_rank(tmp_path, monkeypatch, fake_back
     assert "rank0000002" not in fake_backend
 
 
+def test_srun_tasks_without_rank_are_told_apart_by_slurm_procid(monkeypatch):
+    """``srun`` sets no ``RANK``: without SLURM_PROCID every task was rank 0, and all but one met the run lock."""
+    from rldk_track.distributed import rank_and_world_size
+
+    for var in ("RANK", "WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert rank_and_world_size() == (3, 4)
+    monkeypatch.setenv("RANK", "1")  # a launcher inside the task (torchrun) knows better
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    assert rank_and_world_size() == (1, 8)
+
+
 def test_a_forked_child_does_not_log(tmp_path):
     run = rldk_track.init(dir=tmp_path)
     run.log({"x": 1}, step=0)
