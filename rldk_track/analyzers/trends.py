@@ -11,7 +11,8 @@ is rather than an exact error rate.
 from __future__ import annotations
 
 import time
-from typing import Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rldk_track.analyzers.names import ByKeys, aliases, reward_components
 from rldk_track.analyzers.rule import Check, Rule
@@ -57,34 +58,48 @@ class Trends(Rule):
         self.alpha = alpha
         self.min_points = min_points
         self.capacity = capacity
-        self._series: dict[str, Downsampled] = {}
+        self._series: dict[str, Downsampled] = {}  # in the order of each one's first finite value
+        self._made: dict[str, Downsampled] = {}  # every series a key set's plan refers to
         self._last_step: int | None = None
-        self._watched_keys = ByKeys(self._present)
+        self._plans = ByKeys(self._plan)
 
-    def _present(self, keys: tuple[str, ...]) -> tuple[str, ...]:
-        """The key each watched metric is read under in a record with ``keys``: the first of its
-        names there."""
+    def _plan(self, keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[Downsampled, ...], Callable[..., Any]]:
+        """For a record with ``keys``: the key each watched metric is read under (the first of its
+        names there), its series, and a getter of their values as one tuple."""
         present = set(keys)
-        return tuple(key for names in self._names.values() if (key := next((n for n in names if n in present), None)))
+        chosen = tuple(key for names in self._names.values() if (key := next((n for n in names if n in present), None)))
+        series = tuple(self._made.setdefault(key, Downsampled(self.capacity)) for key in chosen)
+        if len(chosen) > 1:
+            return chosen, series, itemgetter(*chosen)
+        return chosen, series, lambda values: tuple(values[key] for key in chosen)  # itemgetter needs 2+
 
     def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
         self._last_step = step if self._last_step is None else max(step, self._last_step)
         if self.all_metrics:
-            keys: Sequence[str] = list(values)
-        else:
-            keys = self._watched_keys(values)
-            if self.with_components:
-                keys = [*keys, *(key for key, _ in reward_components(values).values())]
+            self._add(step, values, list(values))
+            return ()
+        keys, series, row = self._plans(values)
+        if keys:
+            watched = self._series
+            for key, one, value in zip(keys, series, row(values)):
+                if value is not None and value - value == 0.0:  # finite (is_finite, inlined)
+                    if not one.count:
+                        watched[key] = one  # its first finite value: it joins the report here
+                    one.add(step, value)
+        if self.with_components:
+            self._add(step, values, [key for key, _ in reward_components(values).values()])
+        return ()
+
+    def _add(self, step: int, values: Mapping[str, float], keys: Sequence[str]) -> None:
         watched = self._series
         for key in keys:
             value = values.get(key)
-            if value is None or not value - value == 0.0:  # missing or not finite (is_finite, inlined)
+            if value is None or not value - value == 0.0:  # missing or not finite
                 continue
             series = watched.get(key)
             if series is None:
-                series = watched[key] = Downsampled(self.capacity)
+                series = watched[key] = self._made.setdefault(key, Downsampled(self.capacity))
             series.add(step, value)
-        return ()
 
     def trends(self) -> dict[str, dict[str, float | str | int]]:
         """``{metric: {direction, slope, tau, p_value, points}}`` for each series long enough.
