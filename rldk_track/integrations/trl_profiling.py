@@ -34,7 +34,7 @@ __all__ = ["ProfilingTimings"]
 
 _METHOD = "_log_metrics"
 _lock = threading.Lock()
-_listening: list["ProfilingTimings"] = []  # the recorded trainers, latest last
+_listening: tuple["ProfilingTimings", ...] = ()  # the recorded trainers, latest last (replaced, never mutated)
 _installed: tuple[type, Callable[..., Any], Callable[..., Any]] | None = None  # (class, TRL's method, ours)
 
 
@@ -53,18 +53,19 @@ class ProfilingTimings:
     def start(self) -> bool:
         """Listen to TRL's profiling for this trainer; False when this TRL has no ``ProfilingContext``
         to listen to (reported once)."""
+        global _listening
         with _lock:
             if not _install():
                 return False
             if self not in _listening:
-                _listening.append(self)
+                _listening = (*_listening, self)
         return True
 
     def stop(self) -> None:
         """Stop listening; the last one to stop puts TRL's method back."""
+        global _listening
         with _lock:
-            if self in _listening:
-                _listening.remove(self)
+            _listening = tuple(t for t in _listening if t is not self)
             if not _listening:
                 _uninstall()
 
@@ -98,7 +99,7 @@ class ProfilingTimings:
 def _dispatch(name: Any, duration: Any) -> None:
     if not isinstance(name, str) or not isinstance(duration, (int, float)):
         return
-    for timings in reversed(list(_listening)):  # the latest recorded trainer of a class wins
+    for timings in reversed(_listening):  # the latest recorded trainer of a class wins
         if timings._observe(name, float(duration)):
             return
 
