@@ -13,7 +13,7 @@ The records look like TRL GRPO's ``on_log`` after the callback adds canonical na
 add /tmp/base main``) into this process and measures both sets per rule, alternating, so machine
 load hits them alike; the ratio is what to read on a shared machine.
 
-    python benchmarks/analyzers_overhead.py [--steps 3000] [--repeats 5] [--against DIR] [--rules-only]
+    python benchmarks/analyzers_overhead.py [--steps 3000] [--repeats 5] [--against DIR] [--rules-only] [--block N]
 """
 
 from __future__ import annotations
@@ -124,12 +124,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--against", metavar="DIR", help="also measure the rules of the rldk_track checkout in DIR")
     parser.add_argument("--rules-only", action="store_true", help="skip the through-a-run part")
+    parser.add_argument("--block", type=int, default=100,
+                        help="records each rule takes in one turn (the whole stream: each rule alone, cache-warm)")
     args = parser.parse_args()
     records = grpo_like_records(args.steps)
     print(f"{args.steps} records of {len(records[0])} keys; median of {args.repeats} repeats\n")
 
     builds = [build_observers] + ([rules_of(args.against)] if args.against else [])
-    runs = [per_rule(records, *builds) for _ in range(args.repeats)]
+    runs = [per_rule(records, *builds, block=args.block) for _ in range(args.repeats)]
     costs = [run[0] for run in runs]
     print("per rule, fed directly (CPU time, log thread)" + (f"; this checkout vs {args.against}:" if args.against else ":"))
     total = other_total = 0.0

@@ -77,11 +77,12 @@ class KLSpike(MetricRule):
             history.append(kl)
             return hold(key)
         med = history.median()
-        sd = max(history.robust_sd(med), 1e-12)
         base = max(med, self.floor)
-        history.append(kl)
         ratio = kl / base
-        if (kl - med) / sd >= self.z and ratio >= self.ratio:
+        # the noise scale only matters once the ratio passes (the usual record's does not)
+        sd = max(history.robust_sd(med), 1e-12) if ratio >= self.ratio else 0.0
+        history.append(kl)
+        if ratio >= self.ratio and (kl - med) / sd >= self.z:
             threshold = max(med + self.z * sd, self.ratio * base)
             severity = "critical" if ratio >= self.critical_ratio and kl >= self.critical_kl else "warning"
             message = (f"KL spike: {key} = {kl:.4g} at step {step} is {ratio:.1f}x its running median "
