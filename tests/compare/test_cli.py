@@ -57,6 +57,24 @@ def test_compare_writes_json_html_and_a_plot(two_runs, tmp_path, capsys):
     assert "data:image/png;base64," in (tmp_path / "r.html").read_text(encoding="utf-8")
 
 
+def test_the_html_report_shows_the_top_samples_each_run_recorded(tmp_path):
+    for name, best in (("baseline", "<b>bold</b> answer"), ("tuned", "tuned answer")):
+        run = rldk_track.init(backend=["jsonl", "tensorboard"], dir=tmp_path / name, project="cli", run_name=name)
+        for step in range(40):
+            run.log({"reward/mean": 0.4 + 0.01 * step}, step=step)
+            if step % 20 == 19:
+                run.log_samples({"completion": [f"step {step} low", best if step == 39 else "stale", "mid"],
+                                 "reward": [0.1, 0.9, 0.5]}, step=step, name="completions")
+        run.finish()
+    out = tmp_path / "r.html"
+    assert main(["compare", str(tmp_path / "baseline"), f"tensorboard://{tmp_path / 'tuned' / 'tensorboard'}",
+                 "--format", "html", "-o", str(out), "--no-progress"]) == 0
+    section = out.read_text(encoding="utf-8").split("<h2>Top samples</h2>", 1)[1].split("<h2>", 1)[0]
+    assert section.count("completions at step 39 (highest reward first)") == 2
+    assert "&lt;b&gt;bold&lt;/b&gt; answer" in section and "<b>bold" not in section and "tuned answer" in section
+    assert section.index("answer") < section.index("mid") < section.index("step 39 low") and "stale" not in section
+
+
 def test_compare_finds_a_canonical_metric_by_its_trl_name(two_runs, capsys):
     """The TRL callback records ``reward`` as ``reward/mean`` only; ``--metric reward`` still works."""
     assert main(["compare", str(two_runs), "--metric", "reward", "--format", "json", "--no-progress"]) == 0
