@@ -106,20 +106,23 @@ class RewardReliability(Rule):
 
     # -- streaming checks ------------------------------------------------------------------
     def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
-        found = {name: pick(values, names) for name, names in self._names.items()}
-        if not any(found.values()):
+        names, keys = self._names, self._keys
+        reward, std = pick(values, names["reward"]), pick(values, names["std"])
+        zero_std, accuracy = pick(values, names["zero_std"]), pick(values, names["accuracy"])
+        if reward is None and std is None and zero_std is None and accuracy is None:
             return ()
         self._last_step = step
-        for name, hit in found.items():
-            if hit is not None:
-                self._keys[name] = hit[0]
         checks: list[tuple[str, Check]] = []
-        if found["reward"] is not None:
-            checks += self._reward_checks(found["reward"][1])
-        if found["zero_std"] is not None or found["std"] is not None:
-            checks.append(("saturation", self._saturation_check(found["zero_std"], found["std"])))
-        if found["accuracy"] is not None:
-            checks.append(("consistency", self._consistency_check(found["accuracy"][1])))
+        if reward is not None:
+            keys["reward"] = reward[0]
+            checks += self._reward_checks(reward[1])
+        if zero_std is not None or std is not None:
+            check = self._saturation_check(zero_std, std)
+            if check is not None:
+                checks.append(("saturation", check))
+        if accuracy is not None:
+            keys["accuracy"] = accuracy[0]
+            checks.append(("consistency", self._consistency_check(accuracy[1])))
         return checks
 
     def _reward_checks(self, reward: float) -> list[tuple[str, Check]]:
@@ -189,7 +192,7 @@ class RewardReliability(Rule):
         pooled = math.sqrt((sd * sd + best_sd * best_sd) / 2)
         return (mean - best_mean) / max(pooled, 1e-9, 1e-6 * abs(best_mean))
 
-    def _saturation_check(self, zero_std: tuple[str, float] | None, std: tuple[str, float] | None) -> Check:
+    def _saturation_check(self, zero_std: tuple[str, float] | None, std: tuple[str, float] | None) -> Check | None:
         if zero_std is not None:
             key, fraction = zero_std
             self._saturated.append(fraction)
@@ -208,6 +211,8 @@ class RewardReliability(Rule):
             message = (f"Reward saturation: over the last {len(self._saturated)} logged steps {level:.0%} of the "
                        f"reward groups had no spread ({key}); there is almost no learning signal")
             return firing(key, level, self.saturation, message, _SATURATION_ACTION)
+        if self.quiet("saturation"):
+            return None
         if level < self.saturation - 0.2:
             return healthy(key, level, self.saturation - 0.2, lambda: f"Reward spread is back (saturation {level:.0%})")
         return hold(key)
