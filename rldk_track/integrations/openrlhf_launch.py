@@ -91,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sample GPU/CPU/memory on each node (with --per-rank: every node, else rank 0's)")
     parser.add_argument("--no-analyzers", action="store_true", help="do not run the health analyzers")
     parser.add_argument("--no-checkpoint-health", action="store_true", help="do not analyze saved checkpoints")
-    parser.add_argument("--no-samples", action="store_true", help="do not keep PPO's generated samples")
+    parser.add_argument("--no-samples", action="store_true", help="do not record PPO's generated samples (the sample set completions)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--ray", dest="ray", action="store_true", default=None,
                       help="initialise Ray with the setup hook before running the Python command")
