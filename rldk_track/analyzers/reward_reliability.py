@@ -149,11 +149,19 @@ class RewardReliability(Rule):
         it *and* from ``reward``? (A level shift moves both, so it is drift, not anomalies.)"""
         candidate, before = self._recent[-2], self._before
         med = before.median()
-        limit = self.anomaly_z * max(before.robust_sd(med), 1e-9, 1e-6 * abs(med))
+        z, floor = self.anomaly_z, max(1e-9, 1e-6 * abs(med))
+        distance = min(abs(candidate - med), abs(candidate - reward))  # both must exceed the limit
+        # limit = z * max(robust sd, floor). Most records are settled without the robust sd: by
+        # the floor alone, or by counting the values near the median (robust_sd_below).
+        anomaly = False if distance <= z * floor else None
+        if anomaly is None and z > 0 and distance > z * floor * (1 + 1e-5):
+            anomaly = before.robust_sd_below(med, distance / z)
+        if anomaly is None:
+            limit = z * max(before.robust_sd(med), 1e-9, 1e-6 * abs(med))
+            anomaly = abs(candidate - med) > limit and abs(candidate - reward) > limit
         anomalies = self._anomalies
         if len(anomalies) == anomalies.maxlen:
             self._anomaly_count -= anomalies[0]
-        anomaly = abs(candidate - med) > limit and abs(candidate - reward) > limit
         anomalies.append(anomaly)
         self._anomaly_count += anomaly
 

@@ -200,6 +200,26 @@ class SortedWindow:
         mad = below[n // 2] if n % 2 else (below[n // 2 - 1] + below[n // 2]) / 2
         return MAD_TO_SD * mad
 
+    def robust_sd_below(self, center: float, x: float) -> bool | None:
+        """Whether :meth:`robust_sd` about ``center`` is below ``x``, where two binary searches
+        settle it: True when it is below ``x * (1 - 1e-6)``, False when above ``x * (1 + 1e-6)``,
+        None when it is nearer ``x`` than that (then compute it). The MAD is the middle distance
+        from ``center``: below ``m`` when more than half the values lie within ``m`` of it, above
+        when at most half do. The margins are far wider than any rounding of ``center +- m``."""
+        ordered = self.sorted
+        n = len(ordered)
+        m = x / MAD_TO_SD
+        if not (n and m > 0 and 1e-6 * m > 1e-12 * abs(center)):
+            return None  # ``m`` too small against ``center`` for ``center +- m`` to be exact enough
+        k = n // 2  # the MAD is the k-th smallest distance (odd n), or between the (k-1)-th and k-th
+        inner = m * (1 - 2e-6)
+        if bisect_left(ordered, center + inner) - bisect_right(ordered, center - inner) > k:
+            return True
+        outer = m * (1 + 2e-6)
+        if bisect_right(ordered, center + outer) - bisect_left(ordered, center - outer) <= (k if n % 2 else k - 1):
+            return False
+        return None
+
 
 def mann_kendall(values: Sequence[float]) -> tuple[float, float]:
     """The Mann-Kendall trend test: Kendall's tau between position and value, and its two-sided

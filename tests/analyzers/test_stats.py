@@ -62,3 +62,24 @@ def test_all_finite_is_false_for_nan_inf_and_for_a_sum_that_overflows():
     assert not all_finite({"a": float("inf"), "b": float("-inf")})
     assert not all_finite({"a": 1e308, "b": 1e308})  # finite, but then the caller looks at each value
     assert NonFinite().update(0, {"a": 1e308, "b": 1e308}) == []
+
+
+def test_sorted_window_robust_sd_below_answers_only_what_is_clear_and_rightly():
+    """reward_reliability settles most anomaly tests with it: a wrong answer would change a verdict."""
+    rng = random.Random(5)
+    answered = 0
+    for trial in range(3000):
+        window = SortedWindow(rng.choice([2, 3, 10, 48, 49]))
+        offset = rng.choice([0.0, 1.0, -1e6, 1e9])
+        for _ in range(rng.randint(1, 60)):
+            window.append(offset + rng.choice([rng.gauss(0, 1), round(rng.gauss(0, 1), 1), 0.0]))
+        center = window.median() if trial % 4 else offset + rng.gauss(0, 1)
+        exact = window.robust_sd(center)
+        x = exact * rng.choice([1.0, 1 + 1e-9, 1 - 1e-9, 1.5, 0.5, 3.0]) if exact else rng.random()
+        below = window.robust_sd_below(center, x)
+        if below is True:
+            assert exact < x * (1 - 1e-7)
+        elif below is False:
+            assert exact > x * (1 + 1e-7)
+        answered += below is not None
+    assert answered > 600  # and it settles those not within a hair of x (half the trials are)
