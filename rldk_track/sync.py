@@ -69,6 +69,10 @@ def sync(
         if isinstance(lock, str):
             results += [SyncResult(start.run_id, n, 0, False, lock) for n in names]
             continue
+        # Read again under the lock: a run that finished after the read above wrote its own
+        # run_end, and its last records, which a run_end(killed) must not follow.
+        summary = summarize(path)
+        start = summary.start or start
         if start.pid != os.getpid() and process_alive(start.pid, start.host) and not summary.ended and not force:
             lock.release()  # a log written before runs were locked
             results += [SyncResult(start.run_id, n, 0, False, f"process {start.pid} is still running") for n in names]
