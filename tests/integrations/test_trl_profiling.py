@@ -191,3 +191,27 @@ def test_metrics_doc_lists_every_profiled_block():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text(encoding="utf-8")
     for block, stage in TRL_PROFILING.items():
         assert f"`{block}`" in doc and f"`perf/{stage}_s`" in doc, block
+
+
+def test_an_rloo_run_gets_the_same_timings_and_watched_samples(tiny_lm_path, tiny_lm_prompts, tmp_path):
+    callback = RLDKCallback(backend="jsonl", dir=tmp_path / "runs", analyzers=None, checkpoint_health=False,
+                            system_metrics=False)
+    trainer = trl.RLOOTrainer(
+        model=str(tiny_lm_path), reward_funcs=RewardWatch(samples=True)([length_reward]),
+        train_dataset=Dataset.from_dict({"prompt": tiny_lm_prompts[:8]}),
+        args=trl.RLOOConfig(str(tmp_path / "out"), num_generations=2, max_completion_length=8, logging_steps=2,
+                            report_to=[], bf16=False, use_cpu=True, disable_tqdm=True, per_device_train_batch_size=4,
+                            seed=0, save_strategy="no", max_steps=4),
+        callbacks=[callback],
+    )
+    trainer.train()
+    run = callback.run
+    records = [r for _, r in read_records(run.dir / "events" / f"{run.id}.jsonl")]
+    logged = [r for r in records if isinstance(r, Metrics) and "loss/total" in r.values]
+    assert [m.step for m in logged] == [2, 4]
+    assert all(m.values["perf/generate_s"] > 0 and m.values["perf/reward/length_reward_s"] > 0 for m in logged)
+    watched = [s for s in records if isinstance(s, Samples) and s.name == REWARDS]
+    assert [s.step for s in watched] == [1, 2, 3, 4]  # every scored batch, also between logging steps
+    for s in watched:
+        assert [r["reward"] for r in s.as_dicts()] == pytest.approx([len(r["completion"]) / 50 for r in s.as_dicts()])
+    assert ProfilingContext.__dict__["_log_metrics"] is TRLS_METHOD
