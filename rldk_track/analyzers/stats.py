@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter, deque
+from functools import reduce
+from operator import add
 from statistics import median
 from typing import Mapping, NamedTuple, Sequence
 
@@ -273,7 +275,29 @@ class Downsampled:
                 bucket[1] += value
                 bucket[2] += 1
                 return
-        buckets.append([step, value, 1])
+        self._open(step, value)
+
+    def extend(self, steps: Sequence[float], values: Sequence[float]) -> None:
+        """:meth:`add` of each ``(step, value)`` in turn, with the same sums in the same order (a
+        left fold in C per bucket instead of a Python call per point)."""
+        i, n = 0, len(values)
+        self.count += n
+        while i < n:
+            buckets = self._buckets
+            bucket = buckets[-1] if buckets else None
+            if bucket is not None and bucket[2] < self._width:
+                take = min(self._width - bucket[2], n - i)
+                bucket[0] = reduce(add, steps[i:i + take], bucket[0])
+                bucket[1] = reduce(add, values[i:i + take], bucket[1])
+                bucket[2] += take
+                i += take
+            else:
+                self._open(steps[i], values[i])
+                i += 1
+
+    def _open(self, step: float, value: float) -> None:
+        """A new bucket for ``(step, value)``; when there are too many, neighbours merge."""
+        self._buckets.append([step, value, 1])
         if len(self._buckets) > self.capacity:
             pairs = zip(self._buckets[0::2], self._buckets[1::2])
             merged = [[a[0] + b[0], a[1] + b[1], a[2] + b[2]] for a, b in pairs]

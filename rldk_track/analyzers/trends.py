@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rldk_track.analyzers.names import ByKeys, aliases, reward_components
 from rldk_track.analyzers.rule import Check, Rule
-from rldk_track.analyzers.stats import Downsampled, mann_kendall, sen_slope
+from rldk_track.analyzers.stats import Downsampled, is_finite, mann_kendall, sen_slope
 from rldk_track.records import Alert, Record, Summary
 
 #: The canonical metrics watched by default (each under whichever of its names the run logs),
@@ -27,6 +27,17 @@ DEFAULT_METRICS = (
 )
 
 SUMMARY_PREFIX = "trend/"
+
+#: Records kept before their values are added to the series (in C, a bucket at a time).
+_FOLD_EVERY = 64
+
+
+def _all_finite(column: Sequence[float]) -> bool:
+    """No None, NaN or +-Inf in ``column`` (an overflowing sum only sends it the careful way)."""
+    try:
+        return is_finite(sum(column))
+    except TypeError:
+        return False
 
 
 class Trends(Rule):
@@ -62,6 +73,8 @@ class Trends(Rule):
         self._made: dict[str, Downsampled] = {}  # every series a key set's plan refers to
         self._last_step: int | None = None
         self._plans = ByKeys(self._plan)
+        #: (step, keys, their series, their values) of the records not yet added to the series
+        self._pending: list[tuple[int, tuple[str, ...], tuple[Downsampled, ...], tuple[float, ...]]] = []
 
     def _plan(self, keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[Downsampled, ...], Callable[..., Any]]:
         """For a record with ``keys``: the key each watched metric is read under (the first of its
@@ -80,12 +93,9 @@ class Trends(Rule):
             return ()
         keys, series, row = self._plans(values)
         if keys:
-            watched = self._series
-            for key, one, value in zip(keys, series, row(values)):
-                if value is not None and value - value == 0.0:  # finite (is_finite, inlined)
-                    if not one.count:
-                        watched[key] = one  # its first finite value: it joins the report here
-                    one.add(step, value)
+            self._pending.append((step, keys, series, row(values)))
+            if len(self._pending) >= _FOLD_EVERY:
+                self._fold()
         if self.with_components:
             self._add(step, values, [key for key, _ in reward_components(values).values()])
         return ()
@@ -98,8 +108,35 @@ class Trends(Rule):
                 continue
             series = watched.get(key)
             if series is None:
+                self._fold()  # the pending records' series join the report first, as they came first
                 series = watched[key] = self._made.setdefault(key, Downsampled(self.capacity))
             series.add(step, value)
+
+    def _fold(self) -> None:
+        """Add the pending records' watched values to their series, exactly as if each had been
+        added as it came (``Downsampled.extend``), a block of records with the same keys at a time;
+        a series joins the report at its first finite value, in record order then key order."""
+        pending, self._pending = self._pending, []
+        start = 0
+        while start < len(pending):
+            keys, series = pending[start][1], pending[start][2]
+            end = start + 1
+            while end < len(pending) and pending[end][1] is keys:
+                end += 1
+            steps = [record[0] for record in pending[start:end]]
+            joining = []
+            for position, (key, one, column) in enumerate(zip(keys, series, zip(*(r[3] for r in pending[start:end])))):
+                points_steps, points, first = steps, column, 0
+                if not _all_finite(column):
+                    kept = [i for i, v in enumerate(column) if v is not None and v - v == 0.0]
+                    points_steps, points = [steps[i] for i in kept], [column[i] for i in kept]
+                    first = kept[0] if kept else 0
+                if points and not one.count:
+                    joining.append((first, position, key))
+                one.extend(points_steps, points)
+            for _, position, key in sorted(joining):
+                self._series[key] = series[position]
+            start = end
 
     def trends(self) -> dict[str, dict[str, float | str | int]]:
         """``{metric: {direction, slope, tau, p_value, points}}`` for each series long enough.
@@ -107,6 +144,7 @@ class Trends(Rule):
         A canonical metric is watched under the first of its names a record holds (canonical
         before raw).
         """
+        self._fold()
         out: dict[str, dict[str, float | str | int]] = {}
         for key, series in self._series.items():
             steps, values = series.points()

@@ -90,3 +90,19 @@ def test_downsampled_series_stay_bounded_and_keep_the_shape():
     assert len(steps) <= 256 and series.count == 100_000
     assert sum(means) / len(means) == pytest.approx(sum(values) / len(values), rel=0.01)
     assert stats.theilslopes(means, steps).slope == pytest.approx(0.001, rel=0.05)
+
+
+@pytest.mark.parametrize("capacity", [2, 3, 128])
+def test_downsampled_extend_is_add_point_by_point(capacity):
+    """Trends adds its pending records a block at a time: the buckets must be exactly the same."""
+    rng = random.Random(capacity)
+    points = [(i // 2, rng.gauss(0, 1) * 10 ** rng.randint(-3, 6)) for i in range(3000)]
+    one_by_one, in_blocks = Downsampled(capacity), Downsampled(capacity)
+    for step, value in points:
+        one_by_one.add(step, value)
+    start = 0
+    while start < len(points):
+        block = points[start:start + rng.randint(1, 100)]
+        in_blocks.extend([s for s, _ in block], [v for _, v in block])
+        start += len(block)
+    assert in_blocks.points() == one_by_one.points() and in_blocks.count == one_by_one.count
