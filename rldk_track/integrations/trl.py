@@ -185,9 +185,9 @@ class RLDKCallback(TrainerCallback, ExportableState):
         if self._timings is not None:
             for key, seconds in self._timings.take(state.global_step).items():
                 values.setdefault(key, seconds)  # a RewardWatch's own perf/reward/<fn>_s wins
-        self._log(run, values, state.global_step)
-        if self._completions is not None:
+        if self._completions is not None:  # before the metrics: an alert they raise shows this step's rows
             self._log_completions(run, state.global_step)
+        self._log(run, values, state.global_step)
         self._stop_if_alerted(state, control)
 
     def _log_completions(self, run: Run, step: int) -> None:
