@@ -461,6 +461,7 @@ def test_stop_on_accepts_only_warning_or_critical():
 
 
 # -- the main job and the metrics table -----------------------------------------------------------
+@pytest.mark.timeout(900)  # a hang guard only: two real GRPO runs took over 300 s on a loaded 2-core machine
 def test_demo_quick_trains_both_runs_into_mlflow_and_tensorboard_and_prints_how_to_open_them(tmp_path, capsys, monkeypatch):
     from rldk_track.cli import main
 
