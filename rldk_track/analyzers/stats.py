@@ -225,11 +225,14 @@ class SortedWindow:
 
 def mann_kendall(values: Sequence[float]) -> tuple[float, float]:
     """The Mann-Kendall trend test: Kendall's tau between position and value, and its two-sided
-    p-value from the normal approximation with the tie correction (n >= 3; O(n^2))."""
+    p-value from the normal approximation with the tie correction (n >= 3; O(n log n) comparisons)."""
     n = len(values)
-    s = 0
-    for i, v in enumerate(values):
-        s += sum([(w > v) - (w < v) for w in values[i + 1:]])
+    s = 0  # sum over pairs i < j of sign(x_j - x_i): each value against the sorted earlier ones
+    earlier: list[float] = []
+    for v in values:
+        below, above = bisect_left(earlier, v), len(earlier) - bisect_right(earlier, v)
+        s += below - above
+        insort(earlier, v)
     tie_term = sum(t * (t - 1) * (2 * t + 5) for t in Counter(values).values() if t > 1)
     variance = (n * (n - 1) * (2 * n + 5) - tie_term) / 18
     tau = s / (n * (n - 1) / 2)

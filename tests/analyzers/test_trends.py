@@ -106,3 +106,11 @@ def test_downsampled_extend_is_add_point_by_point(capacity):
         in_blocks.extend([s for s, _ in block], [v for _, v in block])
         start += len(block)
     assert in_blocks.points() == one_by_one.points() and in_blocks.count == one_by_one.count
+
+
+def test_mann_kendall_counts_every_pair_with_ties():
+    rng = random.Random(7)
+    for n in (3, 10, 128):
+        values = [round(rng.gauss(0, 1), 1) for _ in range(n)]
+        s = sum((w > v) - (w < v) for i, v in enumerate(values) for w in values[i + 1:])
+        assert mann_kendall(values)[0] == s / (n * (n - 1) / 2)
