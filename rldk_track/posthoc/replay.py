@@ -1,22 +1,25 @@
 """Run the analyzers over a finished run read back from any tracker.
 
 The run's points are replayed in step order as one ``Metrics`` record per step (points logged at
-the same step are merged; the step's earliest wall time is kept) through the same observers that
-``init(analyzers=...)`` attaches to a live run, by the dispatcher's one feed loop
+the same step are merged; the step's earliest wall time is kept), with its sample sets as
+``Samples`` records (each set just before its step's metrics, as a live run logs them), through
+the same observers that ``init(analyzers=...)`` attaches to a live run, by the dispatcher's one feed loop
 (:meth:`rldk_track.observer.Observers.feed`): records an observer returns are shown to every
 observer too, and each observer's ``finish()`` runs at the end.
 Alerts the run already holds (same rule, step and state, e.g. raised live by the same analyzers)
-are not reported again.
+are not reported again. Since rules see the sample sets, a post-hoc alert carries evidence rows
+(:mod:`rldk_track.analyzers.evidence`) as a live one does, and the sample rules judge them.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from rldk_track.observer import Observers
-from rldk_track.records import Alert, Metrics, Record
+from rldk_track.records import Alert, Metrics, Record, Samples
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +46,23 @@ def metric_records(points: "pd.DataFrame") -> Iterator[Metrics]:
                       dict(zip(names[start:end].tolist(), values[start:end].tolist())))
 
 
-def replay(records: Iterable[Metrics], analyzers: Any = "default") -> list[Record]:
+def sample_records(samples: "pd.DataFrame", walls: Mapping[int, float]) -> Iterator[Samples]:
+    """One ``Samples`` record per sample set (``step, name``) of a run's rows of
+    :attr:`RunSet.samples <rldk_track.readers.runset.RunSet.samples>`, in step order, rows in their
+    logged order. Its columns are those the set has a value in (a column only other sets have is
+    NaN throughout it); a missing cell is None. ``walls`` gives a step's wall time (0.0 if none)."""
+    from rldk_track.readers.runset import SAMPLE_KEYS
+
+    cells = [c for c in samples.columns if c not in SAMPLE_KEYS]
+    for (step, name), rows in samples.groupby(["step", "name"], sort=True):
+        table = rows.sort_values("row", kind="stable")[cells]
+        table = table.loc[:, table.notna().any().to_numpy()].astype(object)
+        values = table.where(table.notna(), None).to_numpy().tolist()
+        yield Samples(-1, walls.get(int(step), 0.0), int(step), tuple(map(str, table.columns)),
+                      tuple(map(tuple, values)), str(name))
+
+
+def replay(records: Iterable[Metrics | Samples], analyzers: Any = "default") -> list[Record]:
     """Feed ``records`` to fresh observers built from ``analyzers`` (see
     :func:`rldk_track.analyzers.build_observers`); return everything they emitted, in order.
 
@@ -77,7 +96,12 @@ def analyze_run(runset: "RunSet", run: str, analyzers: Any = "default") -> list[
     """What the analyzers say about one run of ``runset`` that the run does not hold yet:
     new alerts (and the analyzers' summaries)."""
     frame = runset.frame
-    emitted = replay(metric_records(frame[frame["run"] == run]), analyzers)
+    points = frame[frame["run"] == run]
+    walls = points.groupby("step")["wall_time"].min().fillna(0.0).to_dict()
+    sets = sample_records(runset.samples[runset.samples["run"] == run], walls)
+    # a step's sample sets before its metrics: on equal steps merge takes its first input first
+    records = heapq.merge(sets, metric_records(points), key=lambda record: record.step)
+    emitted = replay(records, analyzers)
     alerts = runset.alerts[runset.alerts["run"] == run]
     known = {(a.rule, _step(a.step), a.state or "raised") for a in alerts.itertuples()}
     return [r for r in emitted if not (isinstance(r, Alert) and (r.rule, r.step, r.state) in known)]
