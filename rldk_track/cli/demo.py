@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rldk_track.cli.common import backend_name, fail
 from rldk_track.run import parse_backends
 from rldk_track.vocab.mlflow import ui_url
+
+if TYPE_CHECKING:
+    from rldk_track.demo.job import DemoResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
             print("    no warnings")
         for alert in concerns:
             print(f"    step {alert.step:>4}  {alert.severity:<8}  {alert.rule:<22} {alert.message}")
+            if alert.evidence is not None:
+                print(f"               evidence: {len(alert.evidence.rows)} rows of {alert.evidence.name!r} at step "
+                      f"{alert.evidence.step}, {alert.evidence.by} first")
         if reports:
             print(f"    end-of-run reports in the trackers: {', '.join(reports)}")
         if result.checkpoints:
@@ -69,17 +77,29 @@ def run(args: argparse.Namespace) -> int:
         if not result.delivered:
             print(f"    some records have not reached every tracker yet: {script('rldk-track')} sync {_shown(args.dir)}")
     print()
-    for line in open_commands(args.dir, backends):
+    for line in open_commands(args.dir, backends, evidence_rules(results)):
         print(line)
     return 0 if all(r.delivered for r in results) else 1
 
 
-def open_commands(run_dir: Path, backends: list[str]) -> list[str]:
+def evidence_rules(results: Sequence[DemoResult]) -> list[str]:
+    """The rules whose raised alerts carry evidence rows, in the order they came; a rule with a
+    subject (``reward_hacking/length``) by its base name, which ``samples --alert`` matches."""
+    rules = [a.rule.split("/")[0] for r in results for a in r.raised if a.evidence is not None]
+    return list(dict.fromkeys(rules))
+
+
+def open_commands(run_dir: Path, backends: list[str], evidence: Sequence[str] = ()) -> list[str]:
     """What the demo prints last: commands that open its runs, runnable as printed in a fresh
     shell (the scripts by their path when the environment's bin directory is not on PATH; the
-    store by an absolute path, so the working directory does not matter)."""
+    store by an absolute path, so the working directory does not matter). ``evidence``: rules
+    whose alerts carry sample rows (:func:`evidence_rules`), each shown by ``samples --alert``."""
     run_dir = run_dir.absolute()
     lines = []
+    if evidence:
+        lines.append("The completions behind the alerts (evidence rows), and each run's highest-reward completions:")
+        lines += [f"    {script('rldk-track')} samples {run_dir} --alert {rule}" for rule in evidence]
+        lines.append(f"    {script('rldk-track')} samples {run_dir} --sort reward --limit 3")
     if {"mlflow", "tensorboard"} & set(backends):
         trackers = " and ".join(n for n in ("mlflow", "tensorboard") if n in backends)
         lines += [f"Open the runs in {trackers} (http://127.0.0.1:5000, :6006; Ctrl-C stops):",

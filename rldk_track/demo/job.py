@@ -99,7 +99,7 @@ def run_demo(
         for index, spec in enumerate(runs, 1):
             progress(f"[{index}/{len(runs)}] {spec.name}: {spec.story} ...")
             callback = RLDKCallback(
-                backend=list(backends) or "jsonl", project=PROJECT, dir=run_dir, analyzers=ANALYZERS,
+                backend=list(backends) or "jsonl", project=PROJECT, dir=run_dir, analyzers=ANALYZERS, samples=True,
                 options={name: options[name] for name in backends if name in options},
             )
             args = grpo_config(Path(scratch) / spec.name, spec, steps)

@@ -205,3 +205,39 @@ def test_tracking_mode_disabled_records_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("RLDK_TRACK_MODE", "disbled")
     with pytest.raises(ValueError, match="RLDK_TRACK_MODE"):
         rldk_track.init(dir=tmp_path)
+
+
+def test_the_demos_hacking_run_shows_its_alerts_evidence_and_the_printed_samples_command_prints_it(tmp_path, monkeypatch):
+    """The hacking run of ``rldk-track demo --quick`` (few steps, untrained model: completions run
+    to the length cap) raises truncation with the longest completions as evidence, read back from
+    the event log and MLflow; the ``samples`` commands the demo prints show them in a fresh shell."""
+    from rldk_track.cli.demo import evidence_rules
+    from rldk_track.demo.grpo import REWARD_HACKING
+    from rldk_track.demo.job import QUICK_STEPS, run_demo
+    from rldk_track.readers import load_runs
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / ".venv").symlink_to(VENV, target_is_directory=True)
+    monkeypatch.chdir(checkout)
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")
+    (result,) = run_demo(Path("rldk_runs"), steps=QUICK_STEPS, backends=["mlflow"], runs=[REWARD_HACKING],
+                         pretrain_steps=0, progress=lambda _: None)
+    assert result.delivered and "truncation" in evidence_rules([result])
+    runs = checkout / "rldk_runs"
+    for source in (runs, runs / "mlflow.db"):  # the event log, then MLflow's store
+        alerts = load_runs(source).alerts
+        (evidence, *_) = alerts[(alerts["rule"] == "truncation") & alerts["evidence"].notna()]["evidence"]
+        assert evidence["name"] == "completions" and evidence["by"] == "length" and len(evidence["rows"]) == 3
+        assert {"row", "prompt", "completion", "reward"} <= set(evidence["columns"])
+    commands = [line.strip() for line in open_commands(Path("rldk_runs"), ["mlflow"], evidence_rules([result]))
+                if line.startswith("    ") and " samples " in line]
+    assert commands[0] == f".venv/bin/rldk-track samples {runs} --alert truncation"
+    printed = []
+    for command in commands:
+        done = subprocess.run(shlex.split(command), cwd=checkout, env=fresh_shell_env(tmp_path), capture_output=True,
+                              text=True, timeout=SERVE_TIMEOUT_S)
+        assert done.returncode == 0, f"{command!r} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        assert "grpo-reward-hacking" in done.stdout and "completion: " in done.stdout
+        printed.append(done.stdout)
+    assert "== grpo-reward-hacking  truncation  step" in printed[0] and "length rows of samples 'completions'" in printed[0]
