@@ -232,7 +232,7 @@ def test_the_demos_hacking_run_shows_its_alerts_evidence_and_the_printed_samples
         assert {"row", "prompt", "completion", "reward"} <= set(evidence["columns"])
     commands = [line.strip() for line in open_commands(Path("rldk_runs"), ["mlflow"], evidence_rules([result]))
                 if line.startswith("    ") and " samples " in line]
-    assert commands[0] == f".venv/bin/rldk-track samples {runs} --alert truncation"
+    (truncation,) = [c for c in commands if c.endswith(f"rldk-track samples {runs} --alert truncation")]
     printed = []
     for command in commands:
         done = subprocess.run(shlex.split(command), cwd=checkout, env=fresh_shell_env(tmp_path), capture_output=True,
@@ -240,4 +240,5 @@ def test_the_demos_hacking_run_shows_its_alerts_evidence_and_the_printed_samples
         assert done.returncode == 0, f"{command!r} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
         assert "grpo-reward-hacking" in done.stdout and "completion: " in done.stdout
         printed.append(done.stdout)
-    assert "== grpo-reward-hacking  truncation  step" in printed[0] and "length rows of samples 'completions'" in printed[0]
+    shown = printed[commands.index(truncation)]
+    assert "== grpo-reward-hacking  truncation  step" in shown and "length rows of samples 'completions'" in shown
