@@ -42,7 +42,7 @@ from rldk_track.normalize import valid_text
 from rldk_track.observer import Observer, Observers
 from rldk_track.records import Artifact, Record, RunEnd, Samples
 from rldk_track.runlock import RunLock
-from rldk_track.samples import SampleBounder, SampleLimits
+from rldk_track.samples import SampleBounder, SampleLimits, row_count
 
 log = logging.getLogger("rldk_track")
 
@@ -56,8 +56,10 @@ PENDING_ENV = "RLDK_MAX_PENDING_MB"
 MEMORY_PER_LINE_BYTE = 4
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
-#: Records the training thread may queue ahead of the log thread; past it ``run.log`` waits for
-#: the log thread (backpressure), or drops while the log thread is stuck (see ``Dispatcher.submit``).
+#: Records the training thread may queue ahead of the log thread, a ``Samples`` record counted as
+#: its rows (a 64-row set of ~1 KB completions is ~70 KB, a 50-metric record ~6 KB); past it
+#: ``run.log`` waits for the log thread (backpressure), or drops while the log thread is stuck
+#: (see ``Dispatcher.submit``).
 MAX_QUEUED = 20_000
 #: Seconds without the log thread taking a batch, with the queue full, before it is deemed stuck.
 STUCK_AFTER_S = 30.0
@@ -65,6 +67,11 @@ STUCK_AFTER_S = 30.0
 SAY_WAITING_AFTER_S = 2.0
 #: Seconds more ``finish`` gives a tracker that was never reachable during the run.
 NEVER_REACHED_GRACE_S = 5.0
+
+
+def _rows_beyond_one(record: Samples) -> int:
+    """What a Samples record weighs in the training thread's queue beyond one record."""
+    return max(row_count(record), 1) - 1
 
 
 @dataclass(frozen=True)
@@ -524,6 +531,9 @@ class Dispatcher:
         self.observers = Observers(observers)
         self._event_log = event_log
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: what the queued Samples records weigh beyond one each (their rows - 1); :meth:`queued`
+        self._extra_rows = 0
+        self._extra_lock = threading.Lock()  # both threads change it; only for Samples records
         self._took = threading.Event()  # set by the log thread each time it takes from the queue
         self._stuck = False
         #: records ``submit`` dropped while the log thread was stuck
@@ -546,12 +556,25 @@ class Dispatcher:
 
     # -- training thread -----------------------------------------------------------------
     def submit(self, record: Record) -> None:
-        """Enqueue a record (``seq`` is assigned on the log thread). Never blocks while fewer than
-        :data:`MAX_QUEUED` records wait for the log thread (one ``qsize`` call is all it adds)."""
-        if self._queue.qsize() >= MAX_QUEUED and not self._room_for_one():
+        """Enqueue a record (``seq`` is assigned on the log thread). Never blocks while the queue
+        weighs less than :data:`MAX_QUEUED` (:meth:`queued`: one ``qsize`` call and an addition for
+        a metrics record; a Samples record also takes a lock to add its rows)."""
+        if self.queued() >= MAX_QUEUED and not self._room_for_one():
             self.dropped += 1
             return
+        if type(record) is Samples:
+            self._add_rows(_rows_beyond_one(record))
         self._queue.put(record)
+
+    def queued(self) -> int:
+        """What waits for the log thread, in records, a Samples record counted as its rows
+        (at least one): the count :data:`MAX_QUEUED` bounds."""
+        return self._queue.qsize() + self._extra_rows
+
+    def _add_rows(self, rows: int) -> None:
+        if rows:
+            with self._extra_lock:
+                self._extra_rows += rows
 
     def _room_for_one(self) -> bool:
         """The queue is full, so the caller logs faster than the log thread writes: wait until it
@@ -559,17 +582,17 @@ class Dispatcher:
         that hangs), it is stuck: say so once and drop records (False) until it takes again."""
         if threading.current_thread() is self._thread:
             return True  # the log thread itself (an observer's record) never waits for itself
-        while self._queue.qsize() >= MAX_QUEUED:
+        while self.queued() >= MAX_QUEUED:
             if self._stuck:
                 return False
             self._took.clear()
-            if self._queue.qsize() < MAX_QUEUED:
+            if self.queued() < MAX_QUEUED:
                 return True
             if not self._took.wait(STUCK_AFTER_S):
                 self._stuck = True
                 log.error("rldk_track: the log thread has taken no record for %g s with %d waiting (a hung "
                           "disk write?); records logged now are dropped until it moves again",
-                          STUCK_AFTER_S, self._queue.qsize())
+                          STUCK_AFTER_S, self.queued())
         return True
 
     def flush(self, timeout: float) -> DeliveryReport:
@@ -638,6 +661,7 @@ class Dispatcher:
                     items.append(self._queue.get_nowait())
             except queue.Empty:
                 pass
+            self._add_rows(-sum(_rows_beyond_one(item) for item in items if type(item) is Samples))
             if self._stuck:
                 self._stuck = False
                 log.warning("rldk_track: the log thread moves again; %d records were dropped meanwhile", self.dropped)

@@ -74,6 +74,18 @@ def copy_rows(rows: Any) -> Any:
     )
 
 
+def row_count(record: Samples) -> int:
+    """How many rows ``record`` holds, cheaply (the training thread weighs a queued record by it):
+    its raw rows as :func:`copy_rows` left them (a list, a mapping's first column, a DataFrame),
+    else its bounded ``rows``."""
+    raw = record.raw
+    if raw is None:
+        return len(record.rows)
+    if type(raw) is dict:
+        return len(next(iter(raw.values()), ()))
+    return len(raw)
+
+
 class SampleBounder:
     """Turns a :class:`Samples` record's raw rows into its bounded table (on the log thread),
     warning once per kind of conversion for the whole run."""

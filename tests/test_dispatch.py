@@ -14,7 +14,7 @@ import pytest
 
 import rldk_track
 from rldk_track.eventlog import read_cursor, read_records
-from rldk_track.records import Metrics
+from rldk_track.records import Metrics, Samples
 from rldk_track.sync import sync
 
 
@@ -184,6 +184,51 @@ def test_a_stuck_log_thread_bounds_the_queue_drops_and_says_so(tmp_path, monkeyp
     assert len(logged) == 300 - report.dropped and logged == sorted(logged)
     assert sum("has taken no record" in m for m in caplog.messages) == 1
     assert sum("the log thread moves again" in m for m in caplog.messages) == 1
+
+
+def _hold_the_log_thread(run, gate: _GatedObserver) -> None:
+    """Let the log thread take one record and stop inside its observer (held until ``gate``)."""
+    run.log({"x": 0.0}, step=0)
+    assert wait_for(lambda: run._dispatcher.queued() == 0, timeout=120)
+
+
+def test_the_queue_bound_counts_a_sample_set_as_its_rows(tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.setattr("rldk_track.dispatch.STUCK_AFTER_S", 120.0)
+    gate = _GatedObserver()
+    run = rldk_track.init(dir=tmp_path, run_id="weighted001", observers=[gate])
+    dispatcher = run._dispatcher
+    _hold_the_log_thread(run, gate)
+    run.log_samples([{"completion": "a" * 1000, "reward": 1.0}] * 64, step=1)
+    assert dispatcher.queued() == 64
+    run.log_samples({"completion": ["b"] * 10, "reward": [0.0] * 10}, step=2)  # a dict of columns
+    run.log_samples(pd.DataFrame({"completion": ["c"] * 5}), step=3)
+    run.log({"x": 1.0}, step=3)
+    assert dispatcher.queued() == 64 + 10 + 5 + 1
+    run.log_samples([], step=4)  # an empty set still takes a place
+    assert dispatcher.queued() == 81
+    gate.gate.set()
+    report = run.finish(timeout=60)
+    assert report.complete and report.dropped == 0 and dispatcher.queued() == 0
+    sets = [r for _, r in read_records(run.event_log) if isinstance(r, Samples)]
+    assert [len(r.rows) for r in sets] == [64, 10, 5, 0]
+
+
+def test_sample_sets_reach_the_queue_bound_by_their_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr("rldk_track.dispatch.MAX_QUEUED", 100)
+    monkeypatch.setattr("rldk_track.dispatch.STUCK_AFTER_S", 0.2)
+    gate = _GatedObserver()
+    run = rldk_track.init(dir=tmp_path, run_id="weighted002", observers=[gate])
+    _hold_the_log_thread(run, gate)
+    for step in range(1, 11):
+        run.log_samples([{"completion": f"step {step}"}] * 64, step=step)
+    # 64 < 100 lets the second set in; at 128 the third waits, the thread is stuck, the rest drop
+    assert run._dispatcher.queued() == 128 and run._dispatcher._queue.qsize() == 2
+    gate.gate.set()
+    report = run.finish(timeout=60)
+    assert report.dropped == 8
+    assert [r.step for _, r in read_records(run.event_log) if isinstance(r, Samples)] == [1, 2]
 
 
 def test_a_bad_memory_bound_fails_fast(tmp_path, fake_backend, monkeypatch):
