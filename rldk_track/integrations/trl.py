@@ -32,6 +32,7 @@ event is a no-op.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ from rldk_track.integrations.trl_samples import CompletionsSource, find_trainer
 from rldk_track.keymaps import NAMES_ARTIFACT, MetricNames, canonicalize, check_metric_names, names_artifact, renames
 from rldk_track.records import SEVERITIES, Alert, Record
 from rldk_track.run import BackendSpec, Run, resolve_backends
+from rldk_track.samples import SampleLimits
 
 log = logging.getLogger("rldk_track")
 
@@ -81,7 +83,10 @@ class RLDKCallback(TrainerCallback, ExportableState):
     of that severity or worse is raised, and records why (tag ``rldk.stopped_by`` and an alert).
     ``samples``: record each logging step's generation batch of a GRPO/RLOO trainer (prompts,
     completions, rewards per function, advantages) as the sample set ``completions``
-    (:mod:`rldk_track.integrations.trl_samples`), whatever ``report_to`` and ``log_completions`` say.
+    (:mod:`rldk_track.integrations.trl_samples`), whatever ``report_to`` and ``log_completions`` say:
+    True (the default :class:`~rldk_track.samples.SampleLimits`), or a ``SampleLimits`` (rows a
+    set, characters a cell, every N steps), which becomes the run's ``init(samples=...)`` and so
+    also bounds the sets of watched reward functions.
     ``profiling``: record TRL's profiling timings (``trl.extras.profiling``, which TRL sends only
     to W&B/MLflow/trackio itself) as ``perf/<stage>_s`` (:mod:`rldk_track.integrations.trl_profiling`).
     Reward functions wrapped by a :class:`~rldk_track.integrations.reward_watch.RewardWatch`
@@ -109,7 +114,7 @@ class RLDKCallback(TrainerCallback, ExportableState):
         checkpoint_health: bool = True,
         system_metrics: bool | float = True,
         stop_on: str | None = None,
-        samples: bool = False,
+        samples: bool | SampleLimits = False,
         profiling: bool = True,
         metric_names: MetricNames = "canonical",
         **init_kwargs: Any,
@@ -125,8 +130,8 @@ class RLDKCallback(TrainerCallback, ExportableState):
         self.checkpoint_health = checkpoint_health
         self.system_metrics = system_metrics
         self.stop_on = stop_on
-        self.samples = samples
-        self._completions = CompletionsSource() if samples else None
+        self.samples = callback_samples(samples)
+        self._completions = CompletionsSource() if self.samples else None
         self.profiling = profiling
         self._timings: ProfilingTimings | None = None
         self._watches: list[Any] = []
@@ -143,7 +148,7 @@ class RLDKCallback(TrainerCallback, ExportableState):
         self._renamed: dict[str, str] = {}
         self._arguments = {"backend": backend, "project": project, "run_name": run_name, "analyzers": analyzers,
                            "checkpoint_health": checkpoint_health, "system_metrics": system_metrics,
-                           "stop_on": stop_on, "samples": samples, "profiling": profiling, "metric_names": metric_names, "tags": self._user_tags, "config": self._user_config, **init_kwargs}
+                           "stop_on": stop_on, "samples": samples_argument(self.samples), "profiling": profiling, "metric_names": metric_names, "tags": self._user_tags, "config": self._user_config, **init_kwargs}
         #: The run a checkpoint being resumed from belongs to (set by transformers when it
         #: restores callback states; otherwise read from the resumed ``TrainerState``).
         self.resume_run_id: str | None = None
@@ -191,6 +196,8 @@ class RLDKCallback(TrainerCallback, ExportableState):
         self._stop_if_alerted(state, control)
 
     def _log_completions(self, run: Run, step: int) -> None:
+        if not run.sample_limits.wants(step):  # SampleLimits.every: no copy on the steps it skips
+            return
         trainer = find_trainer()
         columns = self._completions.columns(trainer) if trainer is not None else None
         if columns:
@@ -284,6 +291,8 @@ class RLDKCallback(TrainerCallback, ExportableState):
             log.info("rldk_track: resuming from step %d continues run %s", state.global_step, resumed)
         if self.project is not None:
             kwargs["project"] = self.project
+        if isinstance(self.samples, SampleLimits):
+            kwargs["samples"] = self.samples
         config = run_config(args, state, model, processing_class)
         if self._user_config is not None:
             config["user"] = self._user_config
@@ -364,6 +373,27 @@ def checkpoint_run_id(state: TrainerState, callback_name: str) -> str | None:
         return None
     run_id = (saved.get("attributes") or {}).get("resume_run_id")
     return str(run_id) if run_id else None
+
+
+def callback_samples(samples: Any) -> bool | SampleLimits:
+    """``RLDKCallback``'s ``samples`` checked: a bool, a :class:`~rldk_track.samples.SampleLimits`,
+    or the mapping of its fields that a checkpoint keeps (:func:`samples_argument`); anything else
+    is a TypeError that says what is taken."""
+    if isinstance(samples, Mapping):
+        try:
+            return SampleLimits(**samples)
+        except TypeError as exc:
+            raise TypeError(f"RLDKCallback(samples=...) as a mapping takes the fields of SampleLimits "
+                            f"(max_rows, max_cell_chars, every): {exc}") from None
+    if type(samples) is bool or isinstance(samples, SampleLimits):
+        return samples
+    raise TypeError("RLDKCallback(samples=...) takes True, False or a rldk_track.samples.SampleLimits "
+                    f"(e.g. SampleLimits(max_rows=16, every=10)), not {samples!r}")
+
+
+def samples_argument(samples: bool | SampleLimits) -> bool | dict[str, int]:
+    """``samples`` as JSON for the checkpoint's callback state (a SampleLimits as its fields)."""
+    return dataclasses.asdict(samples) if isinstance(samples, SampleLimits) else samples
 
 
 def _json_safe(arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from datasets import Dataset  # noqa: E402
 
 from rldk_track.integrations.trl import RLDKCallback  # noqa: E402
 from rldk_track.readers import load_runs  # noqa: E402
+from rldk_track.samples import SampleLimits  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -78,3 +79,45 @@ def test_every_tracker_reads_back_the_same_completions(sampled_run, kind):
     assert got[["step", "name", "row", "prompt", "completion"]].equals(expected[["step", "name", "row", "prompt", "completion"]])
     assert got["reward"].astype(float).tolist() == pytest.approx(expected["reward"].astype(float).tolist())
     assert got["advantage"].astype(float).tolist() == pytest.approx(expected["advantage"].astype(float).tolist())
+
+
+def test_sample_limits_bound_the_callbacks_sets_every_second_step(tiny_lm_path: Path, tiny_lm_prompts: list[str], tmp_path: Path):
+    limits = SampleLimits(max_rows=3, max_cell_chars=5, every=2)
+    callback = RLDKCallback(dir=tmp_path / "runs", analyzers=None, checkpoint_health=False, system_metrics=False,
+                            samples=limits)
+    trainer = trl.GRPOTrainer(
+        model=str(tiny_lm_path), reward_funcs=[length_reward],
+        train_dataset=Dataset.from_dict({"prompt": tiny_lm_prompts[:16]}),
+        args=trl.GRPOConfig(str(tmp_path / "out"), num_generations=4, max_completion_length=8, logging_steps=1,
+                            report_to=[], bf16=False, use_cpu=True, disable_tqdm=True, per_device_train_batch_size=4,
+                            seed=0, save_strategy="no", max_steps=4),
+        callbacks=[callback],
+    )
+    trainer.train()
+    assert callback.run.sample_limits == limits
+    read = load_runs(str(tmp_path / "runs"))
+    samples = read.samples
+    assert sorted(read.frame.loc[read.frame["metric"] == "reward/mean", "step"].unique()) == [1, 2, 3, 4]  # metrics every step
+    assert sorted(samples["step"].unique()) == [2, 4]  # but only every 2nd step its samples
+    assert (samples.groupby("step").size() == 3).all()  # 3 of the batch's 4 rows
+    for text in samples["completion"]:
+        assert len(text) <= 5 or text.endswith(" characters]")
+
+
+def test_samples_takes_a_bool_or_sample_limits_and_says_so_otherwise():
+    with pytest.raises(TypeError, match="True, False or a rldk_track.samples.SampleLimits"):
+        RLDKCallback(samples="every 2")
+    with pytest.raises(TypeError, match="True, False or a rldk_track.samples.SampleLimits"):
+        RLDKCallback(samples=2)
+    with pytest.raises(ValueError, match="SampleLimits.every must be a positive integer"):
+        RLDKCallback(samples=SampleLimits(every=0))
+    with pytest.raises(TypeError, match="fields of SampleLimits"):
+        RLDKCallback(samples={"rows": 3})
+
+
+def test_sample_limits_survive_the_checkpoints_callback_state():
+    limits = SampleLimits(max_rows=16, every=10)
+    saved = RLDKCallback(samples=limits).state()["args"]
+    assert saved["samples"] == {"max_rows": 16, "max_cell_chars": 4000, "every": 10}
+    assert RLDKCallback(**saved).samples == limits  # what transformers' restore_callback_states does
+    assert RLDKCallback(**RLDKCallback(samples=True).state()["args"]).samples is True
