@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from rldk_track.cli.common import add_format_arguments, add_source_arguments, fail, load
+from rldk_track.cli.common import add_format_arguments, add_source_arguments, evidence_line, fail, load
 
 if TYPE_CHECKING:
     from rldk_track.readers.runset import RunSet
@@ -23,6 +23,10 @@ was read from; a run with no new alerts is left as it is:
   MLflow        rldk.alert.<rule> tags, rldk.health, alerts/count and rldk/alerts.jsonl
   TensorBoard   alerts/<rule> text summaries and rldk/alerts.jsonl in the run directory
   W&B           not supported: analyze the run's event log instead (it syncs to W&B)
+
+An alert of a rule that has samples to show carries evidence rows from the run's sample sets
+(the text output says how many, of which set and step; --json has them as "evidence", the
+alert line's JSON form, or null; `rldk-track samples SOURCE --alert RULE` prints them).
 
 examples:
   rldk-track analyze ./rldk_runs
@@ -48,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="'default' (every rule) or rule names, comma-separated (e.g. kl_spike,nonfinite)")
     p.add_argument("--write", action="store_true", help="add the new alerts to the runs (see below)")
     p.add_argument("--no-sync", action="store_true", help="with --write on an event log: append only, do not sync")
-    add_format_arguments(p, what="the alerts (json: one JSON line per new alert)")
+    add_format_arguments(p, what="the alerts (json: one JSON line per new alert, with its evidence rows)")
     p.set_defaults(func=run)
 
 
@@ -112,7 +116,8 @@ def _print(run: str, alerts: list, as_json: bool, held: list[str]) -> None:
         for a in alerts:
             print(json.dumps({"run": run, "step": a.step, "rule": a.rule, "severity": a.severity, "state": a.state,
                               "metric": a.metric, "value": a.value, "threshold": a.threshold,
-                              "message": a.message, "action": a.action}, default=str))
+                              "message": a.message, "action": a.action,
+                              "evidence": a.evidence.to_json() if a.evidence is not None else None}, default=str))
         return
     already = f"; it already holds {', '.join(held)}" if held else ""
     if not alerts:
@@ -122,3 +127,5 @@ def _print(run: str, alerts: list, as_json: bool, held: list[str]) -> None:
     for a in alerts:
         where = f" {a.metric}={a.value:.4g}" if a.metric and a.value is not None else ""
         print(f"  step {a.step:>6}  {a.severity:<8} {a.state:<7} {a.rule:<20}{where}  {a.message}")
+        if a.evidence is not None:
+            print(f"                {evidence_line(a.evidence)}")

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from rldk_track.readers.runset import RunSet
+    from rldk_track.records import Evidence
 
 BAD_INPUT = 2
 
@@ -45,6 +46,12 @@ def resolve_dir(arg: str | None) -> Path:
     from rldk_track.layout import resolve_run_dir
 
     return resolve_run_dir(arg)
+
+
+def evidence_line(evidence: "Evidence") -> str:
+    """How a command shows that an alert carries evidence rows (demo, analyze): how many, of which
+    sample set, at which step, by which measure."""
+    return f"evidence: {len(evidence.rows)} rows of {evidence.name!r} at step {evidence.step}, {evidence.by} first"
 
 
 def fail(exc: BaseException) -> int:

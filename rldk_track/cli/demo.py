@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rldk_track.cli.common import backend_name, fail
+from rldk_track.cli.common import backend_name, evidence_line, fail
 from rldk_track.run import parse_backends
 from rldk_track.vocab.mlflow import ui_url
 
@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         for alert in concerns:
             print(f"    step {alert.step:>4}  {alert.severity:<8}  {alert.rule:<22} {alert.message}")
             if alert.evidence is not None:
-                print(f"               evidence: {len(alert.evidence.rows)} rows of {alert.evidence.name!r} at step "
-                      f"{alert.evidence.step}, {alert.evidence.by} first")
+                print(f"               {evidence_line(alert.evidence)}")
         if reports:
             print(f"    end-of-run reports in the trackers: {', '.join(reports)}")
         if result.checkpoints:

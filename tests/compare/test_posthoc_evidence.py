@@ -51,3 +51,23 @@ def test_analyze_write_puts_the_evidence_into_the_event_log(tmp_path: Path) -> N
     (alert,) = [a for a in alerts if a.state == "raised"]
     assert alert.rule == "truncation" and alert.evidence is not None
     assert alert.evidence.step == alert.step and len(alert.evidence.rows) > 0
+
+
+def test_analyze_prints_each_alerts_evidence_in_text_and_json(tmp_path: Path, capsys) -> None:
+    import json
+
+    from rldk_track.cli import main
+    from rldk_track.records import Evidence
+
+    log_length_hacking_run(tmp_path)
+    assert main(["analyze", str(tmp_path), "--analyzers", "truncation", "--json", "--no-progress"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (raised,) = [a for a in lines if a["state"] == "raised"]
+    evidence = Evidence.from_json(raised["evidence"])  # the alert line's JSON form
+    assert (raised["rule"], evidence.step, evidence.by, evidence.name) == ("truncation", raised["step"], "length", "samples")
+    assert evidence.as_dicts()[0]["completion"] == LONG + str(raised["step"])
+    assert all("evidence" in a for a in lines)  # null where an alert has none: one shape
+
+    assert main(["analyze", str(tmp_path), "--analyzers", "truncation", "--no-progress"]) == 1
+    text = capsys.readouterr().out
+    assert f"evidence: {len(evidence.rows)} rows of 'samples' at step {raised['step']}, length first" in text
