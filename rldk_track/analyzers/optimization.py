@@ -9,7 +9,7 @@ from typing import Iterable, Mapping
 
 from rldk_track.analyzers.names import aliases, pick
 from rldk_track.analyzers.rule import Check, MetricRule, Rule, firing, healthy, hold
-from rldk_track.analyzers.stats import mean_sd, robust_sd
+from rldk_track.analyzers.stats import SortedWindow, mean_sd, robust_sd
 
 _CLIP_ACTION = (
     "Most updates are being clipped: lower the learning rate, use fewer PPO/GRPO iterations per "
@@ -97,7 +97,7 @@ class GradExplosion(MetricRule):
         super().__init__(metric, clear_after)
         if not 1 < clear_factor < factor <= critical_factor:
             raise ValueError("grad_explosion: need 1 < clear_factor < factor <= critical_factor")
-        self._history: deque[float] = deque(maxlen=window)
+        self._history = SortedWindow(window)  # sorted as well: no sort of the window per record
         self.min_history = min_history
         self.factor = factor
         self.critical_factor = critical_factor
@@ -109,7 +109,7 @@ class GradExplosion(MetricRule):
         if len(self._history) < self.min_history:
             self._history.append(norm)
             return hold(key)
-        med = max(median(self._history), 1e-12)
+        med = max(self._history.median(), 1e-12)
         ratio = norm / med
         if ratio > self.factor:
             critical = ratio > self.critical_factor
