@@ -179,6 +179,8 @@ class RewardReliability(Rule):
         return hold(key)
 
     def _drift_check(self, key: str) -> Check | None:
+        if self._drift_settled():
+            return None
         d = self._drift()
         self._note_worst("drift", d, min)
         if d <= -self.drift:
@@ -190,6 +192,24 @@ class RewardReliability(Rule):
         if d > -self.drift / 2:
             return healthy(key, d, -self.drift / 2, lambda: f"Reward back near its best (drift {d:+.1f} sd)")
         return hold(key)
+
+    def _drift_settled(self) -> bool:
+        """True when the drift of this record can change nothing, shown without its O(window) sd:
+        no episode is open, the window mean is not a new best, and a bound on the drift is above
+        both the firing threshold and the worst drift so far. The pooled sd is at least
+        ``best_sd / sqrt(2)`` (taken as ``0.7071 * best_sd``, below it by far more than rounding),
+        so dividing the same non-positive difference by that bound's floor gives a drift at or
+        below the exact one."""
+        best, worst = self._best, self._worst.get("drift")
+        if best is None or worst is None or not self.quiet("drift"):
+            return False
+        recent = self._recent
+        best_mean, best_sd = best
+        mean = sum(recent) / len(recent)  # as mean_sd computes it
+        if not mean <= best_mean:
+            return False
+        bound = (mean - best_mean) / max(0.7071 * best_sd, 1e-9, 1e-6 * abs(best_mean))
+        return bound > worst and bound > -self.drift
 
     def _drift(self) -> float:
         """(mean of the last window - the best window mean so far) / their pooled standard deviation."""
