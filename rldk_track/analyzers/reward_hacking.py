@@ -40,20 +40,22 @@ _COMPONENT_ACTION = (
 
 class _Series(SlidingWindow):
     """The last ``window`` values of one metric after its first ``warmup`` are skipped, and the key
-    it was last logged under."""
+    it was last logged under. A ``lazy`` series (KL, entropy, length: fitted only while the
+    reward's trend passes) defers its window updates until it is fitted (``SlidingWindow.push``)."""
 
-    __slots__ = ("key", "seen")
+    __slots__ = ("key", "seen", "_add")
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, lazy: bool = False) -> None:
         super().__init__(window)
         self.key = ""
         self.seen = 0
+        self._add = self.push if lazy else self.append
 
     def add(self, key: str, value: float, warmup: int) -> None:
         self.key = key
         self.seen += 1
         if self.seen > warmup:
-            self.append(value)
+            self._add(value)
 
 
 class RewardHacking(Rule):
@@ -106,7 +108,7 @@ class RewardHacking(Rule):
             "entropy": aliases("entropy/mean"),
             "length": aliases("length/response_mean"),
         }
-        self._series = {name: _Series(window) for name in self._names}
+        self._series = {name: _Series(window, lazy=name != "reward") for name in self._names}
         self._components: dict[str, _Series] = {}
 
     def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:

@@ -106,26 +106,63 @@ def _trend_from_sums(n: int, shift: float, sz: float, siz: float, szz: float) ->
 class SlidingWindow:
     """The last ``size`` values of a series with running sums, so its least-squares trend costs
     O(1) per new value instead of a pass over the window. The sums are taken relative to a
-    recent value and rebuilt every ``size`` appends, so rounding neither cancels nor accumulates."""
+    recent value and rebuilt every ``size`` appends, so rounding neither cancels nor accumulates.
 
-    __slots__ = ("values", "_shift", "_sz", "_siz", "_szz", "_appends")
+    :meth:`push` defers the update for a series whose trend is seldom needed: the values wait in a
+    list and are added when the trend (or ``values``) is next read, with the same operations as
+    :meth:`append` would have done one by one, except that the values before the last rebuild
+    they would have caused are not summed at all (the rebuild recomputes the sums from the window
+    alone)."""
+
+    __slots__ = ("_values", "_shift", "_sz", "_siz", "_szz", "_appends", "_pending", "_cap", "full")
 
     def __init__(self, size: int) -> None:
         if size < 3:
             raise ValueError("a trend window needs at least 3 values")
-        self.values: deque[float] = deque(maxlen=size)
+        self._values: deque[float] = deque(maxlen=size)
         self._shift = self._sz = self._siz = self._szz = 0.0
         self._appends = 0
-
-    def __len__(self) -> int:
-        return len(self.values)
+        self._pending: list[float] = []
+        self._cap = 4 * size  # pushed values held at most
+        #: True once the window holds ``size`` values (pushed ones included)
+        self.full = False
 
     @property
-    def full(self) -> bool:
-        return len(self.values) == self.values.maxlen
+    def values(self) -> deque[float]:
+        """The last ``size`` values, oldest first."""
+        if self._pending:
+            self._sync()
+        return self._values
+
+    def __len__(self) -> int:
+        return min(len(self._values) + len(self._pending), self._values.maxlen)
+
+    def push(self, value: float) -> None:
+        """:meth:`append`, deferred until the window is next read."""
+        pending = self._pending
+        pending.append(value)
+        if len(pending) >= self._cap:
+            self._sync()  # bounded memory: at most one rebuild and fewer than ``size`` appends
+        elif not self.full:
+            self.full = len(self._values) + len(pending) >= self._values.maxlen
+
+    def _sync(self) -> None:
+        """Add the pushed values, as :meth:`append` one by one would have."""
+        pending, self._pending = self._pending, []
+        size = self._values.maxlen
+        # append ``j`` (0-based) rebuilds when ``_appends + j + 1`` reaches a multiple of ``size``
+        last = len(pending) - 1 - (self._appends + len(pending)) % size
+        if last >= 0:
+            self._values.extend(pending[:last + 1])
+            self._rebuild()
+            pending = pending[last + 1:]
+        for value in pending:
+            self.append(value)
 
     def append(self, value: float) -> None:
-        values = self.values
+        if self._pending:
+            self._sync()
+        values = self._values
         n, shift = len(values), self._shift
         z = value - shift
         if n == values.maxlen:
@@ -137,6 +174,7 @@ class SlidingWindow:
             sz = self._sz
             self._szz += z * z
             self._siz += n * z
+            self.full = n + 1 == values.maxlen
         self._sz = sz + z
         values.append(value)
         self._appends += 1
@@ -145,9 +183,10 @@ class SlidingWindow:
 
     def _rebuild(self) -> None:
         self._appends = 0
-        self._shift = shift = self.values[-1]
+        self._shift = shift = self._values[-1]
+        self.full = len(self._values) == self._values.maxlen
         self._sz = self._siz = self._szz = 0.0
-        for i, y in enumerate(self.values):
+        for i, y in enumerate(self._values):
             z = y - shift
             self._sz += z
             self._siz += i * z
@@ -155,7 +194,9 @@ class SlidingWindow:
 
     def trend(self) -> Trend:
         """The least-squares line through the window (at least 3 values)."""
-        return _trend_from_sums(len(self.values), self._shift, self._sz, self._siz, self._szz)
+        if self._pending:
+            self._sync()
+        return _trend_from_sums(len(self._values), self._shift, self._sz, self._siz, self._szz)
 
 
 class SortedWindow:

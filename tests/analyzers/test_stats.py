@@ -36,6 +36,22 @@ def test_sliding_window_trend_equals_a_fresh_fit_over_a_long_stream():
             assert sliding.end == pytest.approx(fresh.end, rel=1e-9)
 
 
+def test_pushed_values_give_the_same_window_and_sums_as_appended_ones():
+    """reward_hacking defers its KL/entropy/length updates (push): its fits must be the same floats."""
+    rng = random.Random(6)
+    for size in (3, 10, 40):
+        eager, lazy = SlidingWindow(size), SlidingWindow(size)
+        for i in range(3000):
+            value = rng.choice([rng.gauss(0, 1), 1e6 + rng.gauss(0, 1), 0.0, float(i)])
+            eager.append(value)
+            lazy.push(value) if rng.random() < 0.9 else lazy.append(value)
+            assert lazy.full == eager.full and len(lazy) == len(eager)
+            if rng.random() < (0.3 if i < 100 else 0.01) and len(eager) >= 3:
+                assert lazy.trend() == eager.trend()
+                assert list(lazy.values) == list(eager.values)
+        assert lazy.trend() == eager.trend()
+
+
 def test_robust_sd_estimates_the_standard_deviation_and_ignores_outliers():
     rng = random.Random(3)
     values = [rng.gauss(5, 2) for _ in range(2000)]
