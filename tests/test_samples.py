@@ -131,3 +131,21 @@ def test_cli_prints_the_last_step_highest_reward_first(tmp_path, capsys):
     assert main(["samples", str(tmp_path), "--step", "0", "--json", "--no-progress"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["completion"] for r in rows] == [f"c0-{i}" for i in range(4)]
+
+
+def test_cli_text_shows_float32_rewards_to_6_digits_and_json_keeps_them_exact(tmp_path, capsys):
+    from rldk_track.cli import main
+    from rldk_track.cli.samples import shown
+
+    run = rldk_track.init(dir=tmp_path, run_name="f32")
+    run.log_samples(pd.DataFrame({"completion": ["long", "short"], "reward": np.array([17.9, 0.1], dtype=np.float32),
+                                  "tokens": [180, 3], "ratio": [1 / 3, 1e-7]}), step=1)
+    run.finish()
+    assert main(["samples", str(tmp_path), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  reward: 17.9" in lines and "  reward: 0.1" in lines
+    assert "  ratio: 0.333333" in lines and "  ratio: 1e-07" in lines and "  tokens: 180" in lines
+    assert main(["samples", str(tmp_path), "--json", "--no-progress"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["reward"] for r in rows] == [float(np.float32(17.9)), float(np.float32(0.1))]  # 17.899999618530273
+    assert (shown(np.float32(17.9)), shown(True), shown(7), shown("x")) == ("17.9", "True", "7", "x")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import numbers
 from typing import TYPE_CHECKING
 
 from rldk_track.cli.common import add_format_arguments, add_source_arguments, fail, load
@@ -16,7 +17,8 @@ EPILOG = """\
 SOURCE is anything `compare` reads (a run directory, an MLflow store or mlflow://EXPERIMENT, a
 TensorBoard log dir, a W&B offline directory). Without --step: the last sampled step of each run.
 With --alert RULE: the evidence rows of each alert of RULE (or of RULE/<subject>) that has some,
-with its step and severity (--step: only the alerts at that step).
+with its step and severity (--step: only the alerts at that step). The text output shows numbers
+to 6 significant digits (a float32 reward 17.9, not 17.899999618530273); --json keeps them exact.
 
 examples:
   rldk-track samples rldk_runs
@@ -105,5 +107,13 @@ def _cells(row: dict, skip: tuple[str, ...], width: int, indent: str = "  ") -> 
     for key, value in row.items():
         if key in skip or value is None or value != value:
             continue
-        text = str(value)
+        text = shown(value)
         print(f"{indent}{key}: {text if len(text) <= width else text[: width] + ' …'}")
+
+
+def shown(value: object) -> str:
+    """A cell as the text output shows it: a float to 6 significant digits (a float32 reward 17.9
+    is 17.9, not 17.899999618530273; ``--json`` keeps the exact value), anything else as ``str``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return f"{value:.6g}"
+    return str(value)
