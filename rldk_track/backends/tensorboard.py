@@ -42,6 +42,11 @@ TensorBoard's rules, as this module applies them (see docs/backends/tensorboard.
   event file, its size at the last flush and the last record in it (``event_file``,
   ``event_bytes``, ``event_seq``); reopening cuts the file back to that size, so whatever the
   crashed process wrote after it (even a torn event) is gone before it is sent again.
+- An OS crash (or power loss) can also take the file's tail that was still in the page cache:
+  the file is then shorter than ``event_bytes``. Reopening reads its whole events (TensorBoard's
+  record framing and CRCs), places them among the logged records by wall time and step, cuts the
+  file after the last record it wholly holds, and writes every later record again from the event
+  log (``event_start_seq``, the last record before the file, bounds the search).
 """
 
 from __future__ import annotations
@@ -247,6 +252,7 @@ class TensorBoardBackend(Backend):
         self._flushed_seq = -1  # last record known to be in the event file
         self._event_file: Path | None = None  # the event file being written
         self._event_bytes = 0  # its size at the last flush: everything up to _flushed_seq
+        self._event_start_seq = -1  # the last record before its first event
         self._tags: dict[tuple[str, str], str] = {}  # (owner, name) -> tag
         self._tag_owner: dict[str, str] = {}  # tag -> "scalar:<source>" or "text"
         self._max_step: dict[str, int] = {}  # last step per metric name, to spot a series going back
@@ -289,7 +295,7 @@ class TensorBoardBackend(Backend):
             self.log_dir.mkdir(parents=True, exist_ok=True)
             if _owner(self.log_dir) is None:
                 self._write_owner(self.log_dir)
-            in_file = self._cut_back(state, resume.delivered_seq)
+            in_file = self._cut_back(state, resume)
         else:
             self.log_dir = self._claim_dir()
         self._restore_config(in_file)
@@ -301,18 +307,23 @@ class TensorBoardBackend(Backend):
 
     def _state(self) -> dict[str, Any]:
         """What the dispatcher keeps with its cursor: the run directory, and the event file with
-        its size when it held everything up to ``event_seq`` (see :meth:`_cut_back`)."""
+        its size when it held everything up to ``event_seq``, and the last record before its
+        first event (see :meth:`_cut_back`)."""
         state: dict[str, Any] = {"log_dir": str(self.log_dir)}
         if self._event_file is not None:
-            state.update(event_file=self._event_file.name, event_bytes=self._event_bytes, event_seq=self._flushed_seq)
+            state.update(event_file=self._event_file.name, event_bytes=self._event_bytes, event_seq=self._flushed_seq,
+                         event_start_seq=self._event_start_seq)
         return state
 
-    def _cut_back(self, state: Mapping[str, Any], delivered_seq: int) -> int:
+    def _cut_back(self, state: Mapping[str, Any], resume: Resume) -> int:
         """Cut the event file named in ``state`` back to the size it had at ``state``'s
         ``event_seq``, and any later event file of the same process (its retry after its writer
         broke) back to its header: what they hold came after that record, and the dispatcher resends it
-        (its cursor never got further), so it would otherwise be in the files twice. Returns the
-        last record the files now hold (``delivered_seq`` when ``state`` names no file)."""
+        (its cursor never got further), so it would otherwise be in the files twice. A file that
+        is shorter than that lost its tail in an OS crash: it is cut after the last record it
+        wholly holds (:meth:`_cut_lost_tail`). Returns the last record the files now hold
+        (``resume.delivered_seq`` when ``state`` names no file)."""
+        delivered_seq = resume.delivered_seq
         name, size, seq = state.get("event_file"), state.get("event_bytes"), state.get("event_seq")
         if not isinstance(name, str) or Path(name).name != name or not isinstance(size, int) or not isinstance(seq, int):
             return delivered_seq
@@ -329,9 +340,42 @@ class TensorBoardBackend(Backend):
                 log.info("rldk_track: tensorboard: cut %d bytes written after record %d off %s (they are written again)",
                          actual - keep, seq, path)
             elif actual < keep and path.name == name:
-                self.warn_once("shorter", f"rldk_track: tensorboard: {path} is shorter than when it held record {seq} "
-                               f"({actual} < {keep} bytes); points written before the crash may be missing from it")
+                start = state.get("event_start_seq")
+                seq = self._cut_lost_tail(path, keep, start if isinstance(start, int) and start <= seq else None, seq, resume)
         return seq
+
+    def _cut_lost_tail(self, path: Path, recorded: int, start_seq: int | None, seq: int, resume: Resume) -> int:
+        """Cut an event file that lost its tail (it is shorter than the ``recorded`` bytes that
+        held record ``seq``) after the last record it wholly holds, and return that record.
+
+        Every event of a record carries the record's wall time and step, and records are written
+        in ``seq`` order, so the file's events are matched in order to the logged records after
+        ``start_seq`` (the last record before the file). A run of events with one wall time
+        starts one record's events; the last run may be torn, so the cut goes before it, and its
+        record and all later ones are written again. Without ``start_seq`` (a state written before
+        it was kept) a file with no placed event is left as it is, with a warning."""
+        actual = path.stat().st_size
+        records = takewhile(lambda r: r.seq <= seq, resume.records_after(-1 if start_seq is None else start_seq))
+        keep, held, wall = 0, start_seq, None
+        for begin, end, event in _whole_events(path):
+            if event.HasField("file_version"):
+                keep = end
+                continue
+            if event.wall_time == wall:
+                continue
+            wall = event.wall_time
+            first = next((r for r in records if r.wall_time == wall and _clamp_step(getattr(r, "step", 0)) == event.step), None)
+            if first is None:  # not one of the records: keep what is placed
+                break
+            keep, held = begin, first.seq - 1
+        if held is None:
+            self.warn_once("shorter", f"rldk_track: tensorboard: {path} is shorter than when it held record {seq} "
+                           f"({actual} < {recorded} bytes); points written before the crash may be missing from it")
+            return seq
+        os.truncate(path, keep)
+        self.warn_once("lost-tail", f"rldk_track: tensorboard: {path} lost its last {recorded - actual} bytes "
+                       f"(an OS crash?); cut after record {held} ({keep} bytes) and the records after it are written again")
+        return held
 
     def _write_again(self, records: Iterator[Record]) -> None:
         """Write records the dispatcher already counts as delivered but the event file lost to a
@@ -363,10 +407,20 @@ class TensorBoardBackend(Backend):
         return self._state()
 
     def close(self) -> None:
-        """Flush and close the event file."""
+        """Flush and close the event file, and make it durable (fsync): a run that finished keeps
+        its points through an OS crash."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.close()
+            if self._event_file is not None:
+                try:
+                    fd = os.open(self._event_file, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                except OSError as exc:  # everything is written; only its durability is unknown
+                    log.debug("rldk_track: tensorboard: fsync of %s: %s", self._event_file, exc)
 
     def describe(self) -> str:
         return f"tensorboard at {self.log_dir or self.root}"
@@ -435,6 +489,7 @@ class TensorBoardBackend(Backend):
             new = set(self.log_dir.glob("events.out.tfevents.*")) - before  # the writer names its file itself
             self._event_file = new.pop() if len(new) == 1 else None
             self._event_bytes = self._event_file.stat().st_size if self._event_file else 0
+            self._event_start_seq = self._flushed_seq
         return self._writer
 
     def _after_newest_event_file(self) -> None:
@@ -498,7 +553,7 @@ class TensorBoardBackend(Backend):
         if INT64_MIN <= step <= INT64_MAX:
             return step
         self.warn_once("step-range", f"rldk_track: tensorboard: step {step} does not fit TensorBoard's 64-bit steps; clamped")
-        return max(INT64_MIN, min(INT64_MAX, step))
+        return _clamp_step(step)
 
     def _scalar(self, tag: str, value: float) -> Any:
         if not math.isfinite(value) or abs(value) <= FLOAT32_MAX:
@@ -843,6 +898,39 @@ def _later_file_of_same_writer(name: str, than: str) -> bool:
 
     mine, theirs = parts(name), parts(than)
     return bool(mine and theirs and mine[1] == theirs[1] and mine[2] > theirs[2] and mine[0] >= theirs[0])
+
+
+def _clamp_step(step: int) -> int:
+    """``step`` as an event's 64-bit step."""
+    return max(INT64_MIN, min(INT64_MAX, step))
+
+
+def _whole_events(path: Path) -> Iterator[tuple[int, int, Any]]:
+    """``(start, end, event)`` for each event of an event file from its start, up to the first
+    one that is not whole (TFRecord framing: 8-byte length, 4-byte masked CRC-32C of it, data,
+    4-byte masked CRC-32C of the data; checked as TensorBoard's own record reader checks them)."""
+    from google.protobuf.message import DecodeError
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    with open(path, "rb") as f:
+        begin = 0
+        while True:
+            head = f.read(12)
+            if len(head) < 12 or masked_crc32c(head[:8]) != int.from_bytes(head[8:], "little"):
+                return
+            length = int.from_bytes(head[:8], "little")
+            data = f.read(length)
+            crc = f.read(4)
+            if len(data) < length or len(crc) < 4 or masked_crc32c(data) != int.from_bytes(crc, "little"):
+                return
+            try:
+                event = Event.FromString(data)
+            except DecodeError:  # a whole frame that is not an event: nothing after it can be placed
+                return
+            end = begin + 16 + length
+            yield begin, end, event
+            begin = end
 
 
 def _header_bytes(path: Path) -> int:

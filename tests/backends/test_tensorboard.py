@@ -24,6 +24,7 @@ import rldk_track
 from rldk_track.backends.base import Resume, RunInfo
 from rldk_track.eventlog import read_records
 from rldk_track.backends.tensorboard import (
+    _whole_events,
     MAX_HPARAM_CHARS,
     MAX_TAG_BYTES,
     REWRITE_FACTOR,
@@ -457,6 +458,88 @@ def test_records_the_cursor_counts_but_the_cut_removed_are_written_again(tmp_pat
     second.write(records[8:])
     second.close()
     assert [s for s, _, _ in read_tb(Path(state["log_dir"]), purge=False).scalars["x"]] == list(range(10))
+
+
+def frame_cuts(path: Path) -> list[int]:
+    """Sizes to cut an event file to, as an OS crash that lost part of its tail leaves it: empty,
+    inside the header, at each event boundary and inside each event (its length, CRC and data)."""
+    cuts = {0, 5}
+    for begin, end, _ in _whole_events(path):
+        cuts |= {end, begin + 7, begin + 13, (begin + end) // 2, end - 1}
+    return sorted(c for c in cuts if c < path.stat().st_size)
+
+
+def test_an_event_file_that_lost_its_tail_is_cut_after_its_last_whole_record_and_the_rest_written_again(tmp_path, caplog):
+    info = RunInfo("r8", "os-crash", "rlhf", tmp_path, 1000.0)
+    records = [Params(0, 1000.0, {"lr": 1e-5, "model": {"name": "m"}}),  # two events: session start + config
+               *[Metrics(seq, 1000.0 + seq, seq - 1, {"x": float(seq), "y": -float(seq)}) for seq in range(1, 12)],
+               Tags(12, 1012.0, {"team": "rl"}),
+               *[Metrics(seq, 1000.0 + seq, seq - 2, {"x": float(seq), "y": -float(seq)}) for seq in range(13, 20)]]
+    first = TensorBoardBackend(info)
+    first.open(None, Resume())
+    for begin in range(0, len(records), 4):  # batches, as the dispatcher sends them
+        state = first.write(records[begin:begin + 4])
+    first.close()
+    log_dir = Path(state["log_dir"])
+    # the crashed process's file is from an earlier second: each reopening's new file sorts after it at once
+    crashed = log_dir / state["event_file"]
+    older = crashed.with_name(f"events.out.tfevents.{int(time.time()) - 100}.{crashed.name.split('.', 4)[4]}")
+    crashed.rename(older)
+    state = {**state, "event_file": older.name}
+    whole = older.read_bytes()
+    assert state["event_bytes"] == len(whole) and (state["event_seq"], state["event_start_seq"]) == (19, -1)
+    expected_x = [(r.step, r.values["x"]) for r in records if isinstance(r, Metrics)]
+
+    cuts = frame_cuts(older)
+    assert len(cuts) > 60
+    for cut in cuts:
+        for path in log_dir.glob("events.out.tfevents.*"):
+            path.unlink()
+        older.write_bytes(whole[:cut])  # what reached the disk before the OS crash
+        second = TensorBoardBackend(info)
+        second.open(state, Resume(19, lambda seq: iter(records[seq + 1:])))  # the cursor said: all delivered
+        second.write([RunEnd(20, 1020.0, "killed")])
+        second.close()
+        tb = read_tb(log_dir, purge=False)
+        assert [(s, v) for s, v, _ in tb.scalars["x"]] == expected_x, cut
+        assert [(s, -v) for s, v, _ in tb.scalars["y"]] == expected_x, cut
+        assert (tb.hparams(), tb.status()) == ({"lr": 1e-5, "model/name": "m"}, "STATUS_FAILURE"), cut
+        assert "rl" in tb.last_text("tags"), cut
+    assert tb_warnings(caplog, "lost its last")
+
+
+OS_CRASH_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import rldk_track
+
+    run = rldk_track.init(backend=["tensorboard"], dir=sys.argv[1], run_name="os-crash", config={"lr": 1e-5})
+    for step in range(300):
+        run.log({"x": float(step), "y": step / 3}, step=step)
+        if step == 150:
+            run.set_tags({"phase": "two"})
+    assert run.flush(timeout=120).complete  # in the event file and in its cursor
+    os.kill(os.getpid(), signal.SIGKILL)  # the machine goes down with it
+""")
+
+
+def test_sync_after_an_os_crash_that_cut_the_event_file_mid_event_shows_every_point_once(tmp_path):
+    child = subprocess.run([sys.executable, "-c", OS_CRASH_CHILD, str(tmp_path)], capture_output=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    (cursor,) = (tmp_path / "events").glob("*.tensorboard.cursor.json")
+    state = json.loads(cursor.read_text())["state"]
+    event_file = Path(state["log_dir"]) / state["event_file"]
+    assert event_file.stat().st_size == state["event_bytes"]
+    # the page cache lost the file's last third, and the cut lands inside an event
+    begin, end, _ = next(e for e in _whole_events(event_file) if e[1] > state["event_bytes"] * 2 // 3)
+    os.truncate(event_file, begin + (end - begin) // 2)
+
+    assert cli(["sync", str(tmp_path), "--to", "tensorboard"]) == 0
+    tb = read_tb(Path(state["log_dir"]), purge=False)
+    assert [(s, v) for s, v, _ in tb.scalars["x"]] == [(s, float(s)) for s in range(300)]
+    assert [s for s, _, _ in tb.scalars["y"]] == list(range(300))
+    assert (tb.hparams(), tb.status(), tb.last_text("run/status")) == ({"lr": 1e-5}, "STATUS_FAILURE", "killed")
+    assert "two" in tb.last_text("tags")
+    assert read_tb(Path(state["log_dir"])).scalars["x"] == tb.scalars["x"]  # the UI's view: the same points
 
 
 def test_a_resumed_run_adds_an_event_file_that_tensorboard_reads_after_the_earlier_ones(tmp_path):
