@@ -4,6 +4,8 @@ tracker it was read from, through the delivery machinery a live run uses.
 * **Event log**: the records are appended after the run's last line, followed by a ``run_end``
   with the run's own status, so ``rldk-track sync`` (run here unless ``sync=False``) delivers
   them to every tracker the run recorded to, with its cursors, and ends each tracker run as before.
+  The append holds the run's lock (:mod:`rldk_track.runlock`), so it never interleaves with a
+  process that records the run (a resumed run, say): that fails at once, naming the process.
 * **A tracker without the event log** (MLflow, TensorBoard): the run's backend, taken from the
   registry by the run's ``backend`` name, says how to reopen the tracker run from where the reader
   found it (``Backend.reopen(origin)``); a :class:`~rldk_track.dispatch.BackendWorker` then opens
@@ -63,6 +65,7 @@ def write_back(run: Mapping[str, Any], records: Sequence[Record], sync: bool = T
 def _to_event_log(path: Path, run: Mapping[str, Any], records: Sequence[Record], status: str, sync: bool) -> WriteBackResult:
     from rldk_track.eventlog import EventLogWriter, stage_artifact, summarize
     from rldk_track.layout import RunLayout
+    from rldk_track.runlock import RunLock, RunLocked
 
     if status not in STATUSES:
         raise WriteBackError(
@@ -70,18 +73,32 @@ def _to_event_log(path: Path, run: Mapping[str, Any], records: Sequence[Record],
             f"{path}` ends it as killed, then write back"
         )
     layout = RunLayout.from_event_log(path)
-    next_seq = summarize(path).last_seq + 1
-    out: list[Record] = []
-    for record in [*records, RunEnd(-1, time.time(), status)]:
-        if isinstance(record, Artifact):
-            record = stage_artifact(record, layout.artifacts_dir)
-        out.append(dataclasses.replace(record, seq=next_seq))
-        next_seq += 1
-    writer = EventLogWriter(path, layout.run_id)
     try:
-        writer.append(out)
+        lock = RunLock.acquire(layout)
+    except RunLocked as live:
+        raise WriteBackError(
+            f"rldk_track: run {layout.run_id} is being recorded by {live.holder} (lock {layout.lock}); records "
+            "written back now would interleave with its own. Write back once that process has ended."
+        ) from live
+    try:
+        summary = summarize(path)  # under the lock: the run's last line now
+        if not summary.ended:
+            raise WriteBackError(f"run {run.get('name')} has not ended (its last attempt has no run_end); if its "
+                                 f"process is gone, `rldk-track sync {path}` ends it as killed, then write back")
+        next_seq = summary.last_seq + 1
+        out: list[Record] = []
+        for record in [*records, RunEnd(-1, time.time(), status)]:
+            if isinstance(record, Artifact):
+                record = stage_artifact(record, layout.artifacts_dir)
+            out.append(dataclasses.replace(record, seq=next_seq))
+            next_seq += 1
+        writer = EventLogWriter(path, layout.run_id)
+        try:
+            writer.append(out)
+        finally:
+            writer.close()
     finally:
-        writer.close()
+        lock.release()  # before sync, which takes it itself
     result = WriteBackResult(f"event log {path}", len(records))
     if sync:
         from rldk_track.sync import sync as sync_log
