@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Collection, Iterable, Literal, Mapping
+from typing import Callable, Collection, Iterable, Literal, Mapping
 
 #: The canonical names and what they mean.
 CANONICAL: dict[str, str] = {
@@ -149,6 +149,8 @@ OPENRLHF: dict[str, str] = {
 #: TRL's profiled blocks (``trl.extras.profiling``: ``profiling/Time taken: <Trainer>.<block>``)
 #: and the stage of ``perf/<stage>_s`` each is recorded under. A block that is a reward function
 #: becomes ``perf/reward/<fn>_s``; any other block ``perf/<block>_s`` (lower case, ``_`` for the rest).
+#: TRL's own keys, in a run TRL logged itself, get the same canonical names (:data:`TRL_PROFILING_KEY`),
+#: except that a reward function's block, whose name only the trainer knows, is ``perf/<fn>_s``.
 TRL_PROFILING: dict[str, str] = {
     "transformers.generate": "generate",
     "transformers.generate_batch": "generate",
@@ -170,9 +172,15 @@ def trl_profiling_metric(block: str, reward_funcs: Collection[str] = ()) -> str:
     return f"perf/{stage}_s"
 
 
-#: Patterns applied after the tables (first match wins): (regex, replacement).
-_PATTERNS: dict[str, list[tuple[re.Pattern[str], str]]] = {
-    "trl": [(re.compile(r"^rewards/([^/]+)/(mean|std)$"), r"reward/\1/\2")],
+#: The key TRL's ``ProfilingContext`` logs itself to W&B/MLflow/trackio when ``report_to`` names
+#: them: ``profiling/Time taken: <Trainer>.<block>``; the block is group 1.
+TRL_PROFILING_KEY = re.compile(r"^profiling/Time taken: [A-Za-z_][A-Za-z0-9_]*\.(.+)$")
+
+#: Patterns applied after the tables (first match wins): (regex, replacement: a ``re.sub``
+#: template, or a function of the match).
+_PATTERNS: dict[str, list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]]] = {
+    "trl": [(re.compile(r"^rewards/([^/]+)/(mean|std)$"), r"reward/\1/\2"),
+            (TRL_PROFILING_KEY, lambda match: trl_profiling_metric(match.group(1)))],
     "openrlhf": [(re.compile(r"^timing/(.+?)(?:_time)?$"), r"perf/\1_s")],
 }
 

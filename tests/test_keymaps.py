@@ -51,3 +51,21 @@ def test_a_metric_is_found_by_either_name():
     assert resolve("reward/mean", ["reward", "kl"]) == "reward"  # recorded under original names
     assert resolve("kl", ["kl", "kl/mean"]) == "kl"  # the name itself first
     assert resolve("nothing", ["reward/mean"]) == "nothing"
+
+
+def test_trls_own_profiling_keys_get_the_perf_names_rldkcallback_records():
+    key = "profiling/Time taken: {}".format
+    assert canonical_name(key("GRPOTrainer.transformers.generate"), "trl") == "perf/generate_s"
+    assert canonical_name(key("RLOOTrainer.vLLM.generate"), "trl") == "perf/generate_s"
+    assert canonical_name(key("GRPOTrainer._calculate_rewards"), "trl") == "perf/reward_s"
+    assert canonical_name(key("GRPOTrainer._prepare_inputs"), "trl") == "perf/prepare_inputs_s"
+    assert canonical_name(key("GRPOTrainer._get_per_token_logps_and_entropies"), "trl") == "perf/logps_s"
+    assert canonical_name(key("GRPOTrainer.compute_loss"), "trl") == "perf/compute_loss_s"
+    assert canonical_name(key("GRPOTrainer._generate"), "trl") == "perf/generate_s"  # any other block: its name
+    assert canonical_name(key("GRPOTrainer.length_reward"), "trl") == "perf/length_reward_s"  # not known as a reward fn
+    assert canonical_name(key("nodot"), "trl") is None and canonical_name(key("GRPOTrainer.x"), "openrlhf") is None
+    logged = {key("GRPOTrainer.transformers.generate"): 0.25, "perf/compute_loss_s": 0.1,
+              key("GRPOTrainer.compute_loss"): 0.2}
+    assert canonicalize(logged, "trl", "canonical") == {"perf/generate_s": 0.25, "perf/compute_loss_s": 0.1,
+                                                        key("GRPOTrainer.compute_loss"): 0.2}  # never overwritten
+    assert resolve("perf/generate_s", set(logged)) == key("GRPOTrainer.transformers.generate")

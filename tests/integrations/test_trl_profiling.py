@@ -215,3 +215,29 @@ def test_an_rloo_run_gets_the_same_timings_and_watched_samples(tiny_lm_path, tin
     for s in watched:
         assert [r["reward"] for r in s.as_dicts()] == pytest.approx([len(r["completion"]) / 50 for r in s.as_dicts()])
     assert ProfilingContext.__dict__["_log_metrics"] is TRLS_METHOD
+
+
+def test_a_run_trl_logged_to_mlflow_itself_finds_its_profiling_keys_under_the_perf_names(tmp_path, monkeypatch):
+    """TRL's own ``report_to="mlflow"`` logging (the fluent API TRL uses), read back by load_runs."""
+    import mlflow
+
+    from rldk_track.keymaps import resolve
+    from rldk_track.readers import load_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert mlflow.get_tracking_uri() == uri
+    with mlflow.start_run(run_name="trl-itself"):
+        for step in (1, 2):
+            for name, seconds in (("transformers.generate", 0.5 * step), ("_calculate_rewards", 0.1 * step)):
+                # what ProfilingContext.__exit__ calls with the measured duration: TRL's own logging
+                ProfilingContext(f"GRPOTrainer.{name}", report_to=["mlflow"], step=step)._log_metrics(seconds)
+    runset = load_runs(tmp_path / "mlflow.db")
+    known = set(runset.metric_names)
+    assert "profiling/Time taken: GRPOTrainer.transformers.generate" in known
+    frame = runset.frame
+    for canonical, expected in (("perf/generate_s", [0.5, 1.0]), ("perf/reward_s", [0.1, 0.2])):
+        key = resolve(canonical, known)
+        assert key.startswith("profiling/Time taken: GRPOTrainer.")
+        points = frame[frame["metric"] == key]
+        assert sorted(points["step"]) == [1, 2] and sorted(points["value"]) == pytest.approx(expected)
