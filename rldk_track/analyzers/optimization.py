@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from collections import deque
 from statistics import median
 from typing import Iterable, Mapping
@@ -225,9 +224,8 @@ class UpdateSpike(Rule):
         self.min_history = min_history
         self.z = z
         self.rel_floor = rel_floor
-        #: per metric: its names, side, direction, its last ``window`` values in order and sorted
-        self._watched = [(aliases(metric), side, sign, deque(maxlen=window), [])
-                         for metric, side, sign in self.WATCHED]
+        #: per metric: its names, side, direction, its last ``window`` values (in order and sorted)
+        self._watched = [(aliases(metric), side, sign, SortedWindow(window)) for metric, side, sign in self.WATCHED]
         self._healthy = [(self.name, healthy(None, None, None, "Loss, gradient norm, KL and entropy back within "
                                              "their recent noise"))]
 
@@ -236,35 +234,33 @@ class UpdateSpike(Rule):
         # metric whose deviation could reach z (it is over z floors); the robust SD, an O(window)
         # pass, is taken only when both sides have such a metric, and for the policy side only once
         # the step side is out. Same verdicts as taking every z, at a fraction of the cost.
-        candidates: dict[str, list[tuple[float, float, list[float], str, float]]] = {"step": [], "policy": []}
-        seen: list[tuple[deque[float], list[float], float]] = []
+        candidates: dict[str, list[tuple[float, float, SortedWindow, str, float]]] = {"step": [], "policy": []}
+        seen: list[tuple[SortedWindow, float]] = []
         judged = 0
         floor = self.z * self.rel_floor
-        for names, side, sign, order, ordered in self._watched:
+        for names, side, sign, window in self._watched:
             found = pick(values, names)
             if found is None:
                 continue
             key, value = found
             if value == 0.0 and sign and names[0] == "grad/norm":
                 continue
-            seen.append((order, ordered, value))
+            seen.append((window, value))
+            ordered = window.sorted
             n = len(ordered)
             if n >= self.min_history:
                 judged += 1
-                med = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+                med = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2  # window.median()
                 d = value - med if sign else abs(value - med)
                 if d > floor * abs(med) and d > 0:
-                    candidates[side].append((d, med, ordered, key, value))
+                    candidates[side].append((d, med, window, key, value))
         step_side = policy_side = (0.0, "", 0.0, 0.0)
-        if candidates["policy"]:
+        if candidates["policy"] and self._may_reach(candidates["step"]):
             step_side = self._strongest(candidates["step"])
             if step_side[0] >= self.z:
                 policy_side = self._strongest(candidates["policy"])
-        for order, ordered, value in seen:  # each value joins its window after being judged
-            if len(order) == order.maxlen:
-                del ordered[bisect_left(ordered, order[0])]
-            order.append(value)
-            insort(ordered, value)
+        for window, value in seen:  # each value joins its window after being judged
+            window.append(value)
         if judged < 2:
             return ()
         if min(step_side[0], policy_side[0]) >= self.z:
@@ -274,12 +270,19 @@ class UpdateSpike(Rule):
             return [(self.name, firing(step_side[1], step_side[2], step_side[3], message, _UPDATE_ACTION))]
         return self._healthy
 
-    def _strongest(self, candidates: list[tuple[float, float, list[float], str, float]]) -> tuple[float, str, float, float]:
+    def _may_reach(self, candidates: list[tuple[float, float, SortedWindow, str, float]]) -> bool:
+        """False when no candidate's deviation can be ``z`` robust SDs, settled by counting the
+        values near the median (``SortedWindow.robust_sd_below``: "the robust SD is above d / z",
+        with margins far wider than rounding); True when one might (then compute them)."""
+        z = self.z
+        return any(window.robust_sd_below(med, d / z) is not False for d, med, window, _, _ in candidates)
+
+    def _strongest(self, candidates: list[tuple[float, float, SortedWindow, str, float]]) -> tuple[float, str, float, float]:
         """``(z, key, value, median + z_threshold * sd)`` of the candidate furthest out in robust SDs
         (z 0 if none)."""
         best = (0.0, "", 0.0, 0.0)
         for d, med, window, key, value in candidates:
-            sd = max(robust_sd(window, med), self.rel_floor * abs(med))
+            sd = max(robust_sd(window.sorted, med), self.rel_floor * abs(med))
             if sd == 0.0:  # a metric that sat exactly at 0 (no KL term, no signal) has no noise to leave
                 continue
             if d / sd > best[0]:
