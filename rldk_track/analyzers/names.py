@@ -11,7 +11,6 @@ import re
 from functools import lru_cache
 from typing import Callable, Generic, Mapping, TypeVar
 
-from rldk_track.analyzers.stats import is_finite
 from rldk_track.keymaps import KEYMAPS
 
 #: Names plain training loops commonly use that no framework key map lists.
@@ -51,7 +50,7 @@ def pick(values: Mapping[str, float], names: tuple[str, ...]) -> tuple[str, floa
     """
     for name in names:
         value = values.get(name)
-        if value is not None and is_finite(value):
+        if value is not None and value - value == 0.0:  # stats.is_finite, inlined: ~26 picks a record
             return name, value
     return None
 
@@ -68,20 +67,25 @@ class ByKeys(Generic[T]):
     over), so a run whose keys keep changing costs memory for ``size`` of them only.
     """
 
-    __slots__ = ("build", "size", "_cache")
+    __slots__ = ("build", "size", "_cache", "_last")
 
     def __init__(self, build: Callable[[tuple[str, ...]], T], size: int = 64) -> None:
         self.build = build
         self.size = size
         self._cache: dict[tuple[str, ...], T] = {}
+        self._last: tuple[tuple[str, ...], T] | None = None  # the previous call's keys and result
 
     def __call__(self, values: Mapping[str, float]) -> T:
         keys = tuple(values)
+        last = self._last
+        if last is not None and keys == last[0]:
+            return last[1]  # the same keys as the previous record: no hash of the key tuple
         found = self._cache.get(keys)
         if found is None:
             if len(self._cache) >= self.size:
                 self._cache.clear()
             found = self._cache[keys] = self.build(keys)
+        self._last = (keys, found)
         return found
 
 
@@ -103,6 +107,6 @@ def reward_components(values: Mapping[str, float]) -> dict[str, tuple[str, float
     found: dict[str, tuple[str, float]] = {}
     for key, fn, canonical in _components_of(values):
         value = values[key]
-        if is_finite(value) and (canonical or fn not in found):
+        if value - value == 0.0 and (canonical or fn not in found):  # finite (stats.is_finite)
             found[fn] = (key, value)
     return found
