@@ -64,7 +64,7 @@ class ClipSaturation(MetricRule):
                        f"(threshold {self.threshold:g})")
             return firing(key, level, self.threshold, message, _CLIP_ACTION)
         if level < self.clear:
-            return healthy(key, level, self.clear, f"Clipping back to normal: mean {key} = {level:.2f}")
+            return healthy(key, level, self.clear, lambda: f"Clipping back to normal: mean {key} = {level:.2f}")
         return hold(key)
 
 
@@ -119,7 +119,7 @@ class GradExplosion(MetricRule):
         self._history.append(norm)
         if ratio < self.clear_factor:
             return healthy(key, norm, self.clear_factor * med,
-                           f"Gradient norm back to normal: {key} = {norm:.4g} (median {med:.4g})")
+                           lambda: f"Gradient norm back to normal: {key} = {norm:.4g} (median {med:.4g})")
         return hold(key)
 
 
@@ -178,7 +178,7 @@ class LossDivergence(MetricRule):
             return firing(key, level, threshold, message, _LOSS_ACTION, "critical" if critical else "warning")
         if level - best <= margin / 2:
             return healthy(key, level, best + margin / 2,
-                           f"Loss back near its best: median {key} = {level:.4g} (best {best:.4g})")
+                           lambda: f"Loss back near its best: median {key} = {level:.4g} (best {best:.4g})")
         return hold(key)
 
 
