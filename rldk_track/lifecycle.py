@@ -7,14 +7,19 @@ runs deliver their last records and their end before any tracker library shuts i
 SIGTERM (a scheduler pre-empting the job) ends live runs as ``killed`` the same way.
 
 Nothing here changes the process at import: the exit-status hooks (``sys.excepthook`` and
-``sys.exit``, each chained to the one in place) and the fork hook are installed when the first run
-starts (:func:`track`). ``atexit`` hooks cannot see the exit status, so ``sys.exit(n)`` notes it
-on its way out: a script that calls ``sys.exit(3)`` ends its run as ``failed``.
+``sys.exit``, each chained to the one in place, and the ``exit``/``quit`` builtins) and the fork
+hook are installed when the first run starts (:func:`track`). ``atexit`` hooks cannot see the exit
+status, so ``sys.exit(n)`` and ``exit(n)`` note it on their way out: a script that calls
+``sys.exit(3)`` ends its run as ``failed``. A bare ``raise SystemExit(3)`` outside ``with init()``
+is not seen: Python hands no hook the exception or the exit code before ``atexit`` runs, and
+tracing the main module's frames for it would slow every call (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import _sitebuiltins
 import atexit
+import builtins
 import os
 import signal
 import sys
@@ -122,13 +127,27 @@ def status_for_exit(code: Any) -> str:
     return "success" if code is None or code == 0 else "failed"
 
 
-def _note_exit(code: Any = None) -> None:
-    """``sys.exit`` that first notes the status it exits with (from the main thread: elsewhere
-    ``sys.exit`` ends only that thread)."""
+def _note_code(code: Any) -> None:
+    """Note the status the process exits with by ``code`` (from the main thread: elsewhere
+    ``SystemExit`` ends only that thread)."""
     global _exit_status
     if threading.current_thread() is threading.main_thread():
         _exit_status = status_for_exit(code)
+
+
+def _note_exit(code: Any = None) -> None:
+    """``sys.exit`` that first notes the status it exits with."""
+    _note_code(code)
     _previous_exit(code)
+
+
+class _NotingQuitter(_sitebuiltins.Quitter):
+    """The ``exit``/``quit`` builtins (``site``'s ``Quitter``: same repr, same closing of stdin)
+    that first note the status they exit with."""
+
+    def __call__(self, code: Any = None) -> None:
+        _note_code(code)
+        super().__call__(code)
 
 
 def _note_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
@@ -178,4 +197,8 @@ def _install_process_hooks() -> None:
         sys.excepthook = _note_uncaught
         _previous_exit = sys.exit
         sys.exit = _note_exit
+        for name in ("exit", "quit"):  # only site's own: a shell's (IPython's) is left as it is
+            quitter = getattr(builtins, name, None)
+            if type(quitter) is _sitebuiltins.Quitter:
+                setattr(builtins, name, _NotingQuitter(quitter.name, quitter.eof))
     os.register_at_fork(after_in_child=_disable_in_forked_child)

@@ -292,12 +292,14 @@ def spy(**hooks):
     ours.extend(h for h in hooks.values() if getattr(h, "__module__", "") == "rldk_track.lifecycle")
     register(**hooks)
 os.register_at_fork = spy
-exit_before = sys.exit
+exit_before, builtin_exit = sys.exit, exit
 import rldk_track
 assert sys.excepthook is sys.__excepthook__ and ours == [] and sys.exit is exit_before, "changed at import"
+assert exit is builtin_exit, "exit changed at import"
 first = rldk_track.init(dir={str(tmp_path)!r})
 assert sys.excepthook is not sys.__excepthook__ and len(ours) == 1, "not installed at the first run"
 assert sys.exit is not exit_before, "sys.exit not noted at the first run"
+assert exit is not builtin_exit and repr(exit) == repr(builtin_exit), "exit not noted at the first run"
 second = rldk_track.init(dir={str(tmp_path)!r})
 assert len(ours) == 1, "installed twice"
 first.finish(); second.finish()

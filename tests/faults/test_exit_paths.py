@@ -32,6 +32,7 @@ main()
 @pytest.mark.parametrize(("ending", "status"), [
     ("return", "success"), ("raise RuntimeError('boom')", "failed"),
     ("sys.exit(3)", "failed"), ("sys.exit(0)", "success"), ("sys.exit('bad input')", "failed"),
+    ("exit(3)", "failed"), ("quit(0)", "success"), ("exit('bad input')", "failed"),
 ])
 def test_a_run_never_finished_ends_at_exit_with_its_last_points(tmp_path: Path, ending: str, status: str) -> None:
     script = tmp_path / "script.py"
