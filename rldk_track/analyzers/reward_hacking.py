@@ -109,16 +109,21 @@ class RewardHacking(Rule):
             "length": aliases("length/response_mean"),
         }
         self._series = {name: _Series(window, lazy=name != "reward") for name in self._names}
+        self._watch = [(names, self._series[name]) for name, names in self._names.items()]
         self._components: dict[str, _Series] = {}
 
     def check(self, step: int, values: Mapping[str, float]) -> Iterable[tuple[str, Check]]:
         warmup, series = self.warmup, self._series
+        reward = series["reward"]
         reward_hit = None
-        for name, names in self._names.items():
+        for names, one in self._watch:
             hit = pick(values, names)
             if hit is not None:
-                series[name].add(hit[0], hit[1], warmup)
-                if name == "reward":
+                one.key = hit[0]  # _Series.add, inlined: six series a record
+                one.seen += 1
+                if one.seen > warmup:
+                    one._add(hit[1])
+                if one is reward:
                     reward_hit = hit
         components = reward_components(values)
         for fn, (key, value) in components.items():
@@ -126,7 +131,6 @@ class RewardHacking(Rule):
             if component is None:
                 component = self._components[fn] = _Series(self.window)
             component.add(key, value, warmup)
-        reward = series["reward"]
         checks: list[tuple[str, Check]] = []
         if reward_hit is not None and reward.full:
             reward_trend = reward.trend()
