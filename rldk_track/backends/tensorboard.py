@@ -373,9 +373,24 @@ class TensorBoardBackend(Backend):
                            f"({actual} < {recorded} bytes); points written before the crash may be missing from it")
             return seq
         os.truncate(path, keep)
+        self._side_lines_again(takewhile(lambda r: r.seq <= held, resume.records_after(
+            -1 if start_seq is None else start_seq)))
         self.warn_once("lost-tail", f"rldk_track: tensorboard: {path} lost its last {recorded - actual} bytes "
                        f"(an OS crash?); cut after record {held} ({keep} bytes) and the records after it are written again")
         return held
+
+    def _side_lines_again(self, records: Iterator[Record]) -> None:
+        """Write again the side-file lines (``config.jsonl``, ``alerts.jsonl``, ``samples.jsonl``)
+        of records a cut kept in the event file, where the OS crash lost them too (they are not
+        fsynced either; each file skips a ``seq`` it holds)."""
+        self._config_lines = {line["seq"] for line in _json_lines(self.log_dir / CONFIG_FILE)}
+        for record in records:
+            if isinstance(record, (Params, Tags)):
+                self._config_line(record.seq, record.kind, record.values)
+            elif isinstance(record, Alert):
+                self._append_alert(record)
+            elif isinstance(record, Samples):
+                self._append_samples(record)
 
     def _write_again(self, records: Iterator[Record]) -> None:
         """Write records the dispatcher already counts as delivered but the event file lost to a
@@ -785,6 +800,9 @@ class TensorBoardBackend(Backend):
             lines += ["", *[f"*{_cell(note)}*" for note in record.notes]]
         tag = self._tag(SAMPLES_PREFIX + record.name, "text")
         self._emit(record.step, record.wall_time, [self._text(tag, "\n".join(lines))])
+        self._append_samples(record)
+
+    def _append_samples(self, record: Samples) -> None:
         path = self.log_dir / SAMPLES_FILE
         if self._samples_written is None:  # after a restart: what an earlier process already wrote
             self._samples_written = {line["seq"] for line in _json_lines(path)}

@@ -496,6 +496,7 @@ def test_an_event_file_that_lost_its_tail_is_cut_after_its_last_whole_record_and
         for path in log_dir.glob("events.out.tfevents.*"):
             path.unlink()
         older.write_bytes(whole[:cut])  # what reached the disk before the OS crash
+        (log_dir / "rldk" / "config.jsonl").write_text("")  # it lost its lines too
         second = TensorBoardBackend(info)
         second.open(state, Resume(19, lambda seq: iter(records[seq + 1:])))  # the cursor said: all delivered
         second.write([RunEnd(20, 1020.0, "killed")])
@@ -505,6 +506,8 @@ def test_an_event_file_that_lost_its_tail_is_cut_after_its_last_whole_record_and
         assert [(s, -v) for s, v, _ in tb.scalars["y"]] == expected_x, cut
         assert (tb.hparams(), tb.status()) == ({"lr": 1e-5, "model/name": "m"}, "STATUS_FAILURE"), cut
         assert "rl" in tb.last_text("tags"), cut
+        lines = [json.loads(line) for line in (log_dir / "rldk" / "config.jsonl").read_text().splitlines()]
+        assert sorted(line["seq"] for line in lines) == [0, 12], cut  # each once, whether cut or kept
     assert tb_warnings(caplog, "lost its last")
 
 
