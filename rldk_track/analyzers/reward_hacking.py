@@ -37,6 +37,8 @@ _COMPONENT_ACTION = (
     "reward_weights, or check this function for an exploit."
 )
 
+_COMPONENTS_TOGETHER = healthy(None, None, None, "Reward components move together again")
+
 
 class _Series(SlidingWindow):
     """The last ``window`` values of one metric after its first ``warmup`` are skipped, and the key
@@ -178,6 +180,9 @@ class RewardHacking(Rule):
 
     def _component(self, components: dict[str, _Series]) -> Check:
         trends, shifts, rising, flat = {}, {}, [], []
+        # With component_shift > flat_shift no component is both rising and flat, so one that is
+        # neither, or a second rising one, settles it: not firing (the rest need no fit).
+        exclusive = self.component_shift > self.flat_shift
         for fn, series in components.items():
             tr = trends[fn] = series.trend()
             shift = shifts[fn] = (tr.end - tr.start) / max(tr.residual_sd, 1e-12)
@@ -185,6 +190,8 @@ class RewardHacking(Rule):
                 rising.append(fn)
             if abs(shift) <= self.flat_shift:
                 flat.append(fn)
+            if exclusive and (len(rising) > 1 or len(rising) + len(flat) < len(trends)):
+                return _COMPONENTS_TOGETHER
         if len(rising) == 1 and len(flat) == len(trends) - 1:
             fn = rising[0]
             series, tr = components[fn], trends[fn]
@@ -192,4 +199,4 @@ class RewardHacking(Rule):
             message = (f"Reward hacking signature: {series.key} rose {tr.start:.3g} -> {tr.end:.3g} over the last "
                        f"{self.window} logged steps while {others} stayed flat")
             return firing(series.key, shifts[fn], self.component_shift, message, _COMPONENT_ACTION)
-        return healthy(None, None, None, "Reward components move together again")
+        return _COMPONENTS_TOGETHER
