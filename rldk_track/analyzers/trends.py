@@ -97,7 +97,13 @@ class Trends(Rule):
             if len(self._pending) >= _FOLD_EVERY:
                 self._fold()
         if self.with_components:
-            self._add(step, values, [key for key, _ in reward_components(values).values()])
+            watched = self._series
+            for key, value in reward_components(values).values():  # finite values, as _add keeps
+                series = watched.get(key)
+                if series is None:
+                    self._add(step, values, (key,))  # a new series joins the report (see _add)
+                else:
+                    series.add(step, value)
         return ()
 
     def _add(self, step: int, values: Mapping[str, float], keys: Sequence[str]) -> None:
