@@ -110,8 +110,10 @@ def health(alerts: Iterable[Mapping[str, Any]]) -> str:
     return run_health(raised_alerts(alerts).values())
 
 
-def _counted(entry: Mapping[str, Any]) -> bool:
-    """Whether an alert adds to ``alerts/count``: raised, and a warning or critical."""
+def counted(entry: Mapping[str, Any]) -> bool:
+    """Whether an alert (JSON form) counts as one: raised, and a warning or critical (``info``
+    alerts are end-of-run reports and notes). ``alerts/count``, the runs table's ``alerts`` and
+    compare's per-metric ``alerts`` all count this way."""
     return entry.get("state", "raised") != "cleared" and entry.get("severity") != "info"
 
 
@@ -166,6 +168,6 @@ class AlertLog:
     def count_point(self, alert: Alert) -> int | None:
         """The ``alerts/count`` value at ``alert``'s step (warning and critical alerts raised up to
         its ``seq``), or None when the alert adds no point (it clears, or it is ``info``)."""
-        if not _counted(alert_json(alert)):
+        if not counted(alert_json(alert)):
             return None
-        return sum(1 for seq, entry in self._by_seq.items() if seq <= alert.seq and _counted(entry))
+        return sum(1 for seq, entry in self._by_seq.items() if seq <= alert.seq and counted(entry))

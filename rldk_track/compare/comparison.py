@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from rldk_track.alerts import ALERT_FIELDS
+from rldk_track.alerts import ALERT_FIELDS, counted
 from rldk_track.compare import stats
 from rldk_track.compare.align import Curve, curves
 from rldk_track.keymaps import resolve
@@ -177,7 +177,7 @@ def compare(
 
     by_curve = curves(runset.frame, metrics, x)
     alerts = runset.alerts
-    raised = alerts[alerts["state"].fillna("raised") == "raised"] if len(alerts) else alerts
+    raised = alerts[[counted(a) for a in alerts.to_dict("records")]] if len(alerts) else alerts
     summary_rows: list[dict[str, Any]] = []
     test_rows: list[dict[str, Any]] = []
     for metric in metrics:

@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from rldk_track.alerts import ALERT_FIELDS, health
+from rldk_track.alerts import ALERT_FIELDS, counted, health
 from rldk_track.readers.rundata import RunData
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def build_runset(runs: Sequence[RunData]) -> RunSet:
                 "name": run.name, "run_id": run.run_id, "project": run.project, "source": run.source,
                 "backend": run.backend, "status": run.status, "health": health(run.alerts), "params": run.params, "tags": run.tags,
                 "summary": run.summary,
-                "alerts": sum(1 for a in run.alerts if a.get("state", "raised") == "raised"),
+                "alerts": sum(1 for a in run.alerts if counted(a)),
                 "start_time": run.start_time, "end_time": run.end_time,
                 "steps": len(set(run.steps)), "points": int(kept.get(name, 0)), "origin": run.origin,
             }

@@ -87,6 +87,16 @@ def test_alerts_are_counted_per_run_and_metric(runs):
     assert runs.runs.loc["better", "alerts"] == 2 and runs.runs.loc["better", "health"] == "critical"
 
 
+def test_info_reports_are_not_counted_as_alerts():
+    """A healthy run's end-of-run reports (severity info) showed as '2 alerts' in compare."""
+    run = make_run("healthy", 0.0)
+    run.add_alert(step=99, rule="reward_reliability/report", severity="info", metric="reward/mean", message="report")
+    run.add_alert(step=99, rule="trends", severity="info", message="trends")
+    runs = build_runset([run, make_run("other", 0.5, seed=3)])
+    assert runs.runs.loc["healthy", "alerts"] == 0 and runs.runs.loc["healthy", "health"] == "ok"
+    assert compare(runs, metrics=["reward/mean"]).summary.set_index("run").loc["healthy", "alerts"] == 0
+
+
 def test_runs_are_tested_against_the_baseline(runs):
     result = compare(runs, metrics=["reward/mean"], baseline="base", last=50)
     test = result.tests.set_index("run").loc["better"]
