@@ -183,7 +183,7 @@ def _table(rows: Mapping[str, Any], header: tuple[str, str] = ("field", "value")
 
 def _evidence_text(evidence: Evidence) -> str:
     """An alert's evidence rows as a markdown table, under a line that says where they are from."""
-    lines = [f"Evidence: {evidence.by} rows of samples `{evidence.name}` at step {evidence.step}", "",
+    lines = [f"Evidence: rows of samples `{evidence.name}` at step {evidence.step}, {evidence.by} first", "",
              "| " + " | ".join(_cell(c) for c in evidence.columns) + " |", "|" + "---|" * len(evidence.columns)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in evidence.rows]
     return "\n".join(lines)

@@ -96,7 +96,7 @@ def _evidence(alerts: "pd.DataFrame", args: argparse.Namespace) -> int:
     for alert in out:
         evidence = alert["evidence"]
         print(f"== {alert['run']}  {alert['rule']}  step {alert['step']}  {alert['severity']}: {alert['message']}")
-        print(f"   {evidence['by']} rows of samples {evidence['name']!r} at step {evidence['step']}")
+        print(f"   rows of samples {evidence['name']!r} at step {evidence['step']}, {evidence['by']} first")
         for row in evidence["rows"]:
             print(f"  -- row {row.get('row')}")
             _cells(row, ("row",), args.width, indent="    ")

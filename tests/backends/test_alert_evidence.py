@@ -108,7 +108,7 @@ def test_tensorboard_shows_the_evidence_under_the_alerts_text(recorded):
     dir, run, _ = recorded
     tb = read_tb(dir / "tensorboard" / run.name)
     ((step, text, _),) = tb.texts["alerts/truncation"]
-    assert step == 2 and "Evidence: length rows of samples `completions` at step 2" in text
+    assert step == 2 and "Evidence: rows of samples `completions` at step 2, length first" in text
     table = text.split("Evidence:", 1)[1].splitlines()[2:]
     assert table[0] == "| " + " | ".join(COLUMNS) + " |"
     assert [line.split(" | ")[2] for line in table[2:]] == LONGEST
@@ -133,7 +133,7 @@ def test_rldk_track_samples_alert_prints_the_evidence_rows(recorded, capsys):
     assert main(["samples", str(dir), "--alert", "truncation"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("== evidence  truncation  step 2  warning: Truncation")
-    assert "length rows of samples 'completions' at step 2" in out
+    assert "rows of samples 'completions' at step 2, length first" in out
     assert [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("    completion:")] == LONGEST
     assert main(["samples", str(dir), "--alert", "truncation", "--json"]) == 0
     (alert,) = json.loads(capsys.readouterr().out)
@@ -155,7 +155,7 @@ def test_sync_delivers_the_evidence_of_a_run_recorded_without_trackers(tmp_path,
     _, table = mlflow_evidence(client, mlflow_run.info.run_id, tmp_path)
     assert table == {"columns": COLUMNS, "data": expected_rows()}
     (run_dir,) = (tmp_path / "tensorboard").iterdir()
-    assert "Evidence: length rows" in read_tb(run_dir).last_text("alerts/truncation")
+    assert "Evidence: rows of samples `completions` at step 2, length first" in read_tb(run_dir).last_text("alerts/truncation")
 
 
 def test_an_evidence_file_stays_in_its_folder_whatever_the_rule_is_called():

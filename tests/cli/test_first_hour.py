@@ -241,4 +241,4 @@ def test_the_demos_hacking_run_shows_its_alerts_evidence_and_the_printed_samples
         assert "grpo-reward-hacking" in done.stdout and "completion: " in done.stdout
         printed.append(done.stdout)
     shown = printed[commands.index(truncation)]
-    assert "== grpo-reward-hacking  truncation  step" in shown and "length rows of samples 'completions'" in shown
+    assert "== grpo-reward-hacking  truncation  step" in shown and "rows of samples 'completions' at step" in shown
