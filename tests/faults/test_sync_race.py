@@ -4,8 +4,6 @@ process); only the moment it ends is chosen, by finishing it just before sync ta
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,35 +12,15 @@ import rldk_track.sync as sync_module
 from rldk_track.eventlog import read_records
 from rldk_track.records import Metrics, RunEnd
 from rldk_track.runlock import live_or_locked
-
-LIVE = """
-import sys
-import rldk_track
-
-run = rldk_track.init(backend=["tensorboard"], dir=sys.argv[1], project="race", run_id="racerun")
-for step in range(5):
-    run.log({"x": float(step)}, step=step)
-run.flush()
-print("ready", flush=True)
-sys.stdin.readline()  # held until sync has read the log
-for step in range(5, 10):
-    run.log({"x": float(step)}, step=step)
-run.finish()
-"""
-
+from rldk_testsupport.live_run import LiveRun
 
 def test_a_run_ending_before_sync_takes_its_lock_gets_exactly_one_run_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    live = subprocess.Popen([sys.executable, "-c", LIVE, str(tmp_path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert live.stdout is not None and live.stdin is not None
-    assert live.stdout.readline().strip() == "ready"
+    live = LiveRun(tmp_path, "race", "racerun", 0, 5, 10)
 
     def finish_then_lock(layout, force=False):  # the run ends after sync's first read
-        live.stdin.write("go\n")
-        live.stdin.close()
-        assert live.wait(300) == 0
+        live.let_finish()
         return live_or_locked(layout, force)
 
     monkeypatch.setattr(sync_module, "live_or_locked", finish_then_lock)

@@ -16,21 +16,7 @@ import pytest
 from rldk_track.eventlog import read_records
 from rldk_track.records import Metrics, RunEnd, RunStart
 from rldk_track.sync import sync
-
-HOLDER = """
-import sys
-import rldk_track
-
-run = rldk_track.init(backend=["tensorboard"], dir=sys.argv[1], project="two", run_id="tworun")
-for step in range(10):
-    run.log({"x": float(step)}, step=step)
-run.flush()
-print("ready", flush=True)
-sys.stdin.readline()  # held until the test says go on
-for step in range(10, 20):
-    run.log({"x": float(step)}, step=step)
-run.finish()
-"""
+from rldk_testsupport.live_run import LiveRun
 
 SECOND = """
 import os, sys
@@ -42,17 +28,8 @@ run.finish()
 """
 
 
-def start_holder(tmp_path: Path) -> subprocess.Popen[str]:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "ready"
-    return holder
-
-
-def let_finish(holder: subprocess.Popen[str]) -> None:
-    holder.stdin.write("go\n")
-    holder.stdin.close()
-    assert holder.wait(300) == 0
+def start_holder(tmp_path: Path) -> LiveRun:
+    return LiveRun(tmp_path, "two", "tworun", 0, 10, 20)
 
 
 def records(tmp_path: Path) -> list:
@@ -70,7 +47,7 @@ def test_a_second_process_given_the_same_run_id_fails_fast_naming_the_holder(tmp
         assert "RunLocked" in second.stderr
         assert f"pid {holder.pid} on host {socket.gethostname()}" in second.stderr
     finally:
-        let_finish(holder)
+        holder.let_finish()
     logged = records(tmp_path)
     seqs = [r.seq for r in logged]
     assert seqs == list(range(len(logged)))  # one writer: no duplicate or missing seq
@@ -87,7 +64,7 @@ def test_sync_skips_a_live_run_and_says_who_holds_it(tmp_path: Path) -> None:
         assert f"live: recorded by pid {holder.pid} on host {socket.gethostname()}" in result.skipped
         assert not any(isinstance(r, RunEnd) for r in records(tmp_path))  # no run_end(killed) for a live run
     finally:
-        let_finish(holder)
+        holder.let_finish()
     (after,) = sync(tmp_path)
     assert after.complete and after.skipped == "already up to date"
     assert [r.status for r in records(tmp_path) if isinstance(r, RunEnd)] == ["success"]

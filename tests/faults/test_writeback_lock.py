@@ -5,8 +5,6 @@ process), it fails at once naming that process, and the event log stays one writ
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,24 +12,9 @@ import pytest
 import rldk_track
 from rldk_track.eventlog import read_records
 from rldk_track.posthoc import WriteBackError, write_back
+from rldk_testsupport.live_run import LiveRun
 from rldk_track.readers import load_runs
 from rldk_track.records import Alert, Metrics, RunEnd
-
-RESUMED = """
-import sys
-import rldk_track
-
-run = rldk_track.init(backend=["tensorboard"], dir=sys.argv[1], project="wb", run_id="wbrun")
-for step in range(10, 20):
-    run.log({"x": float(step)}, step=step)
-run.flush()
-print("ready", flush=True)
-sys.stdin.readline()  # live until the test says go on
-for step in range(20, 30):
-    run.log({"x": float(step)}, step=step)
-run.finish()
-"""
-
 
 def test_write_back_into_a_run_a_live_process_records_fails_naming_it_and_works_once_it_ended(tmp_path: Path) -> None:
     run = rldk_track.init(backend=["tensorboard"], dir=tmp_path, project="wb", run_id="wbrun")
@@ -45,18 +28,14 @@ def test_write_back_into_a_run_a_live_process_records_fails_naming_it_and_works_
     alert = Alert(-1, 1.0, 3, "kl_spike", "warning", "kl jumped")
     path = tmp_path / "events" / "wbrun.jsonl"
 
-    resumed = subprocess.Popen([sys.executable, "-c", RESUMED, str(tmp_path)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+    resumed = LiveRun(tmp_path, "wb", "wbrun", 10, 20, 30)
     try:
-        assert resumed.stdout.readline().strip() == "ready"
         lines = path.read_bytes()
         with pytest.raises(WriteBackError, match=rf"being recorded by pid {resumed.pid} on host {socket.gethostname()}"):
             write_back(row, [alert])
         assert path.read_bytes() == lines  # nothing appended
     finally:
-        resumed.stdin.write("go\n")
-        resumed.stdin.close()
-        assert resumed.wait(300) == 0
+        resumed.let_finish()
 
     result = write_back(row, [alert])
     assert result.synced == ["tensorboard: done"]
